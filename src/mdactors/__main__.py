@@ -1,0 +1,7 @@
+"""``python -m mdactors``."""
+
+import sys
+
+from mdactors.cli import main
+
+sys.exit(main())

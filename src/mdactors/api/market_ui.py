@@ -1,0 +1,233 @@
+"""The ecosystem web UI's API: assets (``BTC``) quoted in USD, timestamps in epoch ms,
+and the Server-Sent Events price stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from pydantic import BaseModel, Field
+from quart import Blueprint, Response
+from quart_schema import validate_querystring
+
+from mdactors.api.codec import dumps
+from mdactors.api.errors import ApiError, invalid_parameter
+from mdactors.api.rest import DepthQuery, candle_window, check_limit
+from mdactors.api.sse import sse_comment, sse_event, sse_retry
+from mdactors.api.web import context, json_response
+from mdactors.domain.book import synthesize_book
+from mdactors.domain.candles import INTERVALS
+from mdactors.domain.symbols import DEFAULT_QUOTE, spec_for
+from mdactors.domain.tick import Tick
+from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
+
+__all__ = ["blueprint"]
+
+blueprint = Blueprint("market_ui", __name__)
+
+SSE_SNAPSHOT_EVERY_S = 10.0
+SSE_KEEPALIVE_S = 15.0
+MAX_TRADES = 1000
+
+
+class UiHistoryQuery(BaseModel):
+    """Query of ``/market/history/{asset}``."""
+
+    interval: str = Field("1h", description="Candle interval: 1m 5m 15m 1h 4h 1d.")
+    limit: int = Field(24, ge=1, description="Most recent candles to return.")
+
+
+class TradesQuery(BaseModel):
+    """Query of ``/market/trades/{asset}``."""
+
+    limit: int = Field(20, ge=1, le=MAX_TRADES, description="Most recent trades.")
+
+
+class StreamQuery(BaseModel):
+    """Query of ``/stream/prices``."""
+
+    assets: str | None = Field(None, description="Comma-separated assets; default all.")
+
+
+def _usd_assets() -> dict[str, str]:
+    """Asset → symbol key for every simulated symbol quoted in USD."""
+    return {
+        key.split("/")[0]: key
+        for key in context().market.symbols
+        if key.endswith(f"/{DEFAULT_QUOTE}")
+    }
+
+
+def _asset_key(asset: str) -> str:
+    return context().market.resolve(asset)
+
+
+def _asset_quote(key: str, tick: Tick) -> dict[str, Any]:
+    stats = context().recorder.stats_24h(key)
+    return {
+        "price": tick.price,
+        "timestamp": tick.ts_ms,
+        "change_24h": round(stats.change, spec_for(key).price_decimals),
+        "change_percent_24h": round(stats.change_pct, 4),
+    }
+
+
+@blueprint.get("/api/v1/market/prices")
+async def prices() -> Response:
+    """Every USD-quoted asset: price, timestamp (ms) and 24h change."""
+    market = context().market
+    return json_response(
+        {asset: _asset_quote(key, market.latest(key)) for asset, key in _usd_assets().items()}
+    )
+
+
+@blueprint.get("/api/v1/market/price/<asset>")
+async def price(asset: str) -> Response:
+    """One asset's price, timestamp (ms) and 24h change."""
+    key = _asset_key(asset)
+    return json_response(_asset_quote(key, context().market.latest(key)))
+
+
+@blueprint.get("/api/v1/market/history/<asset>")
+@validate_querystring(UiHistoryQuery)
+async def history(asset: str, query_args: UiHistoryQuery) -> Response:
+    """OHLCV candles, oldest first, the last one still forming."""
+    key = _asset_key(asset)
+    if query_args.interval not in INTERVALS:
+        raise invalid_parameter(
+            "interval", f"expected one of {', '.join(INTERVALS)}, got {query_args.interval[:20]!r}"
+        )
+    limit = check_limit(query_args.limit)
+    candles = await candle_window(key, query_args.interval, None, None, limit)
+    return json_response(
+        {
+            "data": [
+                {
+                    "timestamp": c.start_ms,
+                    "open": c.open,
+                    "high": c.high,
+                    "low": c.low,
+                    "close": c.close,
+                    "volume": c.volume,
+                }
+                for c in candles
+            ]
+        }
+    )
+
+
+@blueprint.get("/api/v1/market/orderbook/<asset>")
+@validate_querystring(DepthQuery)
+async def orderbook(asset: str, query_args: DepthQuery) -> Response:
+    """Bids and asks as ``[price, quantity]`` pairs, best first."""
+    key = _asset_key(asset)
+    tick = context().market.latest(key)
+    book = synthesize_book(
+        spec_for(key), tick.bid, tick.ask, query_args.depth, tick.seq, tick.ts_ns
+    )
+    return json_response(
+        {
+            "bids": [list(level) for level in book.bids],
+            "asks": [list(level) for level in book.asks],
+            "timestamp": tick.ts_ms,
+        }
+    )
+
+
+@blueprint.get("/api/v1/market/trades/<asset>")
+@validate_querystring(TradesQuery)
+async def trades(asset: str, query_args: TradesQuery) -> Response:
+    """Recent trades, newest first."""
+    key = _asset_key(asset)
+    tape = context().recorder.recent_trades(key, query_args.limit)
+    return json_response(
+        {
+            "trades": [
+                {
+                    "id": str(trade.id),
+                    "price": trade.price,
+                    "quantity": trade.quantity,
+                    "side": trade.side,
+                    "timestamp": trade.ts_ns // 1_000_000,
+                }
+                for trade in tape
+            ]
+        }
+    )
+
+
+def _price_event(asset: str, key: str, tick: Tick) -> bytes:
+    """The ``price`` event of one tick, encoded once and shared by every SSE client."""
+    cached = tick.wire.get("sse")
+    if cached is None:
+        quote = _asset_quote(key, tick)
+        payload = {"asset": asset, "price": tick.price, "timestamp": tick.ts_ms, "data": quote}
+        cached = tick.wire["sse"] = sse_event("price", dumps(payload), f"{asset}-{tick.seq}")
+    return cached
+
+
+def _prices_event(assets: dict[str, str]) -> bytes:
+    market = context().market
+    payload = {asset: _asset_quote(key, market.latest(key)) for asset, key in assets.items()}
+    return sse_event("prices", dumps(payload))
+
+
+@blueprint.get("/api/v1/stream/prices")
+@validate_querystring(StreamQuery)
+async def stream_prices(query_args: StreamQuery) -> Response:
+    """Server-Sent Events: ``prices`` (all assets) at start and every 10 s,
+    ``price`` per tick; newest tick per asset when the client is behind."""
+    ctx = context()
+    if query_args.assets:
+        names = [name.strip() for name in query_args.assets.split(",") if name.strip()]
+        if not names or len(names) > 100:
+            raise invalid_parameter("assets", "give between 1 and 100 assets")
+        assets = {}
+        for name in names:
+            key = ctx.market.resolve(name)
+            assets[key.split("/")[0] if key.endswith(f"/{DEFAULT_QUOTE}") else key] = key
+    else:
+        assets = _usd_assets()
+    if ctx.streams.active >= ctx.streams.max_streams:
+        raise ApiError(503, "too_many_streams", "stream limit reached; retry later")
+    if ctx.lifecycle.draining.is_set():
+        raise ApiError(503, "draining", "server is shutting down")
+    asset_of = {key: asset for asset, key in assets.items()}
+    retry_ms = int(ctx.settings.sse_retry * 1000)
+
+    async def events() -> AsyncIterator[bytes]:
+        # The stream is registered inside the generator, so a client that
+        # leaves before the first byte never holds a slot.
+        subscription = Subscription({key: ctx.market.actor(key).topic for key in assets.values()})
+        try:
+            with ctx.streams.open("sse", subscription):
+                yield sse_retry(retry_ms) + _prices_event(assets)
+                snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
+                while True:
+                    with trio.move_on_after(SSE_KEEPALIVE_S) as idle:
+                        await subscription.wait()
+                    if idle.cancelled_caught:
+                        yield sse_comment("keep-alive")
+                        continue
+                    chunks = []
+                    for key, ticks, gap in subscription.take(1):
+                        ctx.streams.record_drop(key, "sse", "conflated", gap)
+                        chunks.append(_price_event(asset_of[key], key, ticks[-1]))
+                    if time.monotonic() >= snapshot_due:
+                        chunks.append(_prices_event(assets))
+                        snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
+                    yield b"".join(chunks)
+        except TooManyStreams as error:
+            yield sse_event("error", dumps({"error": "too_many_streams", "message": str(error)}))
+        except StreamClosed:
+            yield sse_event("end", b'{"reason":"server shutting down"}')
+
+    response = Response(
+        events(),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None
+    return response

@@ -1,0 +1,97 @@
+"""The ``mdactors`` command: ``serve`` and ``check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from mdactors import __version__
+from mdactors.logs import configure_logging
+from mdactors.settings import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+# flag → environment variable it overrides
+_FLAG_ENV = {
+    "host": "HOST",
+    "http_port": "HTTP_PORT",
+    "grpc_port": "GRPC_PORT",
+    "ws_port": "WS_PORT",
+    "symbols": "DEFAULT_SYMBOLS",
+    "seed": "SIM_SEED",
+    "interval": "PRICE_UPDATE_INTERVAL",
+    "log_level": "LOG_LEVEL",
+    "log_format": "LOG_FORMAT",
+    "redis_url": "REDIS_URL",
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="bind address (HOST)")
+    parser.add_argument("--http-port", help="HTTP port (HTTP_PORT)")
+    parser.add_argument("--grpc-port", help="gRPC port (GRPC_PORT)")
+    parser.add_argument("--ws-port", help="WebSocket port (WS_PORT)")
+    parser.add_argument("--symbols", help="comma-separated symbols (DEFAULT_SYMBOLS)")
+    parser.add_argument("--seed", help="seed for a reproducible run (SIM_SEED)")
+    parser.add_argument("--interval", help="tick interval, e.g. 250ms (PRICE_UPDATE_INTERVAL)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, ... (LOG_LEVEL)")
+    parser.add_argument("--log-format", help="json or text (LOG_FORMAT)")
+    parser.add_argument("--redis-url", help="Redis URL (REDIS_URL)")
+    parser.add_argument("--env-file", default=".env", help="dotenv file (default .env)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mdactors", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mdactors {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service")
+    _add_setting_flags(serve)
+    check = commands.add_parser("check", help="validate the configuration and print it")
+    _add_setting_flags(check)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        env: str(getattr(args, flag))
+        for flag, env in _FLAG_ENV.items()
+        if getattr(args, flag, None) is not None
+    }
+    from pathlib import Path
+
+    return load_settings(dotenv=Path(args.env_file), overrides=overrides)
+
+
+def _serve(settings: Settings) -> int:
+    from mdactors.app import build_service
+
+    configure_logging(settings.log_level, settings.log_format)
+    service = build_service(settings)
+    trio.run(service.run)
+    return 0
+
+
+def _check(settings: Settings) -> int:
+    print(json.dumps(settings.public_view(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mdactors`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as error:
+        print(f"mdactors: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings)
+    return _check(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

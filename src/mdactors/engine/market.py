@@ -1,0 +1,102 @@
+"""The market: every symbol's actor, resolved by any spelling, shared by all clients."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import zlib
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import trio
+
+from mdactors.domain.models import GBM
+from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
+from mdactors.domain.tick import Tick
+from mdactors.engine.symbol_actor import SymbolActor
+
+__all__ = ["Market", "UnknownSymbol"]
+
+
+class UnknownSymbol(LookupError):
+    """The symbol is well formed but not simulated by this market."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"unknown symbol {key!r}")
+        self.key = key
+
+
+class Market:
+    """Owns one :class:`SymbolActor` per configured symbol.
+
+    There is one market per process and every client reads the same actors:
+    two subscribers of a symbol see identical ticks. Random streams derive
+    from ``(seed, symbol, purpose)``, so a seeded run is reproducible and
+    does not change when other symbols are added.
+    """
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        interval: float,
+        seed: int | None = None,
+        *,
+        wall_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.seed = seed if seed is not None else secrets.randbits(32)
+        self.wall_clock = wall_clock
+        self.actors: dict[str, SymbolActor] = {}
+        for key in symbols:
+            spec = spec_for(key)
+            self.actors[key] = SymbolActor(
+                spec,
+                GBM(spec.annual_volatility),
+                interval,
+                self.rng(key, "live"),
+                wall_clock=wall_clock,
+            )
+
+    def rng(self, key: str, purpose: str) -> np.random.Generator:
+        """A generator for one symbol and purpose, derived from the market seed."""
+        return np.random.default_rng(
+            [self.seed, zlib.crc32(key.encode()), zlib.crc32(purpose.encode())]
+        )
+
+    @property
+    def symbols(self) -> list[str]:
+        """Keys of the simulated symbols, in configuration order."""
+        return list(self.actors)
+
+    def resolve(self, raw: str) -> str:
+        """The key of a simulated symbol in any spelling.
+
+        Raises :class:`~mdactors.domain.symbols.SymbolError` if malformed and
+        :class:`UnknownSymbol` if well formed but not simulated.
+        """
+        key = normalize_symbol(raw)
+        if key not in self.actors:
+            raise UnknownSymbol(key)
+        return key
+
+    def actor(self, key: str) -> SymbolActor:
+        """The actor of a resolved key."""
+        return self.actors[key]
+
+    def latest(self, key: str) -> Tick:
+        """The last tick of a resolved key."""
+        return self.actors[key].latest
+
+    def is_known(self, raw: str) -> bool:
+        """Whether ``raw`` names a simulated symbol."""
+        try:
+            self.resolve(raw)
+        except (SymbolError, UnknownSymbol):
+            return False
+        return True
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every actor until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for actor in self.actors.values():
+                await nursery.start(actor.run)
+            task_status.started()

@@ -1,0 +1,162 @@
+"""Follows every symbol's Topic: builds candles, keeps the tape and 24h window, feeds history.
+
+The recorder is an ordinary Topic reader, so it can never slow an actor. It
+closes candles on a wall-clock timer at each minute boundary (every interval
+here is a whole number of minutes), so a candle closes on time even when no
+tick arrives.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from mdactors.adapters.history import HistoryStore
+from mdactors.domain.backfill import backfill_minutes
+from mdactors.domain.candles import INTERVALS, Candle, CandleSeries
+from mdactors.domain.stats import RollingStats, rolling_stats
+from mdactors.domain.tick import Tick, Trade
+from mdactors.engine.market import Market
+from mdactors.engine.symbol_actor import SymbolActor
+
+__all__ = ["Recorder"]
+
+_DAY_MINUTES = 1_440
+_MINUTE_MS = 60_000
+
+
+class Recorder:
+    """Candles, recent trades and rolling 24h statistics for every symbol."""
+
+    def __init__(self, market: Market, history: HistoryStore, trade_capacity: int = 1_000) -> None:
+        self.market = market
+        self.history = history
+        self.series: dict[str, dict[str, CandleSeries]] = {
+            key: {name: CandleSeries(key, name) for name in INTERVALS} for key in market.symbols
+        }
+        self.trades: dict[str, deque[Trade]] = {
+            key: deque(maxlen=trade_capacity) for key in market.symbols
+        }
+        self._day: dict[str, deque[Candle]] = {
+            key: deque(maxlen=_DAY_MINUTES) for key in market.symbols
+        }
+        self._day_stats: dict[str, RollingStats] = {}
+        self.missed_ticks = 0
+
+    def _now_ms(self) -> int:
+        return self.market.wall_clock() // 1_000_000
+
+    def backfill(self, minutes: int = _DAY_MINUTES) -> None:
+        """Make ``minutes`` of one-minute history ending at each symbol's live price."""
+        now_ms = self._now_ms()
+        end_ms = now_ms - now_ms % _MINUTE_MS
+        for key, actor in self.market.actors.items():
+            tick = actor.latest
+            candles = backfill_minutes(
+                actor.spec,
+                actor.model,
+                tick.price,
+                end_ms,
+                minutes,
+                self.market.rng(key, "backfill"),
+            )
+            for candle in candles:
+                self._fold(key, candle.start_ms, candle, candle.trades)
+            self._close(key, end_ms)
+            self._seed_day(actor, end_ms)
+
+    def _seed_day(self, actor: SymbolActor, now_ms: int) -> None:
+        midnight = now_ms - now_ms % (86_400 * 1000)
+        today = [c for c in self._day[actor.spec.key] if c.start_ms >= midnight]
+        if today:
+            actor.seed_day(
+                max(c.high for c in today), min(c.low for c in today), sum(c.volume for c in today)
+            )
+
+    def _fold(self, key: str, ts_ms: int, bar: Candle | Tick, trades: int) -> None:
+        if isinstance(bar, Tick):
+            o = h = low = c = bar.price
+            volume = bar.volume
+        else:
+            o, h, low, c, volume = bar.open, bar.high, bar.low, bar.close, bar.volume
+        for series in self.series[key].values():
+            closed = series.update(ts_ms, o, h, low, c, volume, trades)
+            if closed:
+                self._store_closed(key, closed)
+
+    def _close(self, key: str, now_ms: int) -> None:
+        for series in self.series[key].values():
+            closed = series.close_until(now_ms)
+            if closed:
+                self._store_closed(key, closed)
+
+    def _store_closed(self, key: str, closed: list[Candle]) -> None:
+        self.history.record_candles(closed)
+        if closed[0].interval == "1m":
+            self._day[key].extend(closed)
+            self._day_stats[key] = rolling_stats(
+                self._day[key], closed[-1].close, closed[-1].end_ms
+            )
+
+    def observe(self, ticks: list[Tick]) -> None:
+        """Fold a batch of one symbol's ticks into candles, the tape and history."""
+        if not ticks:
+            return
+        key = ticks[0].symbol
+        tape = self.trades[key]
+        for tick in ticks:
+            self._fold(key, tick.ts_ms, tick, 1)
+            if tick.volume > 0:
+                side = "sell" if tick.change < 0 else "buy"
+                price = tick.bid if side == "sell" else tick.ask
+                tape.append(Trade(tick.seq, key, price, tick.volume, side, tick.ts_ns))
+        self.history.record_ticks(ticks)
+
+    def open_candle(self, key: str, interval: str) -> Candle | None:
+        """The candle still forming for ``key`` at ``interval``."""
+        return self.series[key][interval].current
+
+    def stats_24h(self, key: str) -> RollingStats:
+        """Rolling 24h statistics up to the latest tick."""
+        tick = self.market.latest(key)
+        base = self._day_stats.get(key)
+        if base is None:
+            base = rolling_stats([], tick.price, tick.ts_ms)
+        return base.extended(self.open_candle(key, "1m"), tick.price, tick.ts_ms)
+
+    def recent_trades(self, key: str, limit: int) -> list[Trade]:
+        """The newest ``limit`` trades of ``key``, newest first."""
+        tape = self.trades[key]
+        return [tape[-1 - index] for index in range(min(limit, len(tape)))]
+
+    def day_closes(self, key: str, minutes: int) -> list[float]:
+        """Closes of the last ``minutes`` one-minute candles (closed, then the open one)."""
+        closes = [candle.close for candle in list(self._day[key])[-minutes:]]
+        current = self.open_candle(key, "1m")
+        if current is not None:
+            closes.append(current.close)
+        return closes
+
+    async def _follow(self, actor: SymbolActor) -> None:
+        reader = actor.topic.reader(from_latest=True)
+        while True:
+            ticks, gap = await reader.next_batch(actor.topic.capacity)
+            self.missed_ticks += gap
+            self.observe(ticks)
+
+    async def _close_on_time(self) -> None:
+        while True:
+            now_ms = self._now_ms()
+            await trio.sleep((_MINUTE_MS - now_ms % _MINUTE_MS) / 1000)
+            now_ms = self._now_ms()
+            for key in self.series:
+                self._close(key, now_ms)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow every actor and close candles on time, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for actor in self.market.actors.values():
+                nursery.start_soon(self._follow, actor)
+            nursery.start_soon(self._close_on_time)
+            task_status.started()

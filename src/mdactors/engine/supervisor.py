@@ -1,0 +1,131 @@
+"""Lifecycle of the service: start children in order, serve, drain on a signal.
+
+Drain: readiness turns 503 and every open stream is told to end, listeners
+stop accepting and finish in-flight work, then the remaining children (the
+actors) are cancelled. Everything runs in one nursery owned here.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import trio
+
+from mdactors.engine.subscription import StreamRegistry
+
+__all__ = ["Child", "Lifecycle", "Phase", "Supervisor"]
+
+log = logging.getLogger("mdactors.supervisor")
+
+
+class Phase(Enum):
+    """Where the service is in its life."""
+
+    STARTING = "starting"
+    SERVING = "serving"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Lifecycle:
+    """The service phase, readable by health endpoints, and the drain trigger."""
+
+    def __init__(self) -> None:
+        self.phase = Phase.STARTING
+        self.draining = trio.Event()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the service accepts work (not starting, not draining)."""
+        return self.phase is Phase.SERVING
+
+    def begin_drain(self) -> None:
+        """Start draining (idempotent)."""
+        if self.phase in (Phase.STARTING, Phase.SERVING):
+            self.phase = Phase.DRAINING
+        self.draining.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A task the supervisor starts with ``nursery.start``.
+
+    A ``listener`` returns by itself once the drain begins (a server that
+    stops accepting and finishes its connections); the supervisor waits for
+    listeners before it cancels everything else.
+    """
+
+    name: str
+    run: Callable[..., Awaitable[None]]
+    listener: bool = False
+
+
+class Supervisor:
+    """Starts children in order, waits for a signal or a drain request, drains."""
+
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        streams: StreamRegistry,
+        shutdown_timeout: float,
+        *,
+        handle_signals: bool = True,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.streams = streams
+        self.shutdown_timeout = shutdown_timeout
+        self.handle_signals = handle_signals
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal received", extra={"event": "signal", "signal": signum})
+                self.lifecycle.begin_drain()
+                return
+
+    async def run(
+        self,
+        children: list[Child],
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``children`` until drained; returns once everything has stopped."""
+        listeners_done = 0
+        all_listeners_done = trio.Event()
+        listener_count = sum(child.listener for child in children)
+
+        async def run_listener(child: Child, task_status: trio.TaskStatus[object]) -> None:
+            nonlocal listeners_done
+            try:
+                await child.run(task_status=task_status)
+            finally:
+                listeners_done += 1
+                if listeners_done == listener_count:
+                    all_listeners_done.set()
+
+        async with trio.open_nursery() as nursery:
+            if self.handle_signals:
+                nursery.start_soon(self._watch_signals)
+            for child in children:
+                if child.listener:
+                    await nursery.start(run_listener, child)
+                else:
+                    await nursery.start(child.run)
+                log.info("started", extra={"event": "child_started", "child": child.name})
+            self.lifecycle.phase = Phase.SERVING
+            log.info("serving", extra={"event": "serving"})
+            task_status.started()
+            await self.lifecycle.draining.wait()
+            log.info("draining", extra={"event": "drain_started"})
+            self.streams.stop_all()
+            with trio.move_on_after(self.shutdown_timeout) as scope:
+                if listener_count:
+                    await all_listeners_done.wait()
+            if scope.cancelled_caught:
+                log.warning("drain deadline passed", extra={"event": "drain_timeout"})
+            nursery.cancel_scope.cancel()
+        self.lifecycle.phase = Phase.STOPPED
+        log.info("stopped", extra={"event": "stopped"})

@@ -1,0 +1,127 @@
+"""One actor per symbol: it owns the price process and publishes ticks to its Topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import trio
+
+from mdactors.domain.models import GBM, SECONDS_PER_YEAR, ShockStream
+from mdactors.domain.quotes import quote, round_price, tick_volume
+from mdactors.domain.symbols import SymbolSpec
+from mdactors.domain.tick import Tick
+from mdactors.engine.topic import Topic
+
+__all__ = ["SymbolActor"]
+
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+class SymbolActor:
+    """Owns one symbol's state: price, quote, sequence and UTC-day statistics.
+
+    :meth:`run` publishes a tick every ``interval`` seconds on an absolute
+    cadence (deadlines are ``start + k × interval``, so there is no drift);
+    if the process stalls for more than an interval, missed ticks are skipped
+    rather than burst out. ``interval`` may be changed while running and
+    takes effect from the next tick.
+    """
+
+    def __init__(
+        self,
+        spec: SymbolSpec,
+        model: GBM,
+        interval: float,
+        rng: np.random.Generator,
+        *,
+        start_price: float | None = None,
+        wall_clock: Callable[[], int] = time.time_ns,
+        topic_capacity: int = 256,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.interval = interval
+        self.topic: Topic[Tick] = Topic(spec.key, topic_capacity)
+        self._wall_clock = wall_clock
+        self._shocks = ShockStream(rng)
+        self._mid = start_price if start_price is not None else spec.seed_price
+        self._seq = 0
+        self._last_price = round_price(spec, self._mid)
+        self._day = -1
+        self._day_high = self._day_low = self._last_price
+        self._day_volume = 0.0
+        self.publish(self._make_tick(self._wall_clock(), 0.0, 0.0))
+
+    @property
+    def latest(self) -> Tick:
+        """The last published tick (there is always one)."""
+        tick = self.topic.latest()
+        assert tick is not None
+        return tick
+
+    def seed_day(self, high: float, low: float, volume: float) -> None:
+        """Start the current UTC day's statistics from recent history."""
+        self._day = self._wall_clock() // _NS_PER_DAY
+        self._day_high = max(high, self._last_price)
+        self._day_low = min(low, self._last_price)
+        self._day_volume = volume
+
+    def step(self) -> Tick:
+        """Advance the process by one interval and return the new tick (unpublished)."""
+        shocks = self._shocks
+        shock = shocks.next()
+        dt_years = self.interval / SECONDS_PER_YEAR
+        self._mid = self.model.step(self._mid, dt_years, shock)
+        volume = tick_volume(self.spec, self.interval, shocks.next())
+        return self._make_tick(self._wall_clock(), volume, min(abs(shock) / 3.0, 1.0))
+
+    def _make_tick(self, now_ns: int, volume: float, activity: float) -> Tick:
+        spec = self.spec
+        price = round_price(spec, self._mid)
+        bid, ask = quote(spec, self._mid, activity)
+        day = now_ns // _NS_PER_DAY
+        if day != self._day:
+            self._day = day
+            self._day_high = self._day_low = price
+            self._day_volume = 0.0
+        if price > self._day_high:
+            self._day_high = price
+        if price < self._day_low:
+            self._day_low = price
+        self._day_volume += volume
+        previous = self._last_price
+        change = price - previous
+        self._last_price = price
+        self._seq += 1
+        return Tick(
+            spec.key,
+            self._seq,
+            price,
+            bid,
+            ask,
+            volume,
+            now_ns,
+            round(change, spec.price_decimals),
+            change / previous * 100.0 if previous else 0.0,
+            self._day_high,
+            self._day_low,
+            round(self._day_volume, spec.qty_decimals),
+        )
+
+    def publish(self, tick: Tick) -> None:
+        """Hand ``tick`` to every subscriber."""
+        self.topic.publish(tick)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Publish ticks forever on an absolute cadence."""
+        deadline = trio.current_time()
+        task_status.started()
+        while True:
+            deadline += self.interval
+            now = trio.current_time()
+            if now > deadline + self.interval:
+                deadline = now
+            await trio.sleep_until(deadline)
+            self.publish(self.step())

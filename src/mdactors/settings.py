@@ -1,0 +1,338 @@
+"""Service settings: environment, an optional ``.env`` file, then CLI flags.
+
+Precedence, highest first: CLI flags, the process environment, the ``.env``
+file, the defaults below. Every variable is validated when the settings are
+loaded; a bad value raises :class:`ConfigError` naming the variable, which the
+CLI turns into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdactors.domain.symbols import SymbolError, normalize_symbol
+
+__all__ = ["FIELDS", "ConfigError", "Settings", "load_settings", "parse_duration"]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``variable`` names the setting at fault."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go duration (``300ms``, ``5s``, ``1h30m``, ``1.5s``) into seconds.
+
+    A bare ``0`` is accepted, as Go does. Negative durations are rejected: no
+    setting of this service means anything with one.
+    """
+    text = text.strip()
+    if text == "0":
+        return 0.0
+    if not text or text.startswith("-"):
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 300ms, 5s, 1h30m)")
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text):
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 300ms, 5s, 1h30m)")
+    return total
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"duration must be greater than zero, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be within 0..65535, got {value}")
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be within {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return lowered
+
+    return parse
+
+
+def _log_level(text: str) -> str:
+    upper = text.strip().upper()
+    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text!r}")
+    return upper
+
+
+def _instance_name(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    if len(text) > 63 or not _DNS_LABEL.match(text):
+        raise ValueError(
+            f"{text!r} is not DNS-safe (lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters)"
+        )
+    return text
+
+
+def _service_name(text: str) -> str:
+    name = _instance_name(text)
+    if not name:
+        raise ValueError("must not be empty")
+    return name
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    keys: list[str] = []
+    for raw in text.split(","):
+        if not raw.strip():
+            continue
+        try:
+            key = normalize_symbol(raw)
+        except SymbolError as error:
+            raise ValueError(str(error)) from None
+        if key not in keys:
+            keys.append(key)
+    if not keys:
+        raise ValueError("at least one symbol is required")
+    return tuple(keys)
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        text = text.strip()
+        if not text:
+            return ""
+        if not any(text.startswith(f"{scheme}://") for scheme in schemes):
+            raise ValueError(f"expected a {' or '.join(schemes)} URL")
+        return text
+
+    return parse
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _seed(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"seed must be non-negative, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One setting: its attribute, environment variable, parser and default."""
+
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    secret: bool = False
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("service_name", "SERVICE_NAME", _service_name, "market-data-simulator",
+          "Service name used in discovery keys and metrics."),
+    Field("instance_name", "SERVICE_INSTANCE_NAME", _instance_name, "",
+          "DNS-safe instance name; defaults to the service name."),
+    Field("service_version", "SERVICE_VERSION", _text, "0.1.0", "Version reported by health."),
+    Field("environment", "ENVIRONMENT", _text, "development", "Deployment environment name."),
+    Field("host", "HOST", _text, "0.0.0.0", "Bind address for every listener."),
+    Field("http_port", "HTTP_PORT", _port, "8080", "REST, SSE, Connect and /metrics."),
+    Field("grpc_port", "GRPC_PORT", _port, "50051", "gRPC (MarketDataService, health)."),
+    Field("ws_port", "WS_PORT", _port, "8765", "WebSocket streaming."),
+    Field("redis_url", "REDIS_URL", _url("redis", "rediss", "unix"), "",
+          "Redis for history and discovery; empty = in-memory only.", secret=True),
+    Field("config_service_url", "CONFIG_SERVICE_URL", _url("http", "https"), "",
+          "Configuration service base URL; empty = none."),
+    Field("request_timeout", "REQUEST_TIMEOUT", _positive_duration, "30s",
+          "Timeout for outgoing requests and for one REST request."),
+    Field("cache_ttl", "CACHE_TTL", _positive_duration, "5m", "Config cache TTL."),
+    Field("health_check_interval", "HEALTH_CHECK_INTERVAL", _positive_duration, "30s",
+          "Interval of dependency health checks."),
+    Field("log_level", "LOG_LEVEL", _log_level, "INFO", "Log level."),
+    Field("log_format", "LOG_FORMAT", _choice("json", "text"), "json", "json or text."),
+    Field("symbols", "DEFAULT_SYMBOLS", _symbols,
+          "BTC/USD,ETH/USD,ADA/USD,SOL/USD,DOT/USD,USDT/USD", "Symbols simulated."),
+    Field("tick_interval", "PRICE_UPDATE_INTERVAL", _positive_duration, "1s",
+          "Interval between ticks of each symbol."),
+    Field("candle_interval", "CANDLE_INTERVAL", _positive_duration, "1m",
+          "Default candle interval of history queries."),
+    Field("seed", "SIM_SEED", _seed, "", "Seed for a reproducible run; empty = random."),
+    Field("admin_token", "ADMIN_TOKEN", _text, "",
+          "Bearer token for the chaos and debug APIs; empty = open.", secret=True),
+    Field("chaos_enabled", "CHAOS_ENABLED", _boolean, "true", "Enable the chaos API."),
+    Field("cache_namespace", "CACHE_NAMESPACE", _text, "market_data:", "Redis key prefix."),
+    Field("advertise_address", "ADVERTISE_ADDRESS", _text, "",
+          "Routable address registered in discovery; defaults to the host name."),
+    Field("max_subscribers", "MAX_SUBSCRIBERS", _int_range(1, 1_000_000), "10000",
+          "Concurrent streams per process, all transports."),
+    Field("max_history_limit", "MAX_HISTORY_LIMIT", _int_range(1, 1_000_000), "5000",
+          "Largest `limit` a history query may ask for."),
+    Field("history_size", "HISTORY_SIZE", _int_range(16, 10_000_000), "86400",
+          "Ticks kept per symbol by the in-memory history."),
+    Field("shutdown_timeout", "SHUTDOWN_TIMEOUT", _positive_duration, "10s",
+          "Drain deadline on SIGTERM/SIGINT."),
+    Field("sse_retry", "SSE_RETRY", _positive_duration, "3s",
+          "Reconnect delay suggested to SSE clients."),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated settings of one service process."""
+
+    service_name: str
+    instance_name: str
+    service_version: str
+    environment: str
+    host: str
+    http_port: int
+    grpc_port: int
+    ws_port: int
+    redis_url: str
+    config_service_url: str
+    request_timeout: float
+    cache_ttl: float
+    health_check_interval: float
+    log_level: str
+    log_format: str
+    symbols: tuple[str, ...]
+    tick_interval: float
+    candle_interval: float
+    seed: int | None
+    admin_token: str
+    chaos_enabled: bool
+    cache_namespace: str
+    advertise_address: str
+    max_subscribers: int
+    max_history_limit: int
+    history_size: int
+    shutdown_timeout: float
+    sse_retry: float
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (values already parsed)."""
+        return dataclasses.replace(self, **changes)
+
+    def public_view(self) -> dict[str, Any]:
+        """Effective settings keyed by env name, with secrets masked."""
+        view: dict[str, Any] = {}
+        for field in FIELDS:
+            value = getattr(self, field.attr)
+            if field.secret and value:
+                value = "***"
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            view[field.env] = value
+        return view
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Read ``KEY=VALUE`` lines (``export`` prefix, quotes and comments allowed)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        stripped = stripped.removeprefix("export ").strip()
+        key, sep, value = stripped.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(str(path), f"line {number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    dotenv: Path | None = Path(".env"),
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build validated :class:`Settings`.
+
+    ``overrides`` maps environment-variable names to raw strings (the CLI's
+    flags) and wins over everything; ``environ`` defaults to ``os.environ``
+    and wins over the ``.env`` file.
+    """
+    sources: dict[str, str] = {}
+    if dotenv is not None:
+        sources.update(read_dotenv(dotenv))
+    sources.update(os.environ if environ is None else environ)
+    sources.update(overrides or {})
+    values: dict[str, Any] = {}
+    for field in FIELDS:
+        raw = sources.get(field.env, field.default)
+        try:
+            values[field.attr] = field.parse(raw)
+        except ValueError as error:
+            raise ConfigError(field.env, str(error)) from None
+    if not values["instance_name"]:
+        values["instance_name"] = values["service_name"]
+    ports = {name: values[name] for name in ("http_port", "grpc_port", "ws_port") if values[name]}
+    if len(set(ports.values())) != len(ports):
+        raise ConfigError("HTTP_PORT", f"ports must differ, got {ports}")
+    return Settings(**values)
