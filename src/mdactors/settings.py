@@ -71,6 +71,14 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+def _candle_interval(text: str) -> float:
+    value = parse_duration(text)
+    allowed = {60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0}
+    if value not in allowed:
+        raise ValueError(f"must be one of 1m, 5m, 15m, 1h, 4h, 24h; got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -213,7 +221,7 @@ FIELDS: tuple[Field, ...] = (
           "BTC/USD,ETH/USD,ADA/USD,SOL/USD,DOT/USD,USDT/USD", "Symbols simulated."),
     Field("tick_interval", "PRICE_UPDATE_INTERVAL", _positive_duration, "1s",
           "Interval between ticks of each symbol."),
-    Field("candle_interval", "CANDLE_INTERVAL", _positive_duration, "1m",
+    Field("candle_interval", "CANDLE_INTERVAL", _candle_interval, "1m",
           "Default candle interval of history queries."),
     Field("seed", "SIM_SEED", _seed, "", "Seed for a reproducible run; empty = random."),
     Field("admin_token", "ADMIN_TOKEN", _text, "",

@@ -95,9 +95,7 @@ class Recorder:
         self.history.record_candles(closed)
         if closed[0].interval == "1m":
             self._day[key].extend(closed)
-            self._day_stats[key] = rolling_stats(
-                self._day[key], closed[-1].close, closed[-1].end_ms
-            )
+            self._day_stats.pop(key, None)
 
     def observe(self, ticks: list[Tick]) -> None:
         """Fold a batch of one symbol's ticks into candles, the tape and history."""
@@ -122,7 +120,14 @@ class Recorder:
         tick = self.market.latest(key)
         base = self._day_stats.get(key)
         if base is None:
-            base = rolling_stats([], tick.price, tick.ts_ms)
+            # Recomputed at most once per closed minute: the window changes only then.
+            window = self._day[key]
+            last = window[-1] if window else None
+            base = self._day_stats[key] = rolling_stats(
+                window,
+                last.close if last else tick.price,
+                last.end_ms if last else tick.ts_ms,
+            )
         return base.extended(self.open_candle(key, "1m"), tick.price, tick.ts_ms)
 
     def recent_trades(self, key: str, limit: int) -> list[Trade]:

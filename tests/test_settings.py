@@ -1,0 +1,120 @@
+"""Settings: defaults, .env, precedence, Go durations, validation and the CLI's exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mdactors.settings import ConfigError, load_settings, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("300ms", 0.3), ("5s", 5.0), ("1h30m", 5400.0), ("1.5s", 1.5), ("0", 0.0), ("2m3s", 123.0),
+     ("250us", 0.00025), ("10ns", 1e-8)],
+)  # fmt: skip
+def test_go_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "-5s", "5x", "s", "1h-30m", "5 s", "1.2.3s"])
+def test_bad_durations_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_defaults_match_the_spec() -> None:
+    settings = load_settings(environ={}, dotenv=None)
+    assert settings.service_name == "market-data-simulator"
+    assert settings.instance_name == "market-data-simulator"
+    assert (settings.http_port, settings.grpc_port, settings.ws_port) == (8080, 50051, 8765)
+    assert settings.symbols[:5] == ("BTC/USD", "ETH/USD", "ADA/USD", "SOL/USD", "DOT/USD")
+    assert "USDT/USD" in settings.symbols
+    assert settings.cache_ttl == 300.0
+    assert settings.cache_namespace == "market_data:"
+    assert settings.redis_url == ""
+
+
+def test_dotenv_is_read_without_overriding_the_environment(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# comment\nexport HTTP_PORT=9000\nGRPC_PORT='9001'\nLOG_LEVEL=debug # trailing\n"
+    )
+    settings = load_settings(environ={"HTTP_PORT": "9100"}, dotenv=dotenv)
+    assert settings.http_port == 9100
+    assert settings.grpc_port == 9001
+    assert settings.log_level == "DEBUG"
+
+
+def test_flags_override_the_environment() -> None:
+    settings = load_settings(
+        environ={"HTTP_PORT": "9100", "DEFAULT_SYMBOLS": "BTC"},
+        dotenv=None,
+        overrides={"HTTP_PORT": "9200", "DEFAULT_SYMBOLS": "eth-usd,SOL/USD,eth/usd"},
+    )
+    assert settings.http_port == 9200
+    assert settings.symbols == ("ETH/USD", "SOL/USD")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"HTTP_PORT": "http"}, "HTTP_PORT"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
+        ({"GRPC_PORT": "8080"}, "HTTP_PORT"),
+        ({"PRICE_UPDATE_INTERVAL": "fast"}, "PRICE_UPDATE_INTERVAL"),
+        ({"PRICE_UPDATE_INTERVAL": "0s"}, "PRICE_UPDATE_INTERVAL"),
+        ({"SERVICE_INSTANCE_NAME": "Bad_Name"}, "SERVICE_INSTANCE_NAME"),
+        ({"SERVICE_INSTANCE_NAME": "a" * 64}, "SERVICE_INSTANCE_NAME"),
+        ({"SERVICE_INSTANCE_NAME": "-edge"}, "SERVICE_INSTANCE_NAME"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"DEFAULT_SYMBOLS": "BTC/USD,$$$"}, "DEFAULT_SYMBOLS"),
+        ({"DEFAULT_SYMBOLS": " , "}, "DEFAULT_SYMBOLS"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"SIM_SEED": "-1"}, "SIM_SEED"),
+        ({"CHAOS_ENABLED": "maybe"}, "CHAOS_ENABLED"),
+        ({"CANDLE_INTERVAL": "7m"}, "CANDLE_INTERVAL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=env, dotenv=None)
+    assert caught.value.variable == variable
+
+
+def test_secrets_are_masked_in_the_public_view() -> None:
+    settings = load_settings(
+        environ={"REDIS_URL": "redis://:hunter2@localhost:6379/0", "ADMIN_TOKEN": "hunter2"},
+        dotenv=None,
+    )
+    view = settings.public_view()
+    assert "hunter2" not in str(view)
+    assert view["REDIS_URL"] == "***"
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mdactors", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_cli_exits_2_with_one_line_naming_the_variable() -> None:
+    result = _cli("check", "--env-file", "/nonexistent", env={"HTTP_PORT": "eighty"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "HTTP_PORT" in lines[0]
+
+
+def test_cli_check_prints_effective_settings_with_flag_overrides() -> None:
+    result = _cli("check", "--env-file", "/nonexistent", "--http-port", "9999")
+    assert result.returncode == 0, result.stderr
+    assert '"HTTP_PORT": 9999' in result.stdout
