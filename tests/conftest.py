@@ -52,8 +52,11 @@ async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` on each scheduler pass (tiny sleeps) until true or fail."""
-    with trio.fail_after(timeout):
-        while not condition():
+async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll ``condition`` every 10 ms until true; fail after ``within`` seconds.
+
+    For conditions on state that no event announces (counters, HTTP answers).
+    """
+    with trio.fail_after(within):
+        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
             await trio.sleep(0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -179,7 +180,7 @@ def test_backfill_ends_exactly_at_the_live_price_with_valid_candles() -> None:
     assert len(candles) == 60
     assert candles[-1].close == 43_210.55
     assert candles[-1].end_ms == 6_000_000
-    for a, b in zip(candles, candles[1:], strict=False):
+    for a, b in itertools.pairwise(candles):
         assert b.start_ms - a.start_ms == 60_000
         assert b.open == a.close
     for candle in candles:

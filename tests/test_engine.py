@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 import trio.testing
@@ -129,7 +131,7 @@ async def test_ticks_are_consistent(autojump_clock: trio.testing.MockClock) -> N
             assert gap == 0
             ticks.extend(batch)
         nursery.cancel_scope.cancel()
-    for previous, tick in zip(ticks, ticks[1:], strict=False):
+    for previous, tick in itertools.pairwise(ticks):
         assert tick.seq == previous.seq + 1
         assert tick.ts_ns > previous.ts_ns
         assert tick.change == pytest.approx(tick.price - previous.price, abs=0.011)
@@ -221,7 +223,7 @@ async def test_recorder_closes_candles_on_time_without_a_new_tick(
     assert candles[-1].end_ms == boundary_ms
     assert candles[-1].closed
     assert len(candles) == 11
-    for a, b in zip(candles, candles[1:], strict=False):
+    for a, b in itertools.pairwise(candles):
         assert b.start_ms - a.start_ms == 60_000
         assert b.open == pytest.approx(a.close)
     assert recorder.open_candle("BTC/USD", "1m").start_ms == boundary_ms

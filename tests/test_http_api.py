@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import httpx
@@ -122,7 +123,7 @@ async def test_history_returns_candles_ending_with_the_forming_one(
     assert len(data) == 30
     starts = [row["timestamp_ms"] for row in data]
     assert starts == sorted(starts)
-    assert all(b - a == 60_000 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(starts))
     assert all(row["closed"] for row in data[:-1])
     assert not data[-1]["closed"]
     for row in data:
