@@ -21,6 +21,7 @@ TEST_ENV = {
     "PRICE_UPDATE_INTERVAL": "50ms",
     "LOG_LEVEL": "WARNING",
     "SHUTDOWN_TIMEOUT": "3s",
+    "DRAIN_DELAY": "0s",
 }
 
 

@@ -101,7 +101,11 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
     metrics = Metrics(settings.service_name, settings.instance_name, settings.service_version)
     context = ApiContext(settings, market, recorder, history, streams, lifecycle, metrics)
     supervisor = Supervisor(
-        lifecycle, streams, settings.shutdown_timeout, handle_signals=handle_signals
+        lifecycle,
+        streams,
+        settings.shutdown_timeout,
+        drain_delay=settings.drain_delay,
+        handle_signals=handle_signals,
     )
     service = Service(settings, context, supervisor)
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)

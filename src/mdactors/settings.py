@@ -238,6 +238,8 @@ FIELDS: tuple[Field, ...] = (
           "Ticks kept per symbol by the in-memory history."),
     Field("shutdown_timeout", "SHUTDOWN_TIMEOUT", _positive_duration, "10s",
           "Drain deadline on SIGTERM/SIGINT."),
+    Field("drain_delay", "DRAIN_DELAY", parse_duration, "1s",
+          "On SIGTERM, time between readiness turning 503 and listeners closing."),
     Field("sse_retry", "SSE_RETRY", _positive_duration, "3s",
           "Reconnect delay suggested to SSE clients."),
 )  # fmt: skip
@@ -274,6 +276,7 @@ class Settings:
     max_history_limit: int
     history_size: int
     shutdown_timeout: float
+    drain_delay: float
     sse_retry: float
 
     def replace(self, **changes: Any) -> Settings:

@@ -130,7 +130,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     @app.route("/api/v1/health", methods=["GET", "HEAD"])
     async def health() -> Response:
         """Liveness: 200 while the process runs."""
-        status = "draining" if ctx.lifecycle.draining.is_set() else "healthy"
+        status = "draining" if ctx.lifecycle.drain_requested.is_set() else "healthy"
         return json_response(
             {
                 "status": status,

@@ -13,6 +13,7 @@ from quart import Blueprint, Response
 from quart_schema import validate_querystring
 
 from mdactors.api.codec import dumps
+from mdactors.api.context import ApiContext
 from mdactors.api.errors import ApiError, invalid_parameter
 from mdactors.api.rest import DepthQuery, candle_window, check_limit
 from mdactors.api.sse import sse_comment, sse_event, sse_retry
@@ -64,8 +65,8 @@ def _asset_key(asset: str) -> str:
     return context().market.resolve(asset)
 
 
-def _asset_quote(key: str, tick: Tick) -> dict[str, Any]:
-    stats = context().recorder.stats_24h(key)
+def _asset_quote(ctx: ApiContext, key: str, tick: Tick) -> dict[str, Any]:
+    stats = ctx.recorder.stats_24h(key)
     return {
         "price": tick.price,
         "timestamp": tick.ts_ms,
@@ -77,9 +78,12 @@ def _asset_quote(key: str, tick: Tick) -> dict[str, Any]:
 @blueprint.get("/api/v1/market/prices")
 async def prices() -> Response:
     """Every USD-quoted asset: price, timestamp (ms) and 24h change."""
-    market = context().market
+    ctx = context()
     return json_response(
-        {asset: _asset_quote(key, market.latest(key)) for asset, key in _usd_assets().items()}
+        {
+            asset: _asset_quote(ctx, key, ctx.market.latest(key))
+            for asset, key in _usd_assets().items()
+        }
     )
 
 
@@ -87,7 +91,8 @@ async def prices() -> Response:
 async def price(asset: str) -> Response:
     """One asset's price, timestamp (ms) and 24h change."""
     key = _asset_key(asset)
-    return json_response(_asset_quote(key, context().market.latest(key)))
+    ctx = context()
+    return json_response(_asset_quote(ctx, key, ctx.market.latest(key)))
 
 
 @blueprint.get("/api/v1/market/history/<asset>")
@@ -158,19 +163,19 @@ async def trades(asset: str, query_args: TradesQuery) -> Response:
     )
 
 
-def _price_event(asset: str, key: str, tick: Tick) -> bytes:
+def _price_event(ctx: ApiContext, asset: str, key: str, tick: Tick) -> bytes:
     """The ``price`` event of one tick, encoded once and shared by every SSE client."""
     cached = tick.wire.get("sse")
     if cached is None:
-        quote = _asset_quote(key, tick)
+        quote = _asset_quote(ctx, key, tick)
         payload = {"asset": asset, "price": tick.price, "timestamp": tick.ts_ms, "data": quote}
         cached = tick.wire["sse"] = sse_event("price", dumps(payload), f"{asset}-{tick.seq}")
     return cached
 
 
-def _prices_event(assets: dict[str, str]) -> bytes:
-    market = context().market
-    payload = {asset: _asset_quote(key, market.latest(key)) for asset, key in assets.items()}
+def _prices_event(ctx: ApiContext, assets: dict[str, str]) -> bytes:
+    market = ctx.market
+    payload = {asset: _asset_quote(ctx, key, market.latest(key)) for asset, key in assets.items()}
     return sse_event("prices", dumps(payload))
 
 
@@ -192,7 +197,7 @@ async def stream_prices(query_args: StreamQuery) -> Response:
         assets = _usd_assets()
     if ctx.streams.active >= ctx.streams.max_streams:
         raise ApiError(503, "too_many_streams", "stream limit reached; retry later")
-    if ctx.lifecycle.draining.is_set():
+    if ctx.lifecycle.drain_requested.is_set():
         raise ApiError(503, "draining", "server is shutting down")
     asset_of = {key: asset for asset, key in assets.items()}
     retry_ms = int(ctx.settings.sse_retry * 1000)
@@ -203,7 +208,7 @@ async def stream_prices(query_args: StreamQuery) -> Response:
         subscription = Subscription({key: ctx.market.actor(key).topic for key in assets.values()})
         try:
             with ctx.streams.open("sse", subscription):
-                yield sse_retry(retry_ms) + _prices_event(assets)
+                yield sse_retry(retry_ms) + _prices_event(ctx, assets)
                 snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
                 while True:
                     with trio.move_on_after(SSE_KEEPALIVE_S) as idle:
@@ -214,9 +219,9 @@ async def stream_prices(query_args: StreamQuery) -> Response:
                     chunks = []
                     for key, ticks, gap in subscription.take(1):
                         ctx.streams.record_drop(key, "sse", "conflated", gap)
-                        chunks.append(_price_event(asset_of[key], key, ticks[-1]))
+                        chunks.append(_price_event(ctx, asset_of[key], key, ticks[-1]))
                     if time.monotonic() >= snapshot_due:
-                        chunks.append(_prices_event(assets))
+                        chunks.append(_prices_event(ctx, assets))
                         snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
                     yield b"".join(chunks)
         except TooManyStreams as error:

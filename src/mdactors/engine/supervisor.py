@@ -1,8 +1,11 @@
 """Lifecycle of the service: start children in order, serve, drain on a signal.
 
-Drain: readiness turns 503 and every open stream is told to end, listeners
-stop accepting and finish in-flight work, then the remaining children (the
-actors) are cancelled. Everything runs in one nursery owned here.
+Drain, in order: the phase turns DRAINING (readiness 503, health
+NOT_SERVING) so load balancers stop routing here; after ``drain_delay`` the
+``draining`` event fires: listeners stop accepting and every open stream is
+told to end; once the listeners have finished (or ``shutdown_timeout``
+passed) the remaining children (the actors) are cancelled. Everything runs in
+one nursery owned here.
 """
 
 from __future__ import annotations
@@ -32,10 +35,15 @@ class Phase(Enum):
 
 
 class Lifecycle:
-    """The service phase, readable by health endpoints, and the drain trigger."""
+    """The service phase, readable by health endpoints, and the drain events.
+
+    ``drain_requested`` fires when the drain starts (phase DRAINING);
+    ``draining`` fires when listeners must stop accepting and streams end.
+    """
 
     def __init__(self) -> None:
         self.phase = Phase.STARTING
+        self.drain_requested = trio.Event()
         self.draining = trio.Event()
 
     @property
@@ -44,10 +52,10 @@ class Lifecycle:
         return self.phase is Phase.SERVING
 
     def begin_drain(self) -> None:
-        """Start draining (idempotent)."""
+        """Ask the supervisor to drain (idempotent)."""
         if self.phase in (Phase.STARTING, Phase.SERVING):
             self.phase = Phase.DRAINING
-        self.draining.set()
+        self.drain_requested.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +81,13 @@ class Supervisor:
         streams: StreamRegistry,
         shutdown_timeout: float,
         *,
+        drain_delay: float = 0.0,
         handle_signals: bool = True,
     ) -> None:
         self.lifecycle = lifecycle
         self.streams = streams
         self.shutdown_timeout = shutdown_timeout
+        self.drain_delay = drain_delay
         self.handle_signals = handle_signals
 
     async def _watch_signals(self) -> None:
@@ -118,10 +128,12 @@ class Supervisor:
             self.lifecycle.phase = Phase.SERVING
             log.info("serving", extra={"event": "serving"})
             task_status.started()
-            await self.lifecycle.draining.wait()
+            await self.lifecycle.drain_requested.wait()
             log.info("draining", extra={"event": "drain_started"})
-            self.streams.stop_all()
             with trio.move_on_after(self.shutdown_timeout) as scope:
+                await trio.sleep(min(self.drain_delay, self.shutdown_timeout / 2))
+                self.lifecycle.draining.set()
+                self.streams.stop_all()
                 if listener_count:
                     await all_listeners_done.wait()
             if scope.cancelled_caught:
