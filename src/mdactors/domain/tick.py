@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Tick", "Trade"]
+__all__ = ["Tick", "Trade", "trade_of"]
 
 
 @dataclass(slots=True, eq=False)
@@ -48,3 +48,16 @@ class Trade:
     quantity: float
     side: str
     ts_ns: int
+
+
+def trade_of(tick: Tick) -> Trade | None:
+    """The print a tick makes on the tape (``None`` for a tick without volume).
+
+    It trades at the touch on the side that moved: at the bid when the price
+    fell, else at the ask. The trade id is the tick's sequence.
+    """
+    if tick.volume <= 0:
+        return None
+    side = "sell" if tick.change < 0 else "buy"
+    price = tick.bid if side == "sell" else tick.ask
+    return Trade(tick.seq, tick.symbol, price, tick.volume, side, tick.ts_ns)

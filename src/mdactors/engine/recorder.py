@@ -16,7 +16,7 @@ from mdactors.adapters.history import HistoryStore
 from mdactors.domain.backfill import backfill_minutes
 from mdactors.domain.candles import INTERVALS, Candle, CandleSeries
 from mdactors.domain.stats import RollingStats, rolling_stats
-from mdactors.domain.tick import Tick, Trade
+from mdactors.domain.tick import Tick, Trade, trade_of
 from mdactors.engine.market import Market
 from mdactors.engine.symbol_actor import SymbolActor
 
@@ -42,6 +42,8 @@ class Recorder:
             key: deque(maxlen=_DAY_MINUTES) for key in market.symbols
         }
         self._day_stats: dict[str, RollingStats] = {}
+        self.observed_seq: dict[str, int] = {}
+        """Per symbol, the sequence of the last tick folded into candles and the tape."""
         self.missed_ticks = 0
 
     def _now_ms(self) -> int:
@@ -60,6 +62,7 @@ class Recorder:
                 end_ms,
                 minutes,
                 self.market.rng(key, "backfill"),
+                factor=self.market.factor("backfill"),
             )
             for candle in candles:
                 self._fold(key, candle.start_ms, candle, candle.trades)
@@ -105,10 +108,10 @@ class Recorder:
         tape = self.trades[key]
         for tick in ticks:
             self._fold(key, tick.ts_ms, tick, 1)
-            if tick.volume > 0:
-                side = "sell" if tick.change < 0 else "buy"
-                price = tick.bid if side == "sell" else tick.ask
-                tape.append(Trade(tick.seq, key, price, tick.volume, side, tick.ts_ns))
+            trade = trade_of(tick)
+            if trade is not None:
+                tape.append(trade)
+        self.observed_seq[key] = ticks[-1].seq
         self.history.record_ticks(ticks)
 
     def open_candle(self, key: str, interval: str) -> Candle | None:
