@@ -14,6 +14,7 @@ from mdactors.adapters.history import MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
+from mdactors.api.grpc import serve_grpc
 from mdactors.api.http import create_app
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
@@ -70,6 +71,14 @@ class Service:
             log.info("listening", extra={"event": "listening", "transport": "http", "binds": binds})
             task_status.started()
 
+    async def _serve_grpc(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_grpc, self.context)
+            self.ports["grpc"] = port
+            binds = [f"{self.settings.host}:{port}"]
+            log.info("listening", extra={"event": "listening", "transport": "grpc", "binds": binds})
+            task_status.started()
+
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, serve, and return after the drain."""
         ctx = self.context
@@ -77,6 +86,7 @@ class Service:
             Child("market", ctx.market.run),
             Child("recorder", ctx.recorder.run),
             Child("http", self._serve_http, listener=True),
+            Child("grpc", self._serve_grpc, listener=True),
         ]
         log.info(
             "starting",

@@ -232,6 +232,14 @@ FIELDS: tuple[Field, ...] = (
           "Routable address registered in discovery; defaults to the host name."),
     Field("max_subscribers", "MAX_SUBSCRIBERS", _int_range(1, 1_000_000), "10000",
           "Concurrent streams per process, all transports."),
+    Field("max_stream_symbols", "MAX_STREAM_SYMBOLS", _int_range(1, 100_000), "100",
+          "Most symbols one gRPC/Connect stream may follow."),
+    Field("slow_consumer_timeout", "SLOW_CONSUMER_TIMEOUT", _positive_duration, "10s",
+          "A stream whose client accepts no update for this long is closed."),
+    Field("stream_interval_floor", "STREAM_INTERVAL_FLOOR", parse_duration, "0",
+          "Smallest update interval a stream gets; 0 = every tick allowed."),
+    Field("max_request_bytes", "MAX_REQUEST_BYTES", _int_range(64, 4 * 1024 * 1024), "65536",
+          "Largest gRPC/Connect request message accepted, in bytes."),
     Field("max_history_limit", "MAX_HISTORY_LIMIT", _int_range(1, 1_000_000), "5000",
           "Largest `limit` a history query may ask for."),
     Field("history_size", "HISTORY_SIZE", _int_range(16, 10_000_000), "86400",
@@ -273,6 +281,10 @@ class Settings:
     cache_namespace: str
     advertise_address: str
     max_subscribers: int
+    max_stream_symbols: int
+    slow_consumer_timeout: float
+    stream_interval_floor: float
+    max_request_bytes: int
     max_history_limit: int
     history_size: int
     shutdown_timeout: float

@@ -1,0 +1,156 @@
+"""The gRPC front end: ``marketdata.MarketDataService`` and ``grpc.health.v1.Health`` on purerpc.
+
+Thin: every method decodes nothing itself (the dispatcher in
+:mod:`mdactors.api.grpc_transport` hands it a parsed request), calls
+:class:`~mdactors.api.rpc.MarketDataRpc`, and yields protobuf messages.
+Streamed price updates are :class:`~mdactors.api.proto_codec.Encoded`
+bytes cached on the tick, so each tick is serialised once for all streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import trio
+
+from mdactors._proto import marketdata_grpc
+from mdactors._proto import marketdata_pb2 as pb
+from mdactors._proto.grpc_health.v1 import health_grpc, health_pb2
+from mdactors.api.context import ApiContext
+from mdactors.api.grpc_transport import GrpcCall, GrpcServer
+from mdactors.api.proto_codec import Encoded, price_update_pb, symbol_prefix
+from mdactors.api.rpc import HEALTH_SERVICES, Code, MarketDataRpc, RpcError, draining_error
+
+__all__ = ["CLIENT_TYPE", "HealthServicer", "MarketDataServicer", "build_server", "serve_grpc"]
+
+log = logging.getLogger("mdactors.grpc")
+
+#: ``client_type`` label of gRPC streams in metrics.
+CLIENT_TYPE = "grpc"
+
+
+class MarketDataServicer(marketdata_grpc.MarketDataServiceServicer):
+    """``marketdata.MarketDataService`` over :class:`MarketDataRpc`."""
+
+    def __init__(self, rpc: MarketDataRpc) -> None:
+        self.rpc = rpc
+
+    async def GetPrice(
+        self, input_message: pb.GetPriceRequest, request: GrpcCall
+    ) -> pb.GetPriceResponse:
+        """Latest price; any well-formed symbol answers."""
+        return self.rpc.get_price(input_message)
+
+    async def StreamPrices(
+        self, input_message: pb.StreamPricesRequest, request: GrpcCall
+    ) -> AsyncIterator[Encoded]:
+        """Current state per symbol, then every tick (or one per interval)."""
+        with self.rpc.price_feed(input_message, CLIENT_TYPE) as feed:
+            prefixes = {
+                spelling: symbol_prefix(spelling) for spelling in feed.plan.spellings.values()
+            }
+            while True:
+                # The feed's wait is the real await per batch; the dispatcher
+                # adds a checkpoint per message.
+                for spelling, tick in await feed.next_batch(request.take_behind()):
+                    yield Encoded(price_update_pb(tick, prefixes[spelling]), tick.ts_ns)
+
+    async def GenerateSimulation(
+        self, input_message: pb.SimulationRequest, request: GrpcCall
+    ) -> pb.SimulationResponse:
+        """Not yet: UNIMPLEMENTED."""
+        raise self.rpc.unimplemented("GenerateSimulation")
+
+    async def StreamScenario(
+        self, input_message: pb.ScenarioRequest, request: GrpcCall
+    ) -> AsyncIterator[pb.PriceUpdate]:
+        """Not yet: UNIMPLEMENTED."""
+        raise self.rpc.unimplemented("StreamScenario")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def HealthCheck(
+        self, input_message: pb.HealthCheckRequest, request: GrpcCall
+    ) -> pb.HealthCheckResponse:
+        """Health with details (service name and version, active streams)."""
+        return self.rpc.health_check(input_message)
+
+
+class HealthServicer(health_grpc.HealthServicer):
+    """The standard ``grpc.health.v1.Health`` for ``""``, ``market-data`` and the service name.
+
+    NOT_SERVING as soon as the drain is requested; ``Watch`` streams then
+    end with UNAVAILABLE when the listeners close.
+    """
+
+    def __init__(self, ctx: ApiContext, rpc: MarketDataRpc) -> None:
+        self.ctx = ctx
+        self.rpc = rpc
+
+    async def Check(
+        self, input_message: health_pb2.HealthCheckRequest, request: GrpcCall
+    ) -> health_pb2.HealthCheckResponse:
+        """Serving status of one service name; NOT_FOUND for names we do not serve."""
+        status = self.rpc.standard_health(input_message.service)
+        if status is None:
+            raise RpcError(Code.NOT_FOUND, f"unknown service {input_message.service[:80]!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def List(
+        self, input_message: health_pb2.HealthListRequest, request: GrpcCall
+    ) -> health_pb2.HealthListResponse:
+        """Every service name with its status."""
+        response = health_pb2.HealthListResponse()
+        for name in HEALTH_SERVICES:
+            response.statuses[name].status = self.rpc.standard_health(name) or 0
+        return response
+
+    async def Watch(
+        self, input_message: health_pb2.HealthCheckRequest, request: GrpcCall
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        """The status now, then on every change, until the server drains."""
+        lifecycle = self.ctx.lifecycle
+        status = self.rpc.standard_health(input_message.service)
+        if status is None:
+            yield health_pb2.HealthCheckResponse(
+                status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            )
+        else:
+            yield health_pb2.HealthCheckResponse(status=status)
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                await lifecycle.drain_requested.wait()
+                yield health_pb2.HealthCheckResponse(
+                    status=health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+        await lifecycle.draining.wait()
+        raise draining_error()
+
+
+def build_server(ctx: ApiContext) -> GrpcServer:
+    """A gRPC server for ``ctx`` on the configured host and port (not started)."""
+    settings = ctx.settings
+    latency = ctx.metrics.publication_latency.labels(CLIENT_TYPE)
+
+    def observe(ts_ns: int) -> None:
+        latency.observe(max(0.0, (time.time_ns() - ts_ns) / 1e9))
+
+    server = GrpcServer(
+        settings.host,
+        settings.grpc_port,
+        max_message_bytes=settings.max_request_bytes,
+        slow_consumer_timeout=settings.slow_consumer_timeout,
+        on_message=observe,
+    )
+    rpc = MarketDataRpc(ctx)
+    server.add_service(MarketDataServicer(rpc).service)
+    server.add_service(HealthServicer(ctx, rpc).service)
+    return server
+
+
+async def serve_grpc(
+    ctx: ApiContext, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve gRPC until the drain closes the listeners; reports the bound port."""
+    server = build_server(ctx)
+    await server.serve(ctx.lifecycle.draining.wait, task_status=task_status)

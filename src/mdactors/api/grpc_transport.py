@@ -1,0 +1,437 @@
+"""purerpc plumbing: a server bound to the configured host that drains, and a strict dispatcher.
+
+purerpc (0.8) gives us HTTP/2 + gRPC framing and generated servicers; this
+module replaces the parts of its server that do not fit a long-running
+market-data service:
+
+- :class:`GrpcServer` subclasses :class:`purerpc.Server` to bind the
+  configured host without ``SO_REUSEPORT`` (purerpc binds every interface
+  with it, so two processes could silently share a port) and to drain: stop
+  accepting, let the calls end, send GOAWAY, close.
+- :class:`_Dispatcher` runs each call under its own cancel scope, cancelled
+  when the client resets the stream (purerpc ignores RST_STREAM) or its
+  connection closes; enforces ``grpc-timeout``; turns :class:`RpcError`,
+  malformed and oversized requests into proper statuses (purerpc answers
+  them with CANCELLED or drops the connection); and sends stream messages
+  only when the HTTP/2 window can take a whole message, so a client that
+  stops reading is detected (``behind``) and, past the slow-consumer
+  timeout, ended with RESOURCE_EXHAUSTED instead of stalling.
+- Every streamed message is followed by a real checkpoint: purerpc's
+  ``send_message`` is not a schedule point while the window is open, and a
+  handler that never yields starves the whole process.
+
+It touches purerpc internals (``GRPCStream._wait_flow_control_update``,
+``GRPCConnection`` hooks); purerpc is pinned to 0.8.0 for that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import h2.exceptions
+import purerpc
+import trio
+from async_generator import aclosing
+from google.protobuf.message import DecodeError
+from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
+from purerpc.grpc_socket import SocketWrapper
+from purerpc.grpclib.config import GRPCConfiguration
+from purerpc.grpclib.connection import GRPCConnection
+from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
+from purerpc.grpclib.exceptions import GRPCError, MessageTooLargeError
+from purerpc.grpclib.status import Status
+from purerpc.rpc import Cardinality
+
+from mdactors.api.rpc import Code, RpcError
+
+__all__ = ["GrpcCall", "GrpcServer"]
+
+log = logging.getLogger("mdactors.grpc")
+
+_PEER_GONE = (
+    GRPCError,
+    h2.exceptions.H2Error,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
+_FLUSH_GRACE_S = 0.5
+
+
+def _status(code: Code, message: str = "") -> Status:
+    return Status(int(code), message)
+
+
+@dataclass(slots=True)
+class GrpcCall:
+    """What a servicer method learns about its call (passed as ``request``).
+
+    ``behind`` is set by the dispatcher when the client could not take a
+    message at once (its HTTP/2 window was full); a streaming method reads
+    and clears it to decide whether to conflate.
+    """
+
+    service: str
+    method: str
+    timeout: float | None
+    behind: bool = False
+
+    def take_behind(self) -> bool:
+        """Return and clear :attr:`behind`."""
+        behind, self.behind = self.behind, False
+        return behind
+
+
+class _RawRequest:
+    """Keeps a request message's bytes; the dispatcher parses them itself."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def ParseFromString(self, data: bytes) -> None:
+        """Store ``data`` unparsed."""
+        self.data = data
+
+
+class _Oversized(RequestEnded):
+    """A request message longer than the limit arrived (ends the request side)."""
+
+    def __init__(self, stream_id: int, message: str) -> None:
+        super().__init__(stream_id)
+        self.message = message
+
+
+class _Connection(GRPCConnection):
+    """Reports stream resets and oversized messages instead of ignoring or dying."""
+
+    def __init__(self, config: GRPCConfiguration, on_reset: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self._on_reset = on_reset
+
+    def _stream_reset(self, event: Any) -> list[Any]:
+        self._on_reset(event.stream_id)
+        return []
+
+    def _data_received(self, event: Any) -> list[Any]:
+        stream_id = event.stream_id
+        if stream_id not in self.message_read_buffers:
+            # The rest of a request already answered (oversized): discard it.
+            with suppress(h2.exceptions.H2Error):
+                self.h2_connection.acknowledge_received_data(
+                    event.flow_controlled_length, stream_id
+                )
+            return []
+        try:
+            return super()._data_received(event)
+        except MessageTooLargeError as error:
+            del self.message_read_buffers[stream_id]
+            with suppress(h2.exceptions.H2Error):
+                self.h2_connection.acknowledge_received_data(
+                    event.flow_controlled_length, stream_id
+                )
+            return [_Oversized(stream_id, str(error))]
+
+
+class _Socket(GRPCProtoSocket):
+    """A server-side purerpc socket over :class:`_Connection`."""
+
+    def __init__(
+        self,
+        config: GRPCConfiguration,
+        sock: anyio.abc.SocketStream,
+        on_reset: Callable[[int], None],
+    ) -> None:
+        super().__init__(config, sock)
+        self._grpc_connection = _Connection(config, on_reset)
+        self._socket = SocketWrapper(self._grpc_connection, sock)
+
+    @property
+    def connection(self) -> GRPCConnection:
+        """The gRPC/HTTP/2 state machine."""
+        return self._grpc_connection
+
+    async def goaway(self) -> None:
+        """Tell the client no new calls will be accepted on this connection."""
+        try:
+            self._grpc_connection.h2_connection.close_connection()
+            await self._socket.flush()
+        except h2.exceptions.H2Error:
+            pass
+
+
+@dataclass(eq=False)
+class _ConnectionState:
+    calls: dict[int, trio.CancelScope] = field(default_factory=dict)
+    socket: _Socket | None = None
+    reader: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    async def close(self) -> None:
+        """GOAWAY, then stop reading: the writer flushes and the connection ends."""
+        if self.socket is not None:
+            await self.socket.goaway()
+        self.reader.cancel()
+
+    def reset(self, stream_id: int) -> None:
+        scope = self.calls.get(stream_id)
+        if scope is not None:
+            scope.cancel()
+
+
+class _Dispatcher:
+    """Runs the calls of every connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        services: dict[str, purerpc.Service],
+        *,
+        max_message_bytes: int,
+        slow_consumer_timeout: float,
+        accepting: Callable[[], bool],
+        on_message: Callable[[int], None],
+    ) -> None:
+        self.services = services
+        self.max_message_bytes = max_message_bytes
+        self.slow_consumer_timeout = slow_consumer_timeout
+        self.accepting = accepting
+        self.on_message = on_message
+        self.in_flight = 0
+        self.idle = trio.Event()
+        self.idle.set()
+        self.connections: set[_ConnectionState] = set()
+        self.all_closed = trio.Event()
+        self.all_closed.set()
+
+    async def connection(self, sock: anyio.abc.SocketStream) -> None:
+        """Serve one client connection until it closes (or we are cancelled)."""
+        state = _ConnectionState()
+        config = GRPCConfiguration(client_side=False, max_message_length=self.max_message_bytes)
+        if not self.connections:
+            self.all_closed = trio.Event()
+        self.connections.add(state)
+        try:
+            async with _Socket(config, sock, state.reset) as grpc_socket:
+                state.socket = grpc_socket
+                async with trio.open_nursery() as nursery:
+                    with state.reader:
+                        async for stream in grpc_socket.listen():
+                            nursery.start_soon(self._run_call, state, stream)
+                    # The peer closed the connection (or we stopped reading, on
+                    # drain): its calls can send nothing more.
+                    nursery.cancel_scope.cancel()
+            # Leaving the socket lets its writer flush what is queued, then close.
+        except _PEER_GONE as error:
+            log.debug("grpc connection closed: %r", error)
+        except Exception:
+            log.exception("grpc connection failed")
+        finally:
+            self.connections.discard(state)
+            if not self.connections:
+                self.all_closed.set()
+            with trio.CancelScope(shield=True):
+                await sock.aclose()
+
+    async def _run_call(self, state: _ConnectionState, stream: GRPCProtoStream) -> None:
+        self.in_flight += 1
+        self.idle = trio.Event() if self.in_flight == 1 else self.idle
+        scope = trio.CancelScope()
+        state.calls[stream.stream_id] = scope
+        try:
+            with scope:
+                await self._call(stream)
+        except _PEER_GONE as error:
+            log.debug("grpc call ended by the peer: %r", error)
+        except Exception:
+            log.exception("grpc call failed")
+        finally:
+            state.calls.pop(stream.stream_id, None)
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()
+
+    async def _call(self, stream: GRPCProtoStream) -> None:
+        await stream.start_response()
+        event = await stream.receive_event()
+        if not isinstance(event, RequestReceived):
+            await stream.close(_status(Code.INTERNAL, "expected request headers"))
+            return
+        service = self.services.get(event.service_name)
+        bound = service.methods.get(event.method_name) if service is not None else None
+        if bound is None:
+            path = f"/{event.service_name}/{event.method_name}"[:200]
+            await stream.close(_status(Code.UNIMPLEMENTED, f"unknown method {path}"))
+            return
+        if not self.accepting():
+            await stream.close(_status(Code.UNAVAILABLE, "server is shutting down"))
+            return
+        timeout = event.timeout.total_seconds() if event.timeout is not None else None
+        call = GrpcCall(event.service_name, event.method_name, timeout)
+        stream.expect_message_type(_RawRequest)
+        status = _status(Code.OK)
+        with trio.move_on_after(timeout if timeout is not None else float("inf")) as deadline:
+            try:
+                await self._invoke(stream, bound, call)
+            except RpcError as error:
+                status = _status(error.code, error.message)
+        if deadline.cancelled_caught:
+            status = _status(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+        await stream.close(status)
+
+    async def _read_request(self, stream: GRPCProtoStream, request_type: Any) -> Any:
+        data: bytes | None = None
+        while True:
+            event = await stream.receive_event()
+            if isinstance(event, _Oversized):
+                raise RpcError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"request message larger than {self.max_message_bytes} bytes",
+                )
+            if isinstance(event, RequestEnded):
+                break
+            if isinstance(event, MessageReceived):
+                if data is not None:
+                    raise RpcError(Code.INVALID_ARGUMENT, "expected exactly one request message")
+                data = event.data.data
+        if data is None:
+            raise RpcError(Code.INVALID_ARGUMENT, "expected exactly one request message, got none")
+        try:
+            return request_type.FromString(data)
+        except DecodeError:
+            raise RpcError(
+                Code.INVALID_ARGUMENT,
+                f"malformed {request_type.DESCRIPTOR.full_name} message ({len(data)} bytes)",
+            ) from None
+
+    async def _invoke(self, stream: GRPCProtoStream, bound: Any, call: GrpcCall) -> None:
+        signature = bound.signature
+        request = await self._read_request(stream, signature.request_type)
+        if signature.cardinality is Cardinality.UNARY_UNARY:
+            response = await bound.method_fn(request, call)
+            await stream.send_message(response)
+        elif signature.cardinality is Cardinality.UNARY_STREAM:
+            messages: AsyncIterator[Any] = bound.method_fn(request, call)
+            async with aclosing(messages):
+                async for message in messages:
+                    await self._send_streamed(stream, message, call)
+        else:
+            raise RpcError(Code.UNIMPLEMENTED, "client streaming is not supported")
+
+    async def _send_streamed(self, stream: GRPCProtoStream, message: Any, call: GrpcCall) -> None:
+        data = message.SerializeToString()
+        connection = stream._grpc_connection
+        needed = min(len(data) + 5, connection.h2_connection.max_outbound_frame_size)
+        if connection.flow_control_window(stream.stream_id) < needed:
+            call.behind = True
+            with trio.move_on_after(self.slow_consumer_timeout) as waited:
+                while connection.flow_control_window(stream.stream_id) < needed:
+                    await stream._wait_flow_control_update()
+            if waited.cancelled_caught:
+                raise RpcError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"client too slow: it accepted no update for {self.slow_consumer_timeout:g} s "
+                    "(read faster, or ask for fewer updates with update_interval_ms)",
+                )
+        await stream.send_message(message)
+        ts_ns = getattr(message, "ts_ns", 0)
+        if ts_ns:
+            self.on_message(ts_ns)
+        # purerpc's send is no schedule point while the window is open.
+        await trio.lowlevel.checkpoint()
+
+
+class GrpcServer(purerpc.Server):
+    """purerpc's server bound to ``host`` (no SO_REUSEPORT) with a graceful drain.
+
+    :meth:`serve` reports the bound port through ``task_status`` and returns
+    once ``stop_accepting`` has fired and every call has ended.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        max_message_bytes: int,
+        slow_consumer_timeout: float,
+        on_message: Callable[[int], None] = lambda ts_ns: None,
+    ) -> None:
+        super().__init__(port=port)
+        self.host = host
+        self._accepting = True
+        self._dispatcher_options = {
+            "max_message_bytes": max_message_bytes,
+            "slow_consumer_timeout": slow_consumer_timeout,
+            "on_message": on_message,
+        }
+        self.dispatcher: _Dispatcher | None = None
+
+    async def serve(
+        self,
+        stop_accepting: Callable[[], Awaitable[object]],
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until ``stop_accepting()`` returns, then drain and return."""
+        async with AsyncExitStack() as stack:
+            # purerpc keeps each service behind an async context manager.
+            services = {
+                name: await stack.enter_async_context(manager)
+                for name, manager in self.services.items()
+            }
+            await self._serve(services, stop_accepting, task_status)
+
+    async def _serve(
+        self,
+        services: dict[str, purerpc.Service],
+        stop_accepting: Callable[[], Awaitable[object]],
+        task_status: trio.TaskStatus[int],
+    ) -> None:
+        dispatcher = self.dispatcher = _Dispatcher(
+            services, accepting=lambda: self._accepting, **self._dispatcher_options
+        )
+        listener = await anyio.create_tcp_listener(
+            local_host=self.host or None, local_port=self.port, reuse_port=False
+        )
+        self.port = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+        async with trio.open_nursery() as connections:
+            async with listener:
+                for one in listener.listeners:  # one per address family
+                    connections.start_soon(self._accept, one, connections, dispatcher)
+                task_status.started(self.port)
+                await stop_accepting()
+                self._accepting = False
+            # Open streams were told to end by the drain; wait for every call.
+            await dispatcher.idle.wait()
+            for state in list(dispatcher.connections):
+                await state.close()
+            # The writers flush the last trailers and GOAWAY frames; a peer
+            # that does not read gets a bounded grace.
+            with trio.move_on_after(_FLUSH_GRACE_S):
+                await dispatcher.all_closed.wait()
+            connections.cancel_scope.cancel()
+
+    async def serve_async(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """purerpc's entry point: serve forever (no drain)."""
+        await self.serve(trio.sleep_forever, task_status=task_status)
+
+    @staticmethod
+    async def _accept(
+        listener: anyio.abc.SocketListener,
+        nursery: trio.Nursery,
+        dispatcher: _Dispatcher,
+    ) -> None:
+        while True:
+            try:
+                sock = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as error:  # e.g. EMFILE: back off instead of spinning
+                log.warning("grpc accept failed: %s", error)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(dispatcher.connection, sock)
