@@ -102,7 +102,9 @@ class Service:
 
 def build_service(settings: Settings, *, handle_signals: bool = True) -> Service:
     """Wire the market, recorder, history, metrics and APIs from ``settings``."""
-    market = Market(settings.symbols, settings.tick_interval, settings.seed)
+    market = Market(
+        settings.symbols, settings.tick_interval, settings.seed, models=settings.model_config
+    )
     history = MemoryHistory(settings.history_size)
     recorder = Recorder(market, history)
     recorder.backfill()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mdactors.domain.model_config import parse_model_config
 from mdactors.domain.symbols import SymbolError, normalize_symbol
 
 __all__ = ["FIELDS", "ConfigError", "Settings", "load_settings", "parse_duration"]
@@ -224,6 +225,9 @@ FIELDS: tuple[Field, ...] = (
     Field("candle_interval", "CANDLE_INTERVAL", _candle_interval, "1m",
           "Default candle interval of history queries."),
     Field("seed", "SIM_SEED", _seed, "", "Seed for a reproducible run; empty = random."),
+    Field("model_config", "MODEL_CONFIG", parse_model_config, "",
+          "Per-symbol price models as JSON, e.g. {\"BTC/USD\": {\"model\": \"gbm\"}}; "
+          "see mdactors.domain.model_config. Empty = calibrated defaults."),
     Field("admin_token", "ADMIN_TOKEN", _text, "",
           "Bearer token for the chaos and debug APIs; empty = open.", secret=True),
     Field("chaos_enabled", "CHAOS_ENABLED", _boolean, "true", "Enable the chaos API."),
@@ -276,6 +280,7 @@ class Settings:
     tick_interval: float
     candle_interval: float
     seed: int | None
+    model_config: dict[str, dict[str, Any]]
     admin_token: str
     chaos_enabled: bool
     cache_namespace: str

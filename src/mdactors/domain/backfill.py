@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mdactors.domain.candles import Candle
-from mdactors.domain.models import GBM, SECONDS_PER_YEAR
+from mdactors.domain.innovations import MarketFactor
+from mdactors.domain.models import SECONDS_PER_YEAR, PriceModel
 from mdactors.domain.symbols import SymbolSpec
 
 __all__ = ["backfill_minutes"]
@@ -13,27 +14,29 @@ __all__ = ["backfill_minutes"]
 
 def backfill_minutes(
     spec: SymbolSpec,
-    model: GBM,
+    model: PriceModel,
     end_price: float,
     end_ms: int,
     minutes: int,
     rng: np.random.Generator,
     substeps: int = 6,
+    factor: MarketFactor | None = None,
 ) -> list[Candle]:
     """Closed one-minute candles for the ``minutes`` before ``end_ms``.
 
     ``end_ms`` must be minute-aligned; the last candle closes exactly at
     ``end_price``, so the live feed continues the history without a jump.
     Each minute is simulated in ``substeps`` steps of the same model that
-    drives the live price, giving real intra-minute highs and lows.
+    drives the live price, giving real intra-minute highs and lows; pass the
+    same ``factor`` for every symbol to make their histories correlated.
     """
     if minutes <= 0:
         return []
     steps = minutes * substeps
     dt_years = 60.0 / substeps / SECONDS_PER_YEAR
-    path = np.cumsum(model.log_returns(steps, dt_years, rng))
-    prices = end_price * np.exp(path - path[-1])
-    start_price = end_price * np.exp(-path[-1])
+    path = model.path(end_price, dt_years, steps, rng, factor)
+    prices = path[1:] * (end_price / path[-1])
+    start_price = path[0] * (end_price / path[-1])
     grid = prices.reshape(minutes, substeps)
     opens = np.concatenate(([start_price], grid[:-1, -1]))
     highs = np.maximum(grid.max(axis=1), opens)

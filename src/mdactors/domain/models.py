@@ -1,6 +1,30 @@
-"""Price processes. One maths implementation used two ways: ``step`` advances a
-live price by one tick (plain Python floats, ~100 ns), ``log_returns`` draws a
-whole path at once with numpy for backfills and simulations.
+"""Price processes: one set of formulas, used step by step and vectorised.
+
+A :class:`PriceModel` combines, on the log price ``x`` with instantaneous
+annual variance ``h``:
+
+* diffusion: ``x' = x + (μ − λk)Δt − ½hΔt + √(hΔt)·e`` (GBM when nothing else
+  is switched on), or Ornstein–Uhlenbeck mean reversion towards ``log m``:
+  ``x' = log m + (x − log m)·e^{−κΔt} + √(h(1 − e^{−2κΔt})/2κ)·e`` (exact
+  discretisation);
+* Merton jumps: ``N ~ Poisson(λΔt)`` jumps of log size ``N(μ_J, σ_J²)`` each,
+  with the drift compensated by ``k = E[e^J] − 1`` so jumps add no trend;
+* GARCH(1,1) volatility clustering:
+  ``h' = ω + (α e² + β) h`` with ``ω = θ(1 − φ)``, ``α + β = φ = e^{−κ_v Δt}``
+  and ``α = √(ξ²Δt / Var(e²))``. This is Nelson's (1990) diffusion limit of
+  GARCH, ``dh = κ_v(θ − h)dt + ξ h dW``, so the same parameters give the same
+  clustering whatever the tick interval. ``vol_clustering`` = ξ²/2κ_v ∈ [0, 1)
+  sets the stationary dispersion of ``h`` (CV² = c / (1 − c)); below 1 the
+  returns keep a finite fourth moment;
+* fat tails: ``e`` is a Student-t with ν ≥ 5 degrees of freedom, standardised
+  to unit variance, mixed with the market factor (see
+  :mod:`mdactors.domain.innovations`).
+
+``volatility`` is the long-run yearly σ of log returns from all sources (for
+mean-reverting models, the instantaneous σ of the diffusion). The live path,
+:meth:`PriceModel.step` on plain floats (~0.5 µs), and the vectorised path,
+:meth:`PriceModel.simulate` on numpy arrays, evaluate the same expressions in
+the same order: given the same inputs they produce the same log prices.
 """
 
 from __future__ import annotations
@@ -10,53 +34,360 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GBM", "SECONDS_PER_YEAR", "ShockStream"]
+from mdactors.domain.innovations import (
+    BATCH,
+    Innovations,
+    MarketFactor,
+    ShockStream,
+    TailMix,
+    draw,
+    draw_batch,
+)
+
+__all__ = [
+    "GBM",
+    "SECONDS_PER_YEAR",
+    "LiveProcess",
+    "ModelError",
+    "ModelState",
+    "PriceModel",
+    "ShockStream",
+    "StepCoefficients",
+]
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0
+HOURS_PER_YEAR = 365.0 * 24.0
+_MAX_JUMPS = 64
 
 
-class ShockStream:
-    """Standard-normal shocks drawn from a seeded generator in numpy batches.
-
-    Drawing one float at a time from numpy costs ~700 ns; a batch of 1024
-    turned into a Python list costs ~15 ns a draw. The sequence depends only
-    on the generator's seed, never on how the draws are consumed.
-    """
-
-    __slots__ = ("_batch", "_buffer", "_index", "_rng")
-
-    def __init__(self, rng: np.random.Generator, batch: int = 1024) -> None:
-        self._rng = rng
-        self._batch = batch
-        self._buffer: list[float] = []
-        self._index = 0
-
-    def next(self) -> float:
-        """Return the next standard-normal draw."""
-        if self._index >= len(self._buffer):
-            self._buffer = self._rng.standard_normal(self._batch).tolist()
-            self._index = 0
-        value = self._buffer[self._index]
-        self._index += 1
-        return value
+class ModelError(ValueError):
+    """A price model's parameters are out of range; the message names the parameter."""
 
 
 @dataclass(frozen=True, slots=True)
-class GBM:
-    """Geometric Brownian motion: ``dS/S = μ dt + σ dW`` with yearly μ and σ."""
+class StepCoefficients:
+    """Everything a step needs that depends only on the model and ``dt`` (years).
+
+    Computed once per time step length and cached in the :class:`ModelState`,
+    so the hot path does arithmetic only.
+    """
+
+    dt: float
+    sqrt_dt: float
+    drift_dt: float
+    half_dt: float
+    reverting: bool
+    level: float
+    decay: float
+    ou_scale: float
+    clustering: bool
+    omega: float
+    alpha: float
+    beta: float
+    no_jump: float
+    jump_cdf: tuple[float, ...]
+    jump_mean: float
+    jump_std: float
+
+    def jump_count(self, u: float) -> int:
+        """The Poisson jump count for a uniform ``u`` ≥ ``no_jump`` (inverse CDF)."""
+        cdf = self.jump_cdf
+        n = 1
+        while n < len(cdf) and u >= cdf[n]:
+            n += 1
+        return n
+
+
+@dataclass(slots=True)
+class ModelState:
+    """One symbol's process state: log price, current variance, cached coefficients."""
+
+    log_price: float
+    variance: float
+    coefficients: StepCoefficients | None = None
+
+    @property
+    def price(self) -> float:
+        """The current price."""
+        return math.exp(self.log_price)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceModel:
+    """Parameters of one symbol's price process (yearly units unless named otherwise).
+
+    Components switch on by their parameters: jumps when ``jump_intensity`` >
+    0, volatility clustering when ``vol_clustering`` > 0, mean reversion when
+    ``reversion_half_life_hours`` > 0, fat tails when ``tail_dof`` > 0 (ν ≥ 5;
+    0 = Gaussian), correlation with the market factor when
+    ``factor_loading`` ≠ 0.
+    """
 
     volatility: float
     drift: float = 0.0
+    tail_dof: float = 0.0
+    factor_loading: float = 0.0
+    jump_intensity: float = 0.0
+    jump_mean: float = 0.0
+    jump_std: float = 0.0
+    vol_clustering: float = 0.0
+    vol_half_life_hours: float = 6.0
+    reversion_half_life_hours: float = 0.0
+    mean_level: float = 1.0
 
-    def step(self, price: float, dt_years: float, shock: float) -> float:
-        """Advance ``price`` by ``dt_years`` with one standard-normal ``shock``."""
-        sigma = self.volatility
-        return price * math.exp(
-            (self.drift - 0.5 * sigma * sigma) * dt_years + sigma * math.sqrt(dt_years) * shock
+    def __post_init__(self) -> None:
+        checks = (
+            ("volatility", self.volatility >= 0.0, "must be ≥ 0"),
+            ("tail_dof", self.tail_dof == 0.0 or self.tail_dof >= 5.0,
+             "must be 0 (Gaussian) or ≥ 5 (a finite fourth moment)"),
+            ("factor_loading", -0.99 <= self.factor_loading <= 0.99, "must be within -0.99..0.99"),
+            ("jump_intensity", self.jump_intensity >= 0.0, "must be ≥ 0 jumps per year"),
+            ("jump_std", self.jump_std >= 0.0, "must be ≥ 0"),
+            ("vol_clustering", 0.0 <= self.vol_clustering < 1.0,
+             "must be within 0..1 (1 = infinite kurtosis)"),
+            ("vol_half_life_hours", self.vol_half_life_hours > 0.0, "must be > 0"),
+            ("reversion_half_life_hours", self.reversion_half_life_hours >= 0.0,
+             "must be ≥ 0 (0 = no mean reversion)"),
+            ("mean_level", self.mean_level > 0.0, "must be > 0"),
+        )  # fmt: skip
+        for name, ok, message in checks:
+            if not ok or not math.isfinite(getattr(self, name)):
+                raise ModelError(f"{name} {message}, got {getattr(self, name)!r}")
+        if self.diffusion_variance <= 0.0 and self.volatility > 0.0:
+            raise ModelError(
+                "jumps carry all of the volatility: lower jump_intensity or jump_std, "
+                "or raise volatility"
+            )
+
+    @property
+    def kind(self) -> str:
+        """The dominant feature: ``ou``, ``garch``, ``merton`` or ``gbm``."""
+        if self.reversion_half_life_hours:
+            return "ou"
+        if self.vol_clustering:
+            return "garch"
+        return "merton" if self.jump_intensity else "gbm"
+
+    @property
+    def diffusion_variance(self) -> float:
+        """θ: the long-run yearly variance left for the diffusion once jumps take theirs."""
+        if self.reversion_half_life_hours:
+            return self.volatility**2
+        jumps = self.jump_intensity * (self.jump_mean**2 + self.jump_std**2)
+        return self.volatility**2 - jumps
+
+    @property
+    def tail_mix(self) -> TailMix:
+        """How this model's innovations are drawn."""
+        return TailMix(self.tail_dof, self.factor_loading, self.jump_intensity > 0.0)
+
+    def fourth_moment(self) -> float:
+        """E[e⁴] of one standardised innovation (3 when Gaussian)."""
+        nu = self.tail_dof
+        tail = 3.0 * (nu - 2.0) / (nu - 4.0) if nu else 3.0
+        rho2 = self.factor_loading**2
+        return rho2 * rho2 * tail + 6.0 * rho2 * (1.0 - rho2) + (1.0 - rho2) ** 2 * tail
+
+    def initial_state(self, price: float) -> ModelState:
+        """The state at ``price`` with the variance at its long-run level."""
+        return ModelState(math.log(price), self.diffusion_variance)
+
+    def coefficients(self, dt_years: float) -> StepCoefficients:
+        """The per-step constants for steps of ``dt_years``."""
+        theta = self.diffusion_variance
+        lam = self.jump_intensity
+        compensator = lam * (math.exp(self.jump_mean + 0.5 * self.jump_std**2) - 1.0)
+        reverting = self.reversion_half_life_hours > 0.0
+        decay, ou_scale = 1.0, 0.0
+        if reverting:
+            kappa = math.log(2.0) * HOURS_PER_YEAR / self.reversion_half_life_hours
+            decay = math.exp(-kappa * dt_years)
+            ou_scale = math.sqrt((1.0 - decay * decay) / (2.0 * kappa))
+        kappa_v = math.log(2.0) * HOURS_PER_YEAR / self.vol_half_life_hours
+        phi = math.exp(-kappa_v * dt_years)
+        xi2 = self.vol_clustering * 2.0 * kappa_v
+        alpha = min(math.sqrt(xi2 * dt_years / (self.fourth_moment() - 1.0)), phi)
+        cdf: list[float] = []
+        if lam:
+            p, total, mean = 0.0, 0.0, lam * dt_years
+            for n in range(_MAX_JUMPS):
+                p = math.exp(-mean) if n == 0 else p * mean / n
+                total += p
+                cdf.append(total)
+                if 1.0 - total < 1e-16:
+                    break
+        return StepCoefficients(
+            dt=dt_years,
+            sqrt_dt=math.sqrt(dt_years),
+            drift_dt=(self.drift - compensator) * dt_years,
+            half_dt=0.5 * dt_years,
+            reverting=reverting,
+            level=math.log(self.mean_level),
+            decay=decay,
+            ou_scale=ou_scale,
+            clustering=self.vol_clustering > 0.0,
+            omega=theta * (1.0 - phi),
+            alpha=alpha,
+            beta=phi - alpha,
+            no_jump=cdf[0] if cdf else 1.0,
+            jump_cdf=tuple(cdf),
+            jump_mean=self.jump_mean,
+            jump_std=self.jump_std,
         )
 
-    def log_returns(self, count: int, dt_years: float, rng: np.random.Generator) -> np.ndarray:
-        """``count`` log returns of one step each: the vectorised twin of :meth:`step`."""
-        sigma = self.volatility
-        shocks = rng.standard_normal(count)
-        return (self.drift - 0.5 * sigma * sigma) * dt_years + sigma * math.sqrt(dt_years) * shocks
+    def step(self, state: ModelState, dt_years: float, e: float, u: float, j: float) -> float:
+        """Advance ``state`` by ``dt_years`` and return the new price.
+
+        ``e`` is the unit-variance innovation, ``u`` (uniform) and ``j``
+        (standard normal) drive jumps. Plain floats only: this is the hot path.
+        """
+        c = state.coefficients
+        if c is None or c.dt != dt_years:
+            c = state.coefficients = self.coefficients(dt_years)
+        h = state.variance
+        sigma = math.sqrt(h)
+        if c.reverting:
+            dx = c.ou_scale * sigma * e
+        else:
+            dx = c.drift_dt - c.half_dt * h + c.sqrt_dt * sigma * e
+        if u >= c.no_jump:
+            n = c.jump_count(u)
+            dx += n * c.jump_mean + math.sqrt(n) * c.jump_std * j
+        if c.reverting:
+            x = c.level + (state.log_price - c.level) * c.decay + dx
+        else:
+            x = state.log_price + dx
+        if c.clustering:
+            state.variance = c.omega + (c.alpha * e * e + c.beta) * h
+        state.log_price = x
+        return math.exp(x)
+
+    def simulate(
+        self, state: ModelState, dt_years: float, e: np.ndarray, u: np.ndarray, j: np.ndarray
+    ) -> np.ndarray:
+        """The vectorised twin of :meth:`step`: log prices after each of ``len(e)`` steps.
+
+        Elementwise terms are numpy; the two first-order recursions (GARCH
+        variance, OU level) run as tight float loops in the same order as
+        :meth:`step`. ``state`` ends where the last step left it.
+        """
+        c = self.coefficients(dt_years)
+        count = len(e)
+        if c.clustering:
+            h = np.empty(count)
+            level = state.variance
+            for index, a in enumerate((c.alpha * e * e).tolist()):
+                h[index] = level
+                level = c.omega + (a + c.beta) * level
+            state.variance = level
+        else:
+            h = np.full(count, state.variance)
+        sigma = np.sqrt(h)
+        if c.reverting:
+            dx = c.ou_scale * sigma * e
+        else:
+            dx = c.drift_dt - c.half_dt * h + c.sqrt_dt * sigma * e
+        jumped = u >= c.no_jump
+        if jumped.any():
+            n = np.searchsorted(np.asarray(c.jump_cdf), u[jumped], side="right")
+            dx[jumped] += n * c.jump_mean + np.sqrt(n) * c.jump_std * j[jumped]
+        if c.reverting:
+            x = np.empty(count)
+            value = state.log_price
+            for index, increment in enumerate(dx.tolist()):
+                value = c.level + (value - c.level) * c.decay + increment
+                x[index] = value
+        else:
+            x = np.cumsum(np.concatenate(([state.log_price], dx)))[1:]
+        if count:
+            state.log_price = float(x[-1])
+        state.coefficients = c
+        return x
+
+    def path(
+        self,
+        start_price: float,
+        dt_years: float,
+        count: int,
+        rng: np.random.Generator,
+        factor: MarketFactor | None = None,
+        start_step: int = 0,
+    ) -> np.ndarray:
+        """``count + 1`` prices from ``start_price``, drawn as a live actor would.
+
+        With the same generator, factor and step index, the path equals what
+        :class:`LiveProcess` produces tick by tick.
+        """
+        inputs = draw(self.tail_mix, rng, count)
+        factors = factor.draws(start_step, count) if factor and self.factor_loading else None
+        state = self.initial_state(start_price)
+        log_prices = self.simulate(state, dt_years, inputs.combined(factors), inputs.u, inputs.j)
+        return np.exp(np.concatenate(([math.log(start_price)], log_prices)))
+
+
+def GBM(volatility: float, drift: float = 0.0) -> PriceModel:
+    """Geometric Brownian motion ``dS/S = μ dt + σ dW`` with Gaussian shocks."""
+    return PriceModel(volatility=volatility, drift=drift)
+
+
+class LiveProcess:
+    """A symbol's process advanced one tick at a time, as its actor needs it.
+
+    Draws the symbol's inputs in batches (:func:`draw_batch`), reads the
+    market factor for its own step counter, and keeps the last innovation in
+    :attr:`shock` (the actor uses it to widen spreads on big moves).
+    """
+
+    __slots__ = (
+        "_factor",
+        "_fs",
+        "_i",
+        "_idio",
+        "_j",
+        "_mix",
+        "_rng",
+        "_u",
+        "model",
+        "shock",
+        "state",
+        "steps",
+    )
+
+    def __init__(
+        self,
+        model: PriceModel,
+        price: float,
+        rng: np.random.Generator,
+        factor: MarketFactor | None = None,
+    ) -> None:
+        self.model = model
+        self.state = model.initial_state(price)
+        self.steps = 0
+        self.shock = 0.0
+        self._mix = model.tail_mix
+        self._rng = rng
+        self._factor = factor if model.factor_loading else None
+        self._fs: list[float] = []
+        self._idio: list[float] = []
+        self._u: list[float] = []
+        self._j: list[float] = []
+        self._i = 0
+
+    def _refill(self) -> None:
+        batch: Innovations = draw_batch(self._mix, self._rng, BATCH)
+        self._fs, self._idio = batch.factor_scale.tolist(), batch.idio.tolist()
+        self._u, self._j = batch.u.tolist(), batch.j.tolist()
+        self._i = 0
+
+    def advance(self, dt_years: float) -> float:
+        """Step ``dt_years`` ahead and return the new price."""
+        if self._i >= len(self._idio):
+            self._refill()
+        i = self._i
+        e = self._idio[i]
+        if self._factor is not None:
+            e = self._fs[i] * self._factor.at(self.steps) + e
+        self._i = i + 1
+        self.steps += 1
+        self.shock = e
+        return self.model.step(self.state, dt_years, e, self._u[i], self._j[i])

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import trio
 
-from mdactors.domain.models import GBM
+from mdactors.domain.innovations import MarketFactor
+from mdactors.domain.model_config import ModelConfig, model_for
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
 from mdactors.engine.symbol_actor import SymbolActor
@@ -32,7 +33,10 @@ class Market:
     There is one market per process and every client reads the same actors:
     two subscribers of a symbol see identical ticks. Random streams derive
     from ``(seed, symbol, purpose)``, so a seeded run is reproducible and
-    does not change when other symbols are added.
+    does not change when other symbols are added. Each symbol runs the model
+    :func:`~mdactors.domain.model_config.model_for` gives it under ``models``
+    (the ``MODEL_CONFIG`` overrides); correlated symbols share the market
+    factor through a counter-based generator, each actor drawing its own copy.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class Market:
         seed: int | None = None,
         *,
         wall_clock: Callable[[], int] = time.time_ns,
+        models: ModelConfig | None = None,
     ) -> None:
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.wall_clock = wall_clock
@@ -50,9 +55,11 @@ class Market:
             spec = spec_for(key)
             self.actors[key] = SymbolActor(
                 spec,
-                GBM(spec.annual_volatility),
+                model_for(spec, models),
                 interval,
                 self.rng(key, "live"),
+                factor=self.factor("live"),
+                volume_rng=self.rng(key, "volume"),
                 wall_clock=wall_clock,
             )
 
@@ -61,6 +68,10 @@ class Market:
         return np.random.default_rng(
             [self.seed, zlib.crc32(key.encode()), zlib.crc32(purpose.encode())]
         )
+
+    def factor(self, purpose: str) -> MarketFactor:
+        """The common market factor for ``purpose``: same draws for every symbol, own cache."""
+        return MarketFactor(self.seed, purpose)
 
     @property
     def symbols(self) -> list[str]:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import trio
 
-from mdactors.domain.models import GBM, SECONDS_PER_YEAR, ShockStream
+from mdactors.domain.innovations import MarketFactor
+from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel, ShockStream
 from mdactors.domain.quotes import quote, round_price, tick_volume
 from mdactors.domain.symbols import SymbolSpec
 from mdactors.domain.tick import Tick
@@ -32,10 +33,12 @@ class SymbolActor:
     def __init__(
         self,
         spec: SymbolSpec,
-        model: GBM,
+        model: PriceModel,
         interval: float,
         rng: np.random.Generator,
         *,
+        factor: MarketFactor | None = None,
+        volume_rng: np.random.Generator | None = None,
         start_price: float | None = None,
         wall_clock: Callable[[], int] = time.time_ns,
         topic_capacity: int = 256,
@@ -45,8 +48,9 @@ class SymbolActor:
         self.interval = interval
         self.topic: Topic[Tick] = Topic(spec.key, topic_capacity)
         self._wall_clock = wall_clock
-        self._shocks = ShockStream(rng)
         self._mid = start_price if start_price is not None else spec.seed_price
+        self._process = LiveProcess(model, self._mid, rng, factor)
+        self._shocks = ShockStream(volume_rng if volume_rng is not None else rng.spawn(1)[0])
         self._seq = 0
         self._last_price = round_price(spec, self._mid)
         self._day = -1
@@ -70,12 +74,10 @@ class SymbolActor:
 
     def step(self) -> Tick:
         """Advance the process by one interval and return the new tick (unpublished)."""
-        shocks = self._shocks
-        shock = shocks.next()
-        dt_years = self.interval / SECONDS_PER_YEAR
-        self._mid = self.model.step(self._mid, dt_years, shock)
-        volume = tick_volume(self.spec, self.interval, shocks.next())
-        return self._make_tick(self._wall_clock(), volume, min(abs(shock) / 3.0, 1.0))
+        process = self._process
+        self._mid = process.advance(self.interval / SECONDS_PER_YEAR)
+        volume = tick_volume(self.spec, self.interval, self._shocks.next())
+        return self._make_tick(self._wall_clock(), volume, min(abs(process.shock) / 3.0, 1.0))
 
     def _make_tick(self, now_ns: int, volume: float, activity: float) -> Tick:
         spec = self.spec
