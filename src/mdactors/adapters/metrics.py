@@ -26,6 +26,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from mdactors.adapters.breaker import CircuitBreaker
+
 __all__ = ["REQUEST_BUCKETS", "FeedSnapshot", "Metrics"]
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -103,6 +105,23 @@ class _FeedCollector(Collector):
         )
 
 
+class _BreakerCollector(Collector):
+    """``market_data_circuit_breaker_state{dependency}`` of every watched breaker."""
+
+    def __init__(self) -> None:
+        self.breakers: list[CircuitBreaker] = []
+
+    def collect(self) -> Iterable[Metric]:
+        state = GaugeMetricFamily(
+            "market_data_circuit_breaker_state",
+            "Dependency circuit breaker: 0 closed, 1 half-open, 2 open.",
+            labels=["dependency"],
+        )
+        for breaker in self.breakers:
+            state.add_metric([breaker.name], breaker.state.gauge)
+        yield state
+
+
 class Metrics:
     """The service's registry and its directly-updated metrics."""
 
@@ -134,6 +153,8 @@ class Metrics:
             registry=self.registry,
         )
         self._feeds: list[_FeedCollector] = []
+        self._breakers = _BreakerCollector()
+        self.registry.register(self._breakers)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -152,6 +173,10 @@ class Metrics:
         collector = _FeedCollector(snapshot, source)
         self._feeds.append(collector)
         self.registry.register(collector)
+
+    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+        """Export ``breaker``'s state (its name is the ``dependency`` label)."""
+        self._breakers.breakers.append(breaker)
 
     async def render(self) -> bytes:
         """The text exposition, generated in a worker thread (off the event loop)."""
