@@ -38,7 +38,6 @@ import numpy as np
 
 __all__ = [
     "BATCH",
-    "FACTOR_BLOCK",
     "Innovations",
     "MarketFactor",
     "ShockStream",
@@ -48,7 +47,6 @@ __all__ = [
 ]
 
 BATCH = 1024
-FACTOR_BLOCK = 1024
 
 
 class ShockStream:
@@ -81,41 +79,32 @@ class MarketFactor:
     """The common market factor: one standard normal per time step, by counter.
 
     ``MarketFactor(seed, purpose)`` objects built anywhere with the same
-    arguments return the same draws; each keeps a one-block cache, so give
-    every actor its own instance rather than sharing one.
+    arguments return the same draws, in blocks of :data:`BATCH` steps (the
+    same size as a symbol's batches, so an actor fetches one factor block
+    per batch of its own inputs).
     """
 
-    __slots__ = ("_block", "_block_index", "_key")
+    __slots__ = ("_key",)
 
     def __init__(self, seed: int, purpose: str = "live") -> None:
         entropy = np.random.SeedSequence(
             [seed, zlib.crc32(b"market-factor"), zlib.crc32(purpose.encode())]
         )
         self._key = entropy.generate_state(2, np.uint64)
-        self._block_index = -1
-        self._block: list[float] = []
 
     def block(self, index: int) -> np.ndarray:
-        """The :data:`FACTOR_BLOCK` draws of steps ``index·B .. index·B + B − 1``."""
+        """The :data:`BATCH` draws of steps ``index·B .. index·B + B − 1``."""
         counter = np.array([0, index, 0, 0], dtype=np.uint64)
         philox = np.random.Philox(key=self._key, counter=counter)
-        return np.random.Generator(philox).standard_normal(FACTOR_BLOCK)
-
-    def at(self, step: int) -> float:
-        """The factor draw of time step ``step`` (≥ 0), as a Python float."""
-        index, offset = divmod(step, FACTOR_BLOCK)
-        if index != self._block_index:
-            self._block = self.block(index).tolist()
-            self._block_index = index
-        return self._block[offset]
+        return np.random.Generator(philox).standard_normal(BATCH)
 
     def draws(self, start: int, count: int) -> np.ndarray:
         """The factor draws of steps ``start .. start + count − 1``."""
         if count <= 0:
             return np.empty(0)
-        first, last = start // FACTOR_BLOCK, (start + count - 1) // FACTOR_BLOCK
+        first, last = start // BATCH, (start + count - 1) // BATCH
         joined = np.concatenate([self.block(index) for index in range(first, last + 1)])
-        offset = start - first * FACTOR_BLOCK
+        offset = start - first * BATCH
         return joined[offset : offset + count]
 
 

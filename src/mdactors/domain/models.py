@@ -36,7 +36,6 @@ import numpy as np
 
 from mdactors.domain.innovations import (
     BATCH,
-    Innovations,
     MarketFactor,
     ShockStream,
     TailMix,
@@ -57,6 +56,7 @@ __all__ = [
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0
 HOURS_PER_YEAR = 365.0 * 24.0
+_sqrt, _exp = math.sqrt, math.exp
 _MAX_JUMPS = 64
 
 
@@ -245,14 +245,13 @@ class PriceModel:
         if c is None or c.dt != dt_years:
             c = state.coefficients = self.coefficients(dt_years)
         h = state.variance
-        sigma = math.sqrt(h)
         if c.reverting:
-            dx = c.ou_scale * sigma * e
+            dx = c.ou_scale * _sqrt(h) * e
         else:
-            dx = c.drift_dt - c.half_dt * h + c.sqrt_dt * sigma * e
+            dx = c.drift_dt - c.half_dt * h + c.sqrt_dt * _sqrt(h) * e
         if u >= c.no_jump:
             n = c.jump_count(u)
-            dx += n * c.jump_mean + math.sqrt(n) * c.jump_std * j
+            dx += n * c.jump_mean + _sqrt(n) * c.jump_std * j
         if c.reverting:
             x = c.level + (state.log_price - c.level) * c.decay + dx
         else:
@@ -260,7 +259,7 @@ class PriceModel:
         if c.clustering:
             state.variance = c.omega + (c.alpha * e * e + c.beta) * h
         state.log_price = x
-        return math.exp(x)
+        return _exp(x)
 
     def simulate(
         self, state: ModelState, dt_years: float, e: np.ndarray, u: np.ndarray, j: np.ndarray
@@ -333,16 +332,16 @@ def GBM(volatility: float, drift: float = 0.0) -> PriceModel:
 class LiveProcess:
     """A symbol's process advanced one tick at a time, as its actor needs it.
 
-    Draws the symbol's inputs in batches (:func:`draw_batch`), reads the
-    market factor for its own step counter, and keeps the last innovation in
-    :attr:`shock` (the actor uses it to widen spreads on big moves).
+    Every :data:`BATCH` ticks it draws the symbol's inputs (:func:`draw_batch`)
+    and the market factor's block for those steps, and mixes them in numpy;
+    a tick then reads three floats and runs :meth:`PriceModel.step`. The last
+    innovation stays in :attr:`shock` (the actor widens spreads on big moves).
     """
 
     __slots__ = (
+        "_e",
         "_factor",
-        "_fs",
         "_i",
-        "_idio",
         "_j",
         "_mix",
         "_rng",
@@ -367,27 +366,25 @@ class LiveProcess:
         self._mix = model.tail_mix
         self._rng = rng
         self._factor = factor if model.factor_loading else None
-        self._fs: list[float] = []
-        self._idio: list[float] = []
+        self._e: list[float] = []
         self._u: list[float] = []
         self._j: list[float] = []
-        self._i = 0
+        self._i = BATCH
 
     def _refill(self) -> None:
-        batch: Innovations = draw_batch(self._mix, self._rng, BATCH)
-        self._fs, self._idio = batch.factor_scale.tolist(), batch.idio.tolist()
+        batch = draw_batch(self._mix, self._rng, BATCH)
+        factor = self._factor
+        factors = factor.block(self.steps // BATCH) if factor is not None else None
+        self._e = batch.combined(factors).tolist()
         self._u, self._j = batch.u.tolist(), batch.j.tolist()
-        self._i = 0
 
     def advance(self, dt_years: float) -> float:
         """Step ``dt_years`` ahead and return the new price."""
-        if self._i >= len(self._idio):
-            self._refill()
         i = self._i
-        e = self._idio[i]
-        if self._factor is not None:
-            e = self._fs[i] * self._factor.at(self.steps) + e
+        if i >= BATCH:
+            self._refill()
+            i = 0
+        e = self.shock = self._e[i]
         self._i = i + 1
         self.steps += 1
-        self.shock = e
         return self.model.step(self.state, dt_years, e, self._u[i], self._j[i])

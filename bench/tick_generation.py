@@ -1,0 +1,71 @@
+"""Cost of generating one tick: the price step alone and a whole actor step.
+
+Usage: ``python bench/tick_generation.py [--seconds 2]``. Prints ns per tick
+for each default model (``LiveProcess.advance``: innovations, market factor
+and the model step) and for ``SymbolActor.step`` (plus quote, volume and the
+Tick value), and the vectorised path generator's ns per point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from mdactors.domain.innovations import MarketFactor
+from mdactors.domain.model_config import default_model
+from mdactors.domain.models import GBM, SECONDS_PER_YEAR, LiveProcess, PriceModel
+from mdactors.domain.symbols import spec_for
+from mdactors.engine.symbol_actor import SymbolActor
+
+
+def _ns_per_call(step: object, seconds: float) -> float:
+    calls, started = 0, time.perf_counter_ns()
+    deadline = started + int(seconds * 1e9)
+    while True:
+        for _ in range(10_000):
+            step()  # type: ignore[operator]
+        calls += 10_000
+        now = time.perf_counter_ns()
+        if now >= deadline:
+            return (now - started) / calls
+
+
+def main() -> None:
+    """Run every measurement for ``--seconds`` each and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    args = parser.parse_args()
+    dt = 1.0 / SECONDS_PER_YEAR
+    models: dict[str, PriceModel] = {
+        "gbm (BTC/USD vol)": GBM(0.5),
+        "garch+jumps+t, factor (BTC/USD default)": default_model(spec_for("BTC/USD")),
+        "ou (USDT/USD default)": default_model(spec_for("USDT/USD")),
+    }
+    for name, model in models.items():
+        process = LiveProcess(model, 100.0, np.random.default_rng(1), MarketFactor(1))
+        ns = _ns_per_call(lambda process=process: process.advance(dt), args.seconds)
+        print(f"price step   {name:<42} {ns:8.0f} ns/tick")
+    spec = spec_for("BTC/USD")
+    actor = SymbolActor(
+        spec, default_model(spec), 1.0, np.random.default_rng(1), factor=MarketFactor(1)
+    )
+    print(
+        f"actor.step   {'BTC/USD default (price, quote, volume, Tick)':<42} "
+        f"{_ns_per_call(actor.step, args.seconds):8.0f} ns/tick"
+    )
+    points = 1_000_000
+    started = time.perf_counter()
+    default_model(spec).path(
+        spec.seed_price, 60.0 / SECONDS_PER_YEAR, points, np.random.default_rng(1), MarketFactor(1)
+    )
+    elapsed = time.perf_counter() - started
+    print(
+        f"vectorised   {'BTC/USD default, 1M one-minute points':<42} "
+        f"{elapsed * 1e9 / points:8.0f} ns/point ({elapsed:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
