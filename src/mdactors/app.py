@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -16,6 +17,7 @@ from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc import serve_grpc
 from mdactors.api.http import create_app
+from mdactors.api.ws import serve_ws
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.subscription import StreamRegistry
@@ -87,6 +89,7 @@ class Service:
             Child("recorder", ctx.recorder.run),
             Child("http", self._serve_http, listener=True),
             Child("grpc", self._serve_grpc, listener=True),
+            Child("ws", partial(serve_ws, ctx, self.ports), listener=True),
         ]
         log.info(
             "starting",

@@ -254,6 +254,17 @@ FIELDS: tuple[Field, ...] = (
           "On SIGTERM, time between readiness turning 503 and listeners closing."),
     Field("sse_retry", "SSE_RETRY", _positive_duration, "3s",
           "Reconnect delay suggested to SSE clients."),
+    Field("ws_max_symbols", "WS_MAX_SYMBOLS", _int_range(1, 100_000), "100",
+          "Most symbols one WebSocket session may follow (and name in one message)."),
+    Field("ws_max_message_bytes", "WS_MAX_MESSAGE_BYTES", _int_range(64, 16 * 1024 * 1024),
+          "65536", "Largest WebSocket client message answered (bigger: error reply; "
+          "over 4x this the connection is closed with 1009)."),
+    Field("ws_slow_client_timeout", "WS_SLOW_CLIENT_TIMEOUT", _positive_duration, "10s",
+          "A WebSocket client behind the feed (or stuck in one send) this long is closed (1008)."),
+    Field("ws_heartbeat_interval", "WS_HEARTBEAT_INTERVAL", _positive_duration, "15s",
+          "An idle WebSocket session gets a heartbeat message after this long."),
+    Field("ws_send_buffer_bytes", "WS_SEND_BUFFER_BYTES", _int_range(0, 64 * 1024 * 1024), "0",
+          "Kernel send buffer per WebSocket connection; 0 = the OS default (autotuned)."),
 )  # fmt: skip
 
 
@@ -295,6 +306,11 @@ class Settings:
     shutdown_timeout: float
     drain_delay: float
     sse_retry: float
+    ws_max_symbols: int
+    ws_max_message_bytes: int
+    ws_slow_client_timeout: float
+    ws_heartbeat_interval: float
+    ws_send_buffer_bytes: int
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (values already parsed)."""
