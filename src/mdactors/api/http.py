@@ -16,7 +16,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from mdactors import __version__
-from mdactors.api import market_ui, rest
+from mdactors.api import connect, market_ui, rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
 from mdactors.api.errors import ApiError
@@ -185,4 +185,5 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     app.register_blueprint(rest.blueprint)
     app.register_blueprint(market_ui.blueprint)
+    app.register_blueprint(connect.blueprint)
     return app

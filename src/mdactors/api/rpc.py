@@ -67,8 +67,8 @@ class Code(IntEnum):
 
     @property
     def connect_name(self) -> str:
-        """The Connect protocol's name of the code (``invalid_argument``)."""
-        return self.name.lower()
+        """The Connect protocol's name of the code (``invalid_argument``, ``canceled``)."""
+        return "canceled" if self is Code.CANCELLED else self.name.lower()
 
 
 class RpcError(Exception):
