@@ -129,18 +129,25 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     @app.route("/api/v1/health", methods=["GET", "HEAD"])
     async def health() -> Response:
-        """Liveness: 200 while the process runs."""
-        status = "draining" if ctx.lifecycle.drain_requested.is_set() else "healthy"
-        return json_response(
-            {
-                "status": status,
-                "service": settings.service_name,
-                "instance": settings.instance_name,
-                "version": settings.service_version,
-                "environment": settings.environment,
-                "timestamp": rfc3339(time.time_ns()),
-            }
-        )
+        """Liveness: 200 while the process runs; 503 once a supervised task is down for good."""
+        lifecycle = ctx.lifecycle
+        if not lifecycle.healthy:
+            status = "unhealthy"
+        elif lifecycle.drain_requested.is_set():
+            status = "draining"
+        else:
+            status = "healthy"
+        body: dict[str, object] = {
+            "status": status,
+            "service": settings.service_name,
+            "instance": settings.instance_name,
+            "version": settings.service_version,
+            "environment": settings.environment,
+            "timestamp": rfc3339(time.time_ns()),
+        }
+        if lifecycle.failures:
+            body["failures"] = lifecycle.failures
+        return json_response(body, 200 if lifecycle.healthy else 503)
 
     @app.get("/api/v1/ready")
     async def ready() -> Response:
@@ -164,7 +171,9 @@ def create_app(ctx: ApiContext) -> QuartTrio:
                 "limit": ctx.streams.max_streams,
             },
         }
-        serving = ctx.lifecycle.serving
+        serving = ctx.lifecycle.serving and ctx.lifecycle.healthy
+        if not ctx.lifecycle.healthy:
+            checks["supervisor"] = {"status": "failed", "failures": ctx.lifecycle.failures}
         return json_response(
             {
                 "status": "ready" if serving else ctx.lifecycle.phase.value,

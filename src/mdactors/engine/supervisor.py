@@ -18,6 +18,7 @@ from enum import Enum
 
 import trio
 
+from mdactors.engine.restarts import RestartBudget, keep_running
 from mdactors.engine.subscription import StreamRegistry
 
 __all__ = ["Child", "Lifecycle", "Phase", "Supervisor"]
@@ -43,8 +44,19 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.phase = Phase.STARTING
+        self.serving_started = trio.Event()
         self.drain_requested = trio.Event()
         self.draining = trio.Event()
+        self.failures: dict[str, str] = {}
+
+    @property
+    def healthy(self) -> bool:
+        """False once a supervised task exhausted its restart budget."""
+        return not self.failures
+
+    def fail(self, name: str, error: BaseException) -> None:
+        """Record that ``name`` is down for good (its restart budget is spent)."""
+        self.failures[name] = f"{type(error).__name__}: {error}"[:200]
 
     @property
     def serving(self) -> bool:
@@ -64,12 +76,16 @@ class Child:
 
     A ``listener`` returns by itself once the drain begins (a server that
     stops accepting and finishes its connections); the supervisor waits for
-    listeners before it cancels everything else.
+    listeners, then cancels the other children one by one in reverse start
+    order (so start the history writer before the recorder, and discovery
+    first: it deregisters last). A ``restart`` child that crashes is
+    restarted within the restart budget.
     """
 
     name: str
     run: Callable[..., Awaitable[None]]
     listener: bool = False
+    restart: bool = False
 
 
 class Supervisor:
@@ -83,11 +99,15 @@ class Supervisor:
         *,
         drain_delay: float = 0.0,
         handle_signals: bool = True,
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
     ) -> None:
         self.lifecycle = lifecycle
         self.streams = streams
         self.shutdown_timeout = shutdown_timeout
         self.drain_delay = drain_delay
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
         self.handle_signals = handle_signals
 
     async def _watch_signals(self) -> None:
@@ -116,6 +136,25 @@ class Supervisor:
                 if listeners_done == listener_count:
                     all_listeners_done.set()
 
+        async def run_owned(
+            child: Child, scope: trio.CancelScope, done: trio.Event, task_status: trio.TaskStatus
+        ) -> None:
+            try:
+                with scope:
+                    if child.restart:
+                        await keep_running(
+                            child.name,
+                            child.run,
+                            RestartBudget(self.max_restarts, self.restart_window),
+                            self.lifecycle.fail,
+                            task_status=task_status,
+                        )
+                    else:
+                        await child.run(task_status=task_status)
+            finally:
+                done.set()
+
+        owned: list[tuple[Child, trio.CancelScope, trio.Event]] = []
         async with trio.open_nursery() as nursery:
             if self.handle_signals:
                 nursery.start_soon(self._watch_signals)
@@ -123,9 +162,12 @@ class Supervisor:
                 if child.listener:
                     await nursery.start(run_listener, child)
                 else:
-                    await nursery.start(child.run)
+                    scope, done = trio.CancelScope(), trio.Event()
+                    await nursery.start(run_owned, child, scope, done)
+                    owned.append((child, scope, done))
                 log.info("started", extra={"event": "child_started", "child": child.name})
             self.lifecycle.phase = Phase.SERVING
+            self.lifecycle.serving_started.set()
             log.info("serving", extra={"event": "serving"})
             task_status.started()
             await self.lifecycle.drain_requested.wait()
@@ -138,6 +180,11 @@ class Supervisor:
                     await all_listeners_done.wait()
             if scope.cancelled_caught:
                 log.warning("drain deadline passed", extra={"event": "drain_timeout"})
+            with trio.move_on_after(self.shutdown_timeout):
+                for child, child_scope, done in reversed(owned):
+                    child_scope.cancel()
+                    await done.wait()
+                    log.info("stopped", extra={"event": "child_stopped", "child": child.name})
             nursery.cancel_scope.cancel()
         self.lifecycle.phase = Phase.STOPPED
         log.info("stopped", extra={"event": "stopped"})
