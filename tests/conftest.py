@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import trio
 
 from mdactors.app import Service, build_service
@@ -61,3 +68,70 @@ async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
     with trio.fail_after(within):
         while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
             await trio.sleep(0.01)
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, owned by one test.
+
+    :meth:`stop` kills it (as a crash would) and :meth:`start` brings it back
+    on the same port, so tests can take Redis away mid-run.
+    """
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL of the server (no credentials)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A sync client with admin rights (the default user)."""
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+    def start(self) -> None:
+        """Start (or restart) on the same port; return once it answers PING (5 s at most)."""
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                self.client().ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL, no shutdown save) and wait for it to exit."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis server, killed after the test.
+
+    Skipped when ``redis-server`` is not installed, unless ``REQUIRE_REDIS``
+    is set (as CI does): then its absence fails the test.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("REQUIRE_REDIS"):
+            pytest.fail("redis-server not found and REQUIRE_REDIS is set")
+        pytest.skip("redis-server not installed")
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

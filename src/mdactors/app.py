@@ -11,8 +11,10 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from mdactors import __version__
-from mdactors.adapters.history import MemoryHistory
+from mdactors.adapters.breaker import CircuitBreaker
+from mdactors.adapters.history import HistoryStore, MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
+from mdactors.adapters.redis_history import RedisHistory, redis_client
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc import serve_grpc
@@ -37,6 +39,8 @@ class Service:
     context: ApiContext
     supervisor: Supervisor
     ports: dict[str, int] = field(default_factory=dict)
+    background: list[Child] = field(default_factory=list)
+    """Supervised tasks started before the engine (e.g. the Redis history writer)."""
 
     def feed_snapshot(self) -> FeedSnapshot:
         """Copies of the engine's counters, taken on the event loop."""
@@ -85,6 +89,7 @@ class Service:
         """Start everything, serve, and return after the drain."""
         ctx = self.context
         children = [
+            *self.background,
             Child("market", ctx.market.run),
             Child("recorder", ctx.recorder.run),
             Child("http", self._serve_http, listener=True),
@@ -105,15 +110,29 @@ class Service:
 
 def build_service(settings: Settings, *, handle_signals: bool = True) -> Service:
     """Wire the market, recorder, history, metrics and APIs from ``settings``."""
+    metrics = Metrics(settings.service_name, settings.instance_name, settings.service_version)
+    history: HistoryStore = MemoryHistory(settings.history_size)
+    background: list[Child] = []
+    start_prices: dict[str, float] = {}
+    if settings.redis_url:
+        redis_history = _redis_history(settings)
+        # Blocking, bounded by REDIS_TIMEOUT: runs before the event loop serves anything.
+        start_prices = redis_history.warm_start(settings.symbols)
+        metrics.watch_breaker(redis_history.breaker)
+        metrics.registry.register(redis_history.collector())
+        background.append(Child("history", redis_history.run))
+        history = redis_history
     market = Market(
-        settings.symbols, settings.tick_interval, settings.seed, models=settings.model_config
+        settings.symbols,
+        settings.tick_interval,
+        settings.seed,
+        models=settings.model_config,
+        start_prices=start_prices,
     )
-    history = MemoryHistory(settings.history_size)
     recorder = Recorder(market, history)
     recorder.backfill()
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
-    metrics = Metrics(settings.service_name, settings.instance_name, settings.service_version)
     context = ApiContext(settings, market, recorder, history, streams, lifecycle, metrics)
     supervisor = Supervisor(
         lifecycle,
@@ -122,6 +141,19 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
         drain_delay=settings.drain_delay,
         handle_signals=handle_signals,
     )
-    service = Service(settings, context, supervisor)
+    service = Service(settings, context, supervisor, background=background)
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)
     return service
+
+
+def _redis_history(settings: Settings) -> RedisHistory:
+    """The Redis history store of ``settings`` (REDIS_URL set), not yet connected."""
+    return RedisHistory(
+        redis_client(settings.redis_url, settings.redis_timeout),
+        CircuitBreaker("redis", settings.redis_breaker_threshold, settings.redis_breaker_timeout),
+        namespace=settings.cache_namespace,
+        tick_capacity=settings.history_size,
+        backlog=settings.history_backlog,
+        batch_size=settings.history_batch_size,
+        flush_interval=settings.history_flush_interval,
+    )

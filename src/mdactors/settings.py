@@ -232,6 +232,19 @@ FIELDS: tuple[Field, ...] = (
           "Bearer token for the chaos and debug APIs; empty = open.", secret=True),
     Field("chaos_enabled", "CHAOS_ENABLED", _boolean, "true", "Enable the chaos API."),
     Field("cache_namespace", "CACHE_NAMESPACE", _text, "market_data:", "Redis key prefix."),
+    Field("redis_timeout", "REDIS_TIMEOUT", _positive_duration, "2s",
+          "Connect and command timeout of each Redis call (made off the event loop)."),
+    Field("history_backlog", "HISTORY_BACKLOG", _int_range(1, 10_000_000), "100000",
+          "Ticks (and, apart, candles) buffered for Redis while it is slow or down; "
+          "beyond it the oldest are dropped and counted."),
+    Field("history_batch_size", "HISTORY_BATCH_SIZE", _int_range(1, 100_000), "100",
+          "Ticks that trigger a Redis flush at once; one flush writes up to 10x this."),
+    Field("history_flush_interval", "HISTORY_FLUSH_INTERVAL", _positive_duration, "5ms",
+          "Longest a tick waits before a Redis flush when fewer than a batch are pending."),
+    Field("redis_breaker_threshold", "REDIS_BREAKER_THRESHOLD", _int_range(1, 1_000), "5",
+          "Consecutive Redis failures that open its circuit breaker."),
+    Field("redis_breaker_timeout", "REDIS_BREAKER_TIMEOUT", _positive_duration, "30s",
+          "How long an open Redis breaker waits before a trial call; caps the retry backoff."),
     Field("advertise_address", "ADVERTISE_ADDRESS", _text, "",
           "Routable address registered in discovery; defaults to the host name."),
     Field("max_subscribers", "MAX_SUBSCRIBERS", _int_range(1, 1_000_000), "10000",
@@ -295,6 +308,12 @@ class Settings:
     admin_token: str
     chaos_enabled: bool
     cache_namespace: str
+    redis_timeout: float
+    history_backlog: int
+    history_batch_size: int
+    history_flush_interval: float
+    redis_breaker_threshold: int
+    redis_breaker_timeout: float
     advertise_address: str
     max_subscribers: int
     max_stream_symbols: int

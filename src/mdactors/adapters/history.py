@@ -8,7 +8,7 @@ do its I/O off the loop.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from mdactors.domain.candles import INTERVALS, Candle
@@ -38,8 +38,8 @@ class HistoryStore(Protocol):
         """The most recent ``limit`` closed candles starting in ``[start_ms, end_ms]``."""
         ...
 
-    def describe(self) -> dict[str, str]:
-        """Name and state of the store, for readiness."""
+    def describe(self) -> Mapping[str, object]:
+        """Name and state of the store, for readiness (``backend``, ``status`` and details)."""
         ...
 
 

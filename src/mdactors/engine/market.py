@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import trio
@@ -37,6 +37,8 @@ class Market:
     :func:`~mdactors.domain.model_config.model_for` gives it under ``models``
     (the ``MODEL_CONFIG`` overrides); correlated symbols share the market
     factor through a counter-based generator, each actor drawing its own copy.
+    ``start_prices`` (by symbol key) starts actors where a previous run
+    stopped; the others start at their spec's seed price.
     """
 
     def __init__(
@@ -47,7 +49,9 @@ class Market:
         *,
         wall_clock: Callable[[], int] = time.time_ns,
         models: ModelConfig | None = None,
+        start_prices: Mapping[str, float] | None = None,
     ) -> None:
+        start_prices = start_prices or {}
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.wall_clock = wall_clock
         self.actors: dict[str, SymbolActor] = {}
@@ -60,6 +64,7 @@ class Market:
                 self.rng(key, "live"),
                 factor=self.factor("live"),
                 volume_rng=self.rng(key, "volume"),
+                start_price=start_prices.get(key),
                 wall_clock=wall_clock,
             )
 
