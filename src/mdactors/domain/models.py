@@ -273,11 +273,12 @@ class PriceModel:
         c = self.coefficients(dt_years)
         count = len(e)
         if c.clustering:
-            h = np.empty(count)
-            level = state.variance
-            for index, a in enumerate((c.alpha * e * e).tolist()):
-                h[index] = level
-                level = c.omega + (a + c.beta) * level
+            variances: list[float] = []
+            keep, omega, beta, level = variances.append, c.omega, c.beta, state.variance
+            for a in (c.alpha * e * e).tolist():
+                keep(level)
+                level = omega + (a + beta) * level
+            h = np.array(variances)
             state.variance = level
         else:
             h = np.full(count, state.variance)
@@ -291,11 +292,12 @@ class PriceModel:
             n = np.searchsorted(np.asarray(c.jump_cdf), u[jumped], side="right")
             dx[jumped] += n * c.jump_mean + np.sqrt(n) * c.jump_std * j[jumped]
         if c.reverting:
-            x = np.empty(count)
-            value = state.log_price
-            for index, increment in enumerate(dx.tolist()):
-                value = c.level + (value - c.level) * c.decay + increment
-                x[index] = value
+            levels: list[float] = []
+            keep, mean, decay, value = levels.append, c.level, c.decay, state.log_price
+            for increment in dx.tolist():
+                value = mean + (value - mean) * decay + increment
+                keep(value)
+            x = np.array(levels)
         else:
             x = np.cumsum(np.concatenate(([state.log_price], dx)))[1:]
         if count:
