@@ -7,9 +7,12 @@ free port, so tests never share state or touch the machine's Redis.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -238,3 +241,15 @@ async def test_wrong_password_degrades_at_start(redis_server: RedisServer) -> No
         body = (await http.get("/metrics")).text
         assert metric(body, 'market_data_redis_errors_total{reason="auth"}') >= 5
         assert metric(body, 'market_data_circuit_breaker_state{dependency="redis"}') > 0
+
+
+def test_bench_runs(redis_server: RedisServer) -> None:
+    bench = Path(__file__).parent.parent / "bench" / "redis_history.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--seconds", "0.3", "--url", redis_server.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "ticks/s persisted" in result.stdout

@@ -91,22 +91,15 @@ def failure_reason(error: BaseException) -> str:
 
 
 def encode_tick(tick: Tick) -> str:
-    """The stored form of a tick (its symbol is in the key)."""
-    return json.dumps(
-        [
-            tick.seq,
-            tick.price,
-            tick.bid,
-            tick.ask,
-            tick.volume,
-            tick.ts_ns,
-            tick.change,
-            tick.change_pct,
-            tick.day_high,
-            tick.day_low,
-            tick.day_volume,
-        ],
-        separators=(",", ":"),
+    """The stored form of a tick: a JSON array (its symbol is in the key).
+
+    Formatted directly (float ``repr`` is valid JSON for the finite numbers a
+    tick holds): twice as fast as ``json.dumps``, and it runs per tick.
+    """
+    t = tick
+    return (
+        f"[{t.seq},{t.price!r},{t.bid!r},{t.ask!r},{t.volume!r},{t.ts_ns},{t.change!r},"
+        f"{t.change_pct!r},{t.day_high!r},{t.day_low!r},{t.day_volume!r}]"
     )
 
 
@@ -331,8 +324,10 @@ class RedisHistory:
             )
         stored = self._stored_until
         by_symbol: dict[str, dict[str, int]] = {}
+        latest: dict[str, str] = {}
         for tick in ticks:
-            by_symbol.setdefault(tick.symbol, {})[encode_tick(tick)] = tick.ts_ns // 1_000
+            member = latest[tick.symbol] = encode_tick(tick)
+            by_symbol.setdefault(tick.symbol, {})[member] = tick.ts_ns // 1_000
         by_series: dict[tuple[str, str], dict[str, int]] = {}
         for candle in candles:
             slot = (candle.symbol, candle.interval)
@@ -343,10 +338,7 @@ class RedisHistory:
             key = self.tick_key(symbol)
             pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -self.tick_capacity - 1)
-        if by_symbol:
-            latest: dict[str, str] = {}
-            for tick in ticks:
-                latest[tick.symbol] = encode_tick(tick)
+        if latest:
             pipe.hset(self.latest_key, mapping=latest)
         for (symbol, interval), members in by_series.items():
             key = self.candle_key(symbol, interval)
