@@ -92,8 +92,8 @@ class Service:
             *self.background,
             Child("market", ctx.market.run),
             Child("recorder", ctx.recorder.run),
-            Child("http", self._serve_http, listener=True),
             Child("grpc", self._serve_grpc, listener=True),
+            Child("http", self._serve_http, listener=True),
             Child("ws", partial(serve_ws, ctx, self.ports), listener=True),
         ]
         log.info(
