@@ -6,6 +6,7 @@ free port, so tests never share state or touch the machine's Redis.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -205,6 +206,23 @@ async def test_full_backlog_drops_the_oldest_and_counts_them(redis_server: Redis
     assert await history.flush() is True
     stored = redis_server.client().zrange(f"market_data:ticks:{KEY}", 0, -1)
     assert [decode_tick(KEY, raw).seq for raw in stored] == list(range(16, 26))
+
+
+async def test_one_log_line_per_state_change(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mdactors.history")
+    history = store(redis_server)
+    history.warm_start([KEY])
+    redis_server.stop()
+    for ticks in (make_ticks(KEY, 3, time.time_ns() + i) for i in range(4)):
+        history.record_ticks(ticks)
+        assert await history.flush() is False
+    redis_server.start()
+    assert await history.flush() is True
+    events = [getattr(r, "event", None) for r in caplog.records if r.name == "mdactors.history"]
+    assert events == ["redis_up", "redis_degraded", "redis_up"]
+    assert history.errors["connection"] == 4
 
 
 @pytest.mark.parametrize(

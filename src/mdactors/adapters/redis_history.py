@@ -233,7 +233,7 @@ class RedisHistory:
 
     def _succeeded(self) -> None:
         self.breaker.record_success()
-        if not self.up or not self._known:
+        if not self.up:
             log.info(
                 "redis history up",
                 extra={"event": "redis_up", "backlog": len(self._ticks) + len(self._candles)},
@@ -244,7 +244,7 @@ class RedisHistory:
         reason = failure_reason(error)
         self.errors[reason] += 1
         self.breaker.record_failure()
-        if self.up or not self._known or reason != self.reason:
+        if self.up or not self._known:
             log.warning(
                 "redis history degraded: serving from memory",
                 extra={"event": "redis_degraded", "reason": reason, "error": str(error)[:200]},
