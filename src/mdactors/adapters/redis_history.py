@@ -55,7 +55,7 @@ from mdactors.adapters.history import MemoryHistory
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick
 
-__all__ = ["RedisHistory", "redis_client"]
+__all__ = ["RedisHistory", "decode_tick", "encode_tick", "failure_reason", "redis_client"]
 
 log = logging.getLogger("mdactors.history")
 
