@@ -13,7 +13,7 @@ from mdactors.domain.backfill import backfill_minutes
 from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import Candle, CandleSeries, interval_seconds
 from mdactors.domain.models import GBM
-from mdactors.domain.quotes import quote, tick_volume
+from mdactors.domain.quotes import quote, tick_lots
 from mdactors.domain.stats import correlation_matrix, rolling_stats
 from mdactors.domain.symbols import KNOWN_SPECS, SymbolError, normalize_symbol, spec_for
 
@@ -65,7 +65,9 @@ def test_quotes_are_never_crossed_and_spread_stays_in_range(key: str) -> None:
 def test_tick_volume_is_positive_with_the_daily_mean() -> None:
     spec = KNOWN_SPECS["BTC/USD"]
     rng = np.random.default_rng(1)
-    volumes = [tick_volume(spec, 1.0, z) for z in rng.standard_normal(20_000).tolist()]
+    volumes = [
+        tick_lots(spec, 1.0, z) / spec.qty_scale for z in rng.standard_normal(20_000).tolist()
+    ]
     assert min(volumes) > 0
     assert sum(volumes) / len(volumes) == pytest.approx(spec.daily_volume / 86_400, rel=0.05)
 

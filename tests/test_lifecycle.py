@@ -49,13 +49,16 @@ def _start_server(*args: str) -> tuple[subprocess.Popen[str], int]:
     )
     assert process.stderr is not None
     deadline = time.monotonic() + 20
+    port = None
     while time.monotonic() < deadline:
         line = process.stderr.readline()
         if not line:
             break
         entry = json.loads(line)
         if entry.get("event") == "listening" and entry.get("transport") == "http":
-            return process, int(entry["binds"][0].rsplit(":", 1)[1])
+            port = int(entry["binds"][0].rsplit(":", 1)[1])
+        if entry.get("event") == "serving" and port is not None:
+            return process, port
     process.kill()
     raise AssertionError("server did not report its HTTP port")
 

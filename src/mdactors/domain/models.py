@@ -380,13 +380,17 @@ class LiveProcess:
         self._e = batch.combined(factors).tolist()
         self._u, self._j = batch.u.tolist(), batch.j.tolist()
 
-    def advance(self, dt_years: float) -> float:
-        """Step ``dt_years`` ahead and return the new price."""
+    def advance(self, dt_years: float, volatility_factor: float = 1.0) -> float:
+        """Step ``dt_years`` ahead and return the new price.
+
+        ``volatility_factor`` scales this step's innovation (the configuration
+        service's volatility factor); 1.0 is the model as calibrated.
+        """
         i = self._i
         if i >= BATCH:
             self._refill()
             i = 0
-        e = self.shock = self._e[i]
+        e = self.shock = self._e[i] * volatility_factor
         self._i = i + 1
         self.steps += 1
         return self.model.step(self.state, dt_years, e, self._u[i], self._j[i])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "DEFAULT_QUOTE",
@@ -65,6 +65,15 @@ class SymbolSpec:
     price_decimals: int
     qty_decimals: int
     daily_volume: float
+    price_scale: int = field(init=False, repr=False, compare=False)
+    """``10 ** price_decimals``: prices are ``integer ticks / price_scale``."""
+    qty_scale: int = field(init=False, repr=False, compare=False)
+    """``10 ** qty_decimals``: quantities are ``integer lots / qty_scale``."""
+
+    def __post_init__(self) -> None:
+        # Derived once: the tick path divides by these instead of calling round(x, n).
+        object.__setattr__(self, "price_scale", 10**self.price_decimals)
+        object.__setattr__(self, "qty_scale", 10**self.qty_decimals)
 
     @property
     def base(self) -> str:

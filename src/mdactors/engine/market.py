@@ -14,6 +14,7 @@ from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.model_config import ModelConfig, model_for
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
+from mdactors.engine.restarts import RestartBudget, keep_running
 from mdactors.engine.symbol_actor import SymbolActor
 
 __all__ = ["Market", "UnknownSymbol"]
@@ -110,9 +111,24 @@ class Market:
             return False
         return True
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run every actor until cancelled."""
+    async def run(
+        self,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        *,
+        on_give_up: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        """Run every actor until cancelled.
+
+        An actor that crashes is restarted (at most 5 times a minute) and
+        resumes from its last price and sequence; past that budget it stays
+        down and ``on_give_up`` is told, while the other actors go on.
+        """
+
+        def give_up(name: str, error: BaseException) -> None:
+            if on_give_up is not None:
+                on_give_up(f"actor {name}", error)
+
         async with trio.open_nursery() as nursery:
-            for actor in self.actors.values():
-                await nursery.start(actor.run)
+            for key, actor in self.actors.items():
+                await nursery.start(keep_running, key, actor.run, RestartBudget(), give_up)
             task_status.started()

@@ -10,7 +10,7 @@ import trio
 
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel, ShockStream
-from mdactors.domain.quotes import quote, round_price, tick_volume
+from mdactors.domain.quotes import quote, round_price, tick_lots
 from mdactors.domain.symbols import SymbolSpec
 from mdactors.domain.tick import Tick
 from mdactors.engine.topic import Topic
@@ -51,12 +51,15 @@ class SymbolActor:
         self._mid = start_price if start_price is not None else spec.seed_price
         self._process = LiveProcess(model, self._mid, rng, factor)
         self._shocks = ShockStream(volume_rng if volume_rng is not None else rng.spawn(1)[0])
+        self.volatility_factor = 1.0
+        self.spread_factor = 1.0
         self._seq = 0
-        self._last_price = round_price(spec, self._mid)
+        # Prices and volumes are kept in integer ticks and lots (see domain.quotes).
+        self._last_ticks = round(round_price(spec, self._mid) * spec.price_scale)
         self._day = -1
-        self._day_high = self._day_low = self._last_price
-        self._day_volume = 0.0
-        self.publish(self._make_tick(self._wall_clock(), 0.0, 0.0))
+        self._day_high = self._day_low = self._last_ticks
+        self._day_lots = 0
+        self.publish(self._make_tick(self._wall_clock(), 0, 0.0))
 
     @property
     def latest(self) -> Tick:
@@ -67,49 +70,53 @@ class SymbolActor:
 
     def seed_day(self, high: float, low: float, volume: float) -> None:
         """Start the current UTC day's statistics from recent history."""
+        spec = self.spec
         self._day = self._wall_clock() // _NS_PER_DAY
-        self._day_high = max(high, self._last_price)
-        self._day_low = min(low, self._last_price)
-        self._day_volume = volume
+        self._day_high = max(round(high * spec.price_scale), self._last_ticks)
+        self._day_low = min(round(low * spec.price_scale), self._last_ticks)
+        self._day_lots = round(volume * spec.qty_scale)
 
     def step(self) -> Tick:
         """Advance the process by one interval and return the new tick (unpublished)."""
         process = self._process
-        self._mid = process.advance(self.interval / SECONDS_PER_YEAR)
-        volume = tick_volume(self.spec, self.interval, self._shocks.next())
-        return self._make_tick(self._wall_clock(), volume, min(abs(process.shock) / 3.0, 1.0))
+        self._mid = process.advance(self.interval / SECONDS_PER_YEAR, self.volatility_factor)
+        lots = tick_lots(self.spec, self.interval, self._shocks.next())
+        return self._make_tick(self._wall_clock(), lots, abs(process.shock) / 3.0)
 
-    def _make_tick(self, now_ns: int, volume: float, activity: float) -> Tick:
+    def _make_tick(self, now_ns: int, lots: int, activity: float) -> Tick:
         spec = self.spec
-        price = round_price(spec, self._mid)
-        bid, ask = quote(spec, self._mid, activity)
+        scale = spec.price_scale
+        ticks = round(self._mid * scale)
+        if ticks < 1:
+            ticks = 1
+        bid, ask = quote(spec, self._mid, activity, self.spread_factor)
         day = now_ns // _NS_PER_DAY
         if day != self._day:
             self._day = day
-            self._day_high = self._day_low = price
-            self._day_volume = 0.0
-        if price > self._day_high:
-            self._day_high = price
-        if price < self._day_low:
-            self._day_low = price
-        self._day_volume += volume
-        previous = self._last_price
-        change = price - previous
-        self._last_price = price
+            self._day_high = self._day_low = ticks
+            self._day_lots = 0
+        if ticks > self._day_high:
+            self._day_high = ticks
+        elif ticks < self._day_low:
+            self._day_low = ticks
+        self._day_lots += lots
+        previous = self._last_ticks
+        self._last_ticks = ticks
         self._seq += 1
+        qty_scale = spec.qty_scale
         return Tick(
             spec.key,
             self._seq,
-            price,
+            ticks / scale,
             bid,
             ask,
-            volume,
+            lots / qty_scale,
             now_ns,
-            round(change, spec.price_decimals),
-            change / previous * 100.0 if previous else 0.0,
-            self._day_high,
-            self._day_low,
-            round(self._day_volume, spec.qty_decimals),
+            (ticks - previous) / scale,
+            (ticks - previous) / previous * 100.0,
+            self._day_high / scale,
+            self._day_low / scale,
+            self._day_lots / qty_scale,
         )
 
     def publish(self, tick: Tick) -> None:
