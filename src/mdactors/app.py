@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
+import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from mdactors import __version__
-from mdactors.adapters.breaker import CircuitBreaker
+from mdactors.adapters.breaker import BreakerState, CircuitBreaker
+from mdactors.adapters.config_service import ConfigClient, SimulationOverrides
+from mdactors.adapters.discovery import InstanceRecord, Registrar, advertised_address
 from mdactors.adapters.history import HistoryStore, MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
 from mdactors.adapters.redis_history import RedisHistory, redis_client
@@ -39,6 +44,8 @@ class Service:
     context: ApiContext
     supervisor: Supervisor
     ports: dict[str, int] = field(default_factory=dict)
+    instance_id: str = ""
+    """Discovery id: the instance name, plus a random suffix when it was not set explicitly."""
     background: list[Child] = field(default_factory=list)
     """Supervised tasks started before the engine (e.g. the Redis history writer)."""
 
@@ -85,13 +92,89 @@ class Service:
             log.info("listening", extra={"event": "listening", "transport": "grpc", "binds": binds})
             task_status.started()
 
+    def _discovery(self) -> list[Child]:
+        """The discovery child (first started, so it deregisters last), if configured."""
+        settings = self.settings
+        if not (settings.redis_url and settings.discovery_enabled):
+            return []
+        return [Child("discovery", self._run_discovery, restart=True)]
+
+    def health_for_discovery(self) -> tuple[str, str]:
+        """``(health, status)`` of this instance as discovery publishes it."""
+        ctx = self.context
+        if not ctx.lifecycle.healthy:
+            return "unhealthy", ctx.lifecycle.phase.value
+        degraded = ctx.history.describe().get("status") == "degraded"
+        return ("degraded" if degraded else "healthy"), ctx.lifecycle.phase.value
+
+    async def _run_discovery(self, task_status: trio.TaskStatus[None]) -> None:
+        settings = self.settings
+        task_status.started()
+        # The record names the bound ports: register once every listener is up.
+        await self.context.lifecycle.serving_started.wait()
+        record = InstanceRecord(
+            service_name=settings.service_name,
+            service_version=settings.service_version,
+            instance_id=self.instance_id,
+            address=advertised_address(settings.host, settings.advertise_address),
+            http_port=self.ports.get("http", settings.http_port),
+            grpc_port=self.ports.get("grpc", settings.grpc_port),
+            ws_port=self.ports.get("ws", settings.ws_port),
+            environment=settings.environment,
+            registered_at=time.time(),
+            tags=["market-data", settings.environment],
+        )
+        registrar = Registrar(
+            redis_client(settings.redis_url, settings.redis_timeout),
+            record,
+            self.health_for_discovery,
+            heartbeat=settings.heartbeat_interval,
+            ttl=settings.discovery_ttl,
+            hash_scheme=settings.discovery_hash_scheme,
+        )
+        await registrar.run(self.context.lifecycle.drain_requested)
+
+    def _config_refresh(self) -> list[Child]:
+        """The configuration-service refresher, if ``CONFIG_SERVICE_URL`` is set."""
+        settings = self.settings
+        if not settings.config_service_url:
+            return []
+
+        breaker = CircuitBreaker("config_service")
+        self.context.metrics.watch_breaker(breaker)
+        self.context.checks["config_service"] = lambda: {
+            "status": "ok" if breaker.state is BreakerState.CLOSED else "degraded",
+            "breaker": breaker.state.value,
+        }
+
+        async def run(task_status: trio.TaskStatus[None]) -> None:
+            async with httpx.AsyncClient(timeout=settings.request_timeout) as http:
+                client = ConfigClient(
+                    settings.config_service_url, http, breaker, default_ttl=settings.cache_ttl
+                )
+                await client.run(
+                    self.context.market.symbols, self.apply_overrides, task_status=task_status
+                )
+
+        return [Child("config", run, restart=True)]
+
+    def apply_overrides(self, overrides: SimulationOverrides) -> None:
+        """Apply configuration-service parameters to the running actors (next tick on)."""
+        for key, values in overrides.symbols.items():
+            actor = self.context.market.actor(key)
+            actor.interval = values.tick_interval or self.settings.tick_interval
+            actor.volatility_factor = values.volatility_factor
+            actor.spread_factor = values.spread_factor
+
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, serve, and return after the drain."""
         ctx = self.context
         children = [
+            *self._discovery(),
             *self.background,
-            Child("market", ctx.market.run),
+            Child("market", partial(ctx.market.run, on_give_up=ctx.lifecycle.fail)),
             Child("recorder", ctx.recorder.run),
+            *self._config_refresh(),
             Child("grpc", self._serve_grpc, listener=True),
             Child("http", self._serve_http, listener=True),
             Child("ws", partial(serve_ws, ctx, self.ports), listener=True),
@@ -141,7 +224,9 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
         drain_delay=settings.drain_delay,
         handle_signals=handle_signals,
     )
-    service = Service(settings, context, supervisor, background=background)
+    service = Service(
+        settings, context, supervisor, background=background, instance_id=_instance_id(settings)
+    )
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)
     return service
 
@@ -157,3 +242,10 @@ def _redis_history(settings: Settings) -> RedisHistory:
         batch_size=settings.history_batch_size,
         flush_interval=settings.history_flush_interval,
     )
+
+
+def _instance_id(settings: Settings) -> str:
+    """A unique discovery id; an explicit SERVICE_INSTANCE_NAME is used as is."""
+    if settings.instance_name != settings.service_name:
+        return settings.instance_name
+    return f"{settings.instance_name}-{secrets.token_hex(4)}"

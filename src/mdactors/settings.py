@@ -267,6 +267,14 @@ FIELDS: tuple[Field, ...] = (
           "On SIGTERM, time between readiness turning 503 and listeners closing."),
     Field("sse_retry", "SSE_RETRY", _positive_duration, "3s",
           "Reconnect delay suggested to SSE clients."),
+    Field("discovery_enabled", "DISCOVERY_ENABLED", _boolean, "true",
+          "Register this instance in Redis service discovery (when REDIS_URL is set)."),
+    Field("heartbeat_interval", "HEARTBEAT_INTERVAL", _positive_duration, "15s",
+          "Discovery heartbeat interval."),
+    Field("discovery_ttl", "DISCOVERY_TTL", _positive_duration, "30s",
+          "TTL of the discovery record (SETEX)."),
+    Field("discovery_hash_scheme", "DISCOVERY_HASH_SCHEME", _boolean, "false",
+          "Also keep the registry:services:{name} hash."),
     Field("ws_max_symbols", "WS_MAX_SYMBOLS", _int_range(1, 100_000), "100",
           "Most symbols one WebSocket session may follow (and name in one message)."),
     Field("ws_max_message_bytes", "WS_MAX_MESSAGE_BYTES", _int_range(64, 16 * 1024 * 1024),
@@ -325,6 +333,10 @@ class Settings:
     shutdown_timeout: float
     drain_delay: float
     sse_retry: float
+    discovery_enabled: bool
+    heartbeat_interval: float
+    discovery_ttl: float
+    discovery_hash_scheme: bool
     ws_max_symbols: int
     ws_max_message_bytes: int
     ws_slow_client_timeout: float

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from mdactors.adapters.history import HistoryStore
 from mdactors.adapters.metrics import Metrics
@@ -26,3 +27,5 @@ class ApiContext:
     streams: StreamRegistry
     lifecycle: Lifecycle
     metrics: Metrics
+    checks: dict[str, Callable[[], Mapping[str, object]]] = field(default_factory=dict)
+    """Extra readiness checks by dependency name (e.g. the configuration service)."""

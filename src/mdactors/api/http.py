@@ -171,6 +171,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
                 "limit": ctx.streams.max_streams,
             },
         }
+        checks.update({name: dict(check()) for name, check in ctx.checks.items()})
         serving = ctx.lifecycle.serving and ctx.lifecycle.healthy
         if not ctx.lifecycle.healthy:
             checks["supervisor"] = {"status": "failed", "failures": ctx.lifecycle.failures}

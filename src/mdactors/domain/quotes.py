@@ -56,4 +56,3 @@ def tick_lots(spec: SymbolSpec, interval_s: float, shock: float) -> int:
     # exp(0.5 z - 0.125) has mean 1 for a standard-normal z.
     lots = round(mean * math.exp(0.5 * shock - 0.125) * spec.qty_scale)
     return lots if lots > 1 else 1
-
