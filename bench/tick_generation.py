@@ -34,12 +34,12 @@ def _ns_per_call(step: Callable[[], object], seconds: float, chunk: int = 20_000
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run every measurement for ``--seconds`` each and print a table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--points", type=int, default=1_000_000, help="vectorised path length")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     dt = 1.0 / SECONDS_PER_YEAR
     models: dict[str, PriceModel] = {
         "gbm (BTC/USD vol)": GBM(0.5),

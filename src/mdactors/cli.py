@@ -1,4 +1,4 @@
-"""The ``mdactors`` command: ``serve`` and ``check``."""
+"""The ``mdactors`` command: ``serve``, ``check`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     check = commands.add_parser("check", help="validate the configuration and print it")
     _add_setting_flags(check)
+    commands.add_parser(
+        "bench", add_help=False, help="the tick-latency harness (mdactors bench --help)"
+    )
     return parser
 
 
@@ -80,8 +83,25 @@ def _check(settings: Settings) -> int:
     return 0
 
 
+def _bench(argv: list[str]) -> int:
+    """``mdactors bench ...`` = ``python -m bench ...`` (needs a source checkout)."""
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / "bench" / "__init__.py").is_file():
+        print("mdactors bench: run it from a source checkout (bench/ not found)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(checkout))
+    from bench.cli import main as bench_main
+
+    return bench_main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mdactors`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)

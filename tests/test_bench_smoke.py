@@ -1,0 +1,77 @@
+"""The tick-latency harness still runs end to end (briefly), so it never rots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(150)
+def test_quick_run_measures_every_transport_and_baseline(tmp_path: Path) -> None:
+    result = _bench(
+        "run", "--transport", "grpc,ws,sse", "--quick", "--subscribers", "3",
+        "--duration", "0.5", "--warmup", "0.2", "--idle", "0.2", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob("*-run.json")
+    doc = json.loads(path.read_text())
+    assert doc["machine"]["cores"] and doc["commit"]
+    servers = {(row["server"], row["transport"]) for row in doc["rows"]}
+    assert servers == {
+        ("mdactors", "grpc"),
+        ("baseline", "grpc"),
+        ("mdactors", "ws"),
+        ("baseline", "ws"),
+        ("mdactors", "sse"),
+    }
+    for row in doc["rows"]:
+        assert row["connected"] == 3, row
+        assert row["messages"] > 0, row
+        assert row["client_errors"] == 0, row
+        assert row["latency_ms"]["p50"] > 0
+    assert {entry["transport"] for entry in doc["ratios"]} == {"grpc", "ws"}
+
+
+def test_engine_bench_counts_deliveries() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.engine import engine_deliveries
+
+    result = engine_deliveries(readers=5, seconds=0.1)
+    assert result["deliveries"] >= result["published"] > 0
+
+
+def test_sweep_plot_draws_both_servers(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(ROOT))
+    from bench.plot import plot_sweep
+
+    rows = [
+        {
+            "server": server,
+            "transport": "grpc",
+            "subscribers": count,
+            "latency_ms": {"p50": 1.0 * count, "p99": 2.0 * count, "p99.9": 3.0 * count},
+            "server_cpu_us_per_msg": 5.0,
+        }
+        for server in ("mdactors", "baseline")
+        for count in (10, 100)
+    ]
+    path = plot_sweep(rows, tmp_path / "sweep.png", p99_bound_ms=50)
+    assert path.read_bytes()[:4] == b"\x89PNG"
