@@ -152,7 +152,7 @@ async def test_restart_continues_from_the_last_stored_price(redis_server: RedisS
     async with running_service(env) as first:
         history = history_of(first)
         await wait_for(lambda: history.persisted["tick"] >= 20)
-    last = history.local._ticks[KEY][-1]  # the last tick the first run recorded
+    (last,) = await history.local.ticks(KEY, 0, 2**62, 1)  # the last tick the first run recorded
     stored = decode_tick(KEY, redis_server.client().hget("market_data:latest", KEY))
     assert stored.ts_ns == last.ts_ns  # the final flush on shutdown wrote it
     second = build_service(load_settings(environ={**TEST_ENV, **env}, dotenv=None))
@@ -186,8 +186,7 @@ async def test_killed_redis_degrades_then_backlog_is_flushed(redis_server: Redis
         admin = redis_server.client()
         for key in service.context.market.symbols:
             kept = {raw.decode() for raw in admin.zrange(f"market_data:ticks:{key}", 0, -1)}
-            ticks = history.local._ticks[key]
-            during = [t for t in ticks if outage_ns <= t.ts_ns < restart_ns]
+            during = await history.local.ticks(key, outage_ns, restart_ns - 1, 10**6)
             assert len(during) >= 10
             assert {encode_tick(t) for t in during} <= kept
 

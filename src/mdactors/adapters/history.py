@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
+from mdactors.adapters.tick_ring import TickRing
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick
 
@@ -57,20 +58,22 @@ def _latest_in_range(items: Iterable[T], stamp: str, start: int, end: int, limit
 
 
 class MemoryHistory:
-    """Bounded rings per symbol: ``tick_capacity`` ticks and ``candle_capacity`` candles
-    per interval. The oldest entries fall off; nothing here ever grows without bound."""
+    """Bounded rings per symbol: ``tick_capacity`` ticks (columnar, see
+    :class:`~mdactors.adapters.tick_ring.TickRing`) and ``candle_capacity``
+    candles per interval. The oldest entries fall off; nothing here ever grows
+    without bound."""
 
     def __init__(self, tick_capacity: int, candle_capacity: int = 10_080) -> None:
         self.tick_capacity = tick_capacity
         self.candle_capacity = candle_capacity
-        self._ticks: dict[str, deque[Tick]] = {}
+        self._ticks: dict[str, TickRing] = {}
         self._candles: dict[tuple[str, str], deque[Candle]] = {}
 
     def record_ticks(self, ticks: Sequence[Tick]) -> None:
         for tick in ticks:
             ring = self._ticks.get(tick.symbol)
             if ring is None:
-                ring = self._ticks[tick.symbol] = deque(maxlen=self.tick_capacity)
+                ring = self._ticks[tick.symbol] = TickRing(tick.symbol, self.tick_capacity)
             ring.append(tick)
 
     def record_candles(self, candles: Sequence[Candle]) -> None:
@@ -82,8 +85,8 @@ class MemoryHistory:
             ring.append(candle)
 
     async def ticks(self, key: str, start_ns: int, end_ns: int, limit: int) -> list[Tick]:
-        ring = self._ticks.get(key, ())
-        return _latest_in_range(reversed(ring), "ts_ns", start_ns, end_ns, limit)
+        ring = self._ticks.get(key)
+        return ring.latest_in_range(start_ns, end_ns, limit) if ring is not None else []
 
     async def candles(
         self, key: str, interval: str, start_ms: int, end_ms: int, limit: int
