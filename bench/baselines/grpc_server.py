@@ -11,15 +11,13 @@ clients measure both.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 
-from bench.baselines.ticks import WalkTick, announce, random_walk
+from bench.baselines.ticks import WalkTick, announce, main, paced_ticks
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.settings import parse_duration
 
 QUEUE_SIZE = 256
 
@@ -51,16 +49,12 @@ class Fanout:
 
     async def generate(self, symbol: str) -> None:
         """Publish ``symbol``'s ticks forever."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
-        for tick in random_walk(symbol):
+        async for tick in paced_ticks(symbol, self.interval):
             data = self.latest[symbol] = encode(tick)
             for queue in self.queues[symbol]:
                 if queue.full():
                     queue.get_nowait()
                 queue.put_nowait(data)
-            deadline += self.interval
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     async def stream(
         self, request: pb.StreamPricesRequest, context: object
@@ -95,24 +89,12 @@ async def serve(port: int, symbols: list[str], interval: float) -> None:
     server.add_generic_rpc_handlers((handler,))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    tasks = [asyncio.create_task(fanout.generate(symbol)) for symbol in symbols]
-    announce("grpc", bound)
-    try:
+    async with asyncio.TaskGroup() as generators:
+        for symbol in symbols:
+            generators.create_task(fanout.generate(symbol))
+        announce("grpc", bound)
         await server.wait_for_termination()
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-def main() -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--symbols", default="BTC/USD")
-    parser.add_argument("--interval", default="100ms")
-    args = parser.parse_args()
-    asyncio.run(serve(args.port, args.symbols.split(","), parse_duration(args.interval)))
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__.splitlines()[0], serve)

@@ -1,15 +1,20 @@
-"""The baselines' tick source: a random walk per symbol on an absolute cadence."""
+"""What both baselines share: the tick source (a random walk on an absolute cadence),
+the ``listening`` announcement and the command line."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["WalkTick", "announce", "random_walk"]
+from mdactors.settings import parse_duration
+
+__all__ = ["WalkTick", "announce", "main", "paced_ticks", "random_walk"]
 
 
 @dataclass(slots=True)
@@ -36,3 +41,23 @@ def announce(transport: str, port: int) -> None:
     """Log the ``listening`` event the harness waits for."""
     print(json.dumps({"event": "listening", "transport": transport, "port": port}), file=sys.stderr)
     sys.stderr.flush()
+
+
+async def paced_ticks(symbol: str, interval: float) -> AsyncIterator[WalkTick]:
+    """``symbol``'s ticks, one per ``interval`` on an absolute cadence (no drift)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time()
+    for tick in random_walk(symbol):
+        yield tick
+        deadline += interval
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+
+def main(description: str, serve: Callable[[int, list[str], float], Awaitable[None]]) -> None:
+    """Parse ``--port --symbols --interval`` and run ``serve(port, symbols, interval)``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--symbols", default="BTC/USD")
+    parser.add_argument("--interval", default="100ms")
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.symbols.split(","), parse_duration(args.interval)))

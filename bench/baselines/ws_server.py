@@ -13,14 +13,12 @@ symbol as a ``snapshot``, then updates.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bench.baselines.ticks import WalkTick, announce, random_walk
-from mdactors.settings import parse_duration
+from bench.baselines.ticks import WalkTick, announce, main, paced_ticks
 
 
 def encode(tick: WalkTick) -> str:
@@ -52,13 +50,9 @@ class Broadcaster:
 
     async def generate(self, symbol: str) -> None:
         """Publish ``symbol``'s ticks forever."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
-        for tick in random_walk(symbol):
+        async for tick in paced_ticks(symbol, self.interval):
             message = self.latest[symbol] = encode(tick)
             broadcast(self.clients[symbol], message)
-            deadline += self.interval
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     async def handle(self, ws: ServerConnection) -> None:
         """One connection: wait for its subscribe, send snapshots, then it gets broadcasts."""
@@ -78,25 +72,15 @@ class Broadcaster:
 async def run(port: int, symbols: list[str], interval: float) -> None:
     """Serve until cancelled."""
     broadcaster = Broadcaster(symbols, interval)
-    async with serve(broadcaster.handle, "127.0.0.1", port, compression=None) as server:
-        tasks = [asyncio.create_task(broadcaster.generate(symbol)) for symbol in symbols]
+    async with (
+        serve(broadcaster.handle, "127.0.0.1", port, compression=None) as server,
+        asyncio.TaskGroup() as generators,
+    ):
+        for symbol in symbols:
+            generators.create_task(broadcaster.generate(symbol))
         announce("ws", server.sockets[0].getsockname()[1])
-        try:
-            await server.serve_forever()
-        finally:
-            for task in tasks:
-                task.cancel()
-
-
-def main() -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--symbols", default="BTC/USD")
-    parser.add_argument("--interval", default="100ms")
-    args = parser.parse_args()
-    asyncio.run(run(args.port, args.symbols.split(","), parse_duration(args.interval)))
+        await server.serve_forever()
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__.splitlines()[0], run)
