@@ -124,7 +124,7 @@ async def test_get_price_binary(client: httpx.AsyncClient) -> None:
         ("GetPrice", b'{"symbol": "!!"}', "application/json", 400, "invalid_argument"),
         ("GetPrice", b'{"symbol": "BTC"}', "text/plain", 415, "unimplemented"),
         ("Nope", b"{}", "application/json", 404, "unimplemented"),
-        ("GenerateSimulation", b"{}", "application/json", 501, "unimplemented"),
+        ("GenerateSimulation", b"{}", "application/json", 400, "invalid_argument"),
         (
             "GetPrice",
             json.dumps({"symbol": "X" * 100_000}).encode(),

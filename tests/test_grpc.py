@@ -109,19 +109,14 @@ async def test_get_price_of_malformed_symbol_is_invalid_argument(symbol: str) ->
         assert "symbol" in error.details()
 
 
-async def test_simulation_and_scenario_answer_unimplemented() -> None:
+async def test_scenario_answers_unimplemented() -> None:
     async with grpc_service() as (_, channel):
-
-        def both() -> list[grpc.RpcError]:
-            md = stub(channel)
-            return [
-                rpc_error(lambda: md.GenerateSimulation(pb.SimulationRequest(), timeout=5)),
-                rpc_error(lambda: list(md.StreamScenario(pb.ScenarioRequest(), timeout=5))),
-            ]
-
-        for error in await call(both):
-            assert error.code() is grpc.StatusCode.UNIMPLEMENTED
-            assert "not implemented" in error.details()
+        md = stub(channel)
+        error = await call(
+            lambda: rpc_error(lambda: list(md.StreamScenario(pb.ScenarioRequest(), timeout=5)))
+        )
+        assert error.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert "not implemented" in error.details()
 
 
 async def test_health_check_details_count_active_streams() -> None:

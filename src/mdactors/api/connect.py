@@ -10,6 +10,7 @@ envelope that carries the status. Framing lives in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -55,7 +56,7 @@ _UNARY: dict[str, tuple[type[Message], Callable[[MarketDataRpc, Any], Message]]]
     "HealthCheck": (pb.HealthCheckRequest, MarketDataRpc.health_check),
 }
 _STREAMING = {"StreamPrices": pb.StreamPricesRequest, "StreamScenario": pb.ScenarioRequest}
-_NOT_YET = {"GenerateSimulation", "StreamScenario"}
+_NOT_YET = {"StreamScenario"}
 _ACCEPT = "application/json, application/proto, application/connect+json, application/connect+proto"
 
 
@@ -100,7 +101,8 @@ async def call(method: str) -> Response:
     rpc = MarketDataRpc(ctx)
     codec = parse_codec(request.headers.get("Content-Type"))
     streaming = method in _STREAMING
-    if method not in _UNARY and not streaming and method not in _NOT_YET:
+    known = method in _UNARY or method == "GenerateSimulation" or method in _NOT_YET
+    if not known and not streaming:
         return _error(RpcError(Code.UNIMPLEMENTED, f"unknown method {method[:100]!r}"), 404)
     if codec is None or codec.streaming != streaming:
         expected = "application/connect+(json|proto)" if streaming else "application/(json|proto)"
@@ -120,12 +122,29 @@ async def call(method: str) -> Response:
     try:
         if method in _NOT_YET:
             raise rpc.unimplemented(method)
-        message_type, handler = _UNARY[method]
-        message = decode_message(codec, body, message_type)
-        result = handler(rpc, message)
+        if method == "GenerateSimulation":
+            with trio.move_on_after(math.inf if timeout is None else timeout) as waited:
+                data = await _simulation(rpc, codec, body)
+            if waited.cancelled_caught:
+                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+        else:
+            message_type, handler = _UNARY[method]
+            data = encode_message(codec, handler(rpc, decode_message(codec, body, message_type)))
     except RpcError as error:
         return _error(error)
-    return Response(encode_message(codec, result), content_type=codec.content_type)
+    return Response(data, content_type=codec.content_type)
+
+
+def _response_json(data: bytes) -> bytes:
+    return encode_message(Codec("json", False), pb.SimulationResponse.FromString(data))
+
+
+async def _simulation(rpc: MarketDataRpc, codec: Codec, body: bytes) -> bytes:
+    """``GenerateSimulation``: the encoded response as is, or turned to JSON off the loop."""
+    encoded = await rpc.generate_simulation(decode_message(codec, body, pb.SimulationRequest))
+    if codec.name == "proto":
+        return encoded.data
+    return await trio.to_thread.run_sync(_response_json, encoded.data)
 
 
 def _stream_error(codec: Codec, error: RpcError) -> Response:

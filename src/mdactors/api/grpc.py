@@ -59,9 +59,9 @@ class MarketDataServicer(marketdata_grpc.MarketDataServiceServicer):
 
     async def GenerateSimulation(
         self, input_message: pb.SimulationRequest, request: GrpcCall
-    ) -> pb.SimulationResponse:
-        """Not yet: UNIMPLEMENTED."""
-        raise self.rpc.unimplemented("GenerateSimulation")
+    ) -> Encoded:
+        """Historical vs simulated bars with similarity metrics (pre-encoded)."""
+        return await self.rpc.generate_simulation(input_message)
 
     async def StreamScenario(
         self, input_message: pb.ScenarioRequest, request: GrpcCall

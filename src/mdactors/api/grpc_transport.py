@@ -41,6 +41,7 @@ from async_generator import aclosing
 from google.protobuf.message import DecodeError
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpc_socket import SocketWrapper
+from purerpc.grpclib.buffers import MessageWriteBuffer
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
 from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
@@ -50,9 +51,12 @@ from purerpc.rpc import Cardinality
 
 from mdactors.api.rpc import Code, RpcError
 
-__all__ = ["GrpcCall", "GrpcServer"]
+__all__ = ["MAX_RESPONSE_BYTES", "GrpcCall", "GrpcServer"]
 
 log = logging.getLogger("mdactors.grpc")
+
+#: Largest response message sent (requests are held to MAX_REQUEST_BYTES).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 _PEER_GONE = (
     GRPCError,
@@ -115,6 +119,19 @@ class _Connection(GRPCConnection):
         super().__init__(config)
         self._on_reset = on_reset
 
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Send ``data`` in DATA frames no larger than the peer accepts.
+
+        purerpc hands h2 up to a whole flow-control window at once, and h2
+        refuses frames above ``max_outbound_frame_size`` (16 KiB by default):
+        without the split, any message over 16 KiB failed and the call hung.
+        """
+        size = self.h2_connection.max_outbound_frame_size
+        last = max(len(data) - 1, 0) // size * size
+        for offset in range(0, last + 1, size):
+            chunk = data[offset : offset + size]
+            super().send_data(stream_id, chunk, end_stream=end_stream and offset == last)
+
     def _stream_reset(self, event: Any) -> list[Any]:
         self._on_reset(event.stream_id)
         return []
@@ -139,8 +156,36 @@ class _Connection(GRPCConnection):
             return [_Oversized(stream_id, str(error))]
 
 
+class _Stream(GRPCProtoStream):
+    """A call's stream whose responses may be larger than the request limit.
+
+    purerpc caps outgoing messages at the configuration's
+    ``max_message_length``, which is our *request* limit (MAX_REQUEST_BYTES);
+    a response (a GenerateSimulation of many points) may be up to
+    :data:`MAX_RESPONSE_BYTES`. Otherwise purerpc's send loop, unchanged.
+    """
+
+    async def send_message(self, message: Any) -> None:
+        """Serialise and send one message (purerpc's version skips our ``_send``)."""
+        await self._send(message.SerializeToString())
+
+    async def _send(self, message: bytes, compress: bool = False) -> None:
+        connection = self._grpc_connection
+        buffer = MessageWriteBuffer(connection.config.message_encoding, MAX_RESPONSE_BYTES)
+        buffer.write_message(message, compress)
+        while buffer:
+            window = connection.flow_control_window(self._stream_id)
+            if window <= 0:
+                await self._wait_flow_control_update()
+                continue
+            connection.send_data(self._stream_id, buffer.data_to_send(min(window, len(buffer))))
+            await self._socket.flush()
+
+
 class _Socket(GRPCProtoSocket):
-    """A server-side purerpc socket over :class:`_Connection`."""
+    """A server-side purerpc socket over :class:`_Connection` and :class:`_Stream`."""
+
+    StreamClass = _Stream
 
     def __init__(
         self,

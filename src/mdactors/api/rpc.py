@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from enum import IntEnum
 
 import trio
 
@@ -21,7 +20,9 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_pb2
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
-from mdactors.api.proto_codec import timestamp
+from mdactors.api.proto_codec import Encoded, timestamp
+from mdactors.api.rpc_status import Code, RpcError
+from mdactors.api.simulation import generate_simulation
 from mdactors.domain.quotes import quote
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
@@ -42,42 +43,6 @@ __all__ = [
 HEALTH_SERVICES = ("", "market-data", "marketdata.MarketDataService")
 MAX_INTERVAL_MS = 3_600_000
 _LISTED = 10
-
-
-class Code(IntEnum):
-    """gRPC status codes (the Connect protocol uses the same set, by name)."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
-
-    @property
-    def connect_name(self) -> str:
-        """The Connect protocol's name of the code (``invalid_argument``, ``canceled``)."""
-        return "canceled" if self is Code.CANCELLED else self.name.lower()
-
-
-class RpcError(Exception):
-    """An RPC fails with ``code`` and a message meant for the caller."""
-
-    def __init__(self, code: Code, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
 
 
 def draining_error() -> RpcError:
@@ -290,6 +255,17 @@ class MarketDataRpc:
             except StreamClosed:
                 raise draining_error() from None
             yield PriceFeed(self.ctx, subscription, plan, client_type)
+
+    # -- GenerateSimulation -----------------------------------------------
+
+    async def generate_simulation(self, request: pb.SimulationRequest) -> Encoded:
+        """Historical and simulated bars with computed similarity metrics, encoded.
+
+        The bytes of a ``SimulationResponse`` (built vectorised in a worker
+        thread, see :mod:`mdactors.api.simulation`); INVALID_ARGUMENT for a
+        malformed request or one beyond the limits.
+        """
+        return await generate_simulation(self.ctx, request)
 
     # -- Health -----------------------------------------------------------
 
