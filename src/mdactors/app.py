@@ -25,8 +25,10 @@ from mdactors.api.context import ApiContext
 from mdactors.api.grpc import serve_grpc
 from mdactors.api.http import create_app
 from mdactors.api.ws import serve_ws
+from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
+from mdactors.engine.scenarios import ScenarioEngine
 from mdactors.engine.subscription import StreamRegistry
 from mdactors.engine.supervisor import Child, Lifecycle, Supervisor
 from mdactors.settings import Settings
@@ -53,12 +55,15 @@ class Service:
         """Copies of the engine's counters, taken on the event loop."""
         market = self.context.market
         streams = self.context.streams
+        halted = market.halted()
         return FeedSnapshot(
             published={key: actor.latest.seq for key, actor in market.actors.items()},
             last_tick_ns={key: actor.latest.ts_ns for key, actor in market.actors.items()},
             subscribers=dict(streams.subscribers),
             dropped=dict(streams.dropped),
             active_streams=streams.active,
+            scenarios=self.context.scenarios.counts(),
+            halted={key: key in halted for key in market.actors},
         )
 
     async def _serve_http(self, task_status: trio.TaskStatus[None]) -> None:
@@ -212,11 +217,20 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
         models=settings.model_config,
         start_prices=start_prices,
     )
+    if settings.price_breaker_threshold:
+        for actor in market.actors.values():
+            actor.breaker = PriceBreaker(
+                settings.price_breaker_threshold / 100.0,
+                settings.price_breaker_window,
+                settings.price_breaker_timeout,
+            )
     recorder = Recorder(market, history)
     recorder.backfill()
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
-    context = ApiContext(settings, market, recorder, history, streams, lifecycle, metrics)
+    context = ApiContext(
+        settings, market, recorder, history, streams, lifecycle, metrics, ScenarioEngine(market)
+    )
     supervisor = Supervisor(
         lifecycle,
         streams,

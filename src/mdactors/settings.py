@@ -97,6 +97,16 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be within {low:g}..{high:g}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -231,6 +241,16 @@ FIELDS: tuple[Field, ...] = (
     Field("admin_token", "ADMIN_TOKEN", _text, "",
           "Bearer token for the chaos and debug APIs; empty = open.", secret=True),
     Field("chaos_enabled", "CHAOS_ENABLED", _boolean, "true", "Enable the chaos API."),
+    Field("max_price_deviation", "MAX_PRICE_DEVIATION", _float_range(1, 99), "50",
+          "Largest price move (percent) one chaos scenario may ask for."),
+    Field("scenario_timeout_hours", "SCENARIO_TIMEOUT_HOURS", _float_range(0.001, 720), "24",
+          "Longest duration (and recovery) of one chaos scenario, in hours."),
+    Field("price_breaker_threshold", "PRICE_BREAKER_THRESHOLD", _float_range(0, 99), "20",
+          "Price move (percent) within PRICE_BREAKER_WINDOW that halts a symbol; 0 = off."),
+    Field("price_breaker_window", "PRICE_BREAKER_WINDOW", _positive_duration, "1m",
+          "Window of the price circuit breaker."),
+    Field("price_breaker_timeout", "PRICE_BREAKER_TIMEOUT", _positive_duration, "5m",
+          "How long a tripped price breaker halts its symbol unless reset."),
     Field("cache_namespace", "CACHE_NAMESPACE", _text, "market_data:", "Redis key prefix."),
     Field("redis_timeout", "REDIS_TIMEOUT", _positive_duration, "2s",
           "Connect and command timeout of each Redis call (made off the event loop)."),
@@ -315,6 +335,11 @@ class Settings:
     model_config: dict[str, dict[str, Any]]
     admin_token: str
     chaos_enabled: bool
+    max_price_deviation: float
+    scenario_timeout_hours: float
+    price_breaker_threshold: float
+    price_breaker_window: float
+    price_breaker_timeout: float
     cache_namespace: str
     redis_timeout: float
     history_backlog: int

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 from prometheus_client import (
@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from mdactors.adapters.breaker import CircuitBreaker
+from mdactors.domain.scenarios import ScenarioKind
 
 __all__ = ["REQUEST_BUCKETS", "FeedSnapshot", "Metrics"]
 
@@ -45,6 +46,10 @@ class FeedSnapshot:
     subscribers: Mapping[tuple[str, str], int]
     dropped: Mapping[tuple[str, str, str], int]
     active_streams: int
+    scenarios: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Active chaos scenarios per ``(scenario_type, symbol)``."""
+    halted: Mapping[str, bool] = field(default_factory=dict)
+    """Per symbol, whether its price circuit breaker is open."""
 
 
 class _FeedCollector(Collector):
@@ -98,6 +103,23 @@ class _FeedCollector(Collector):
         for key, last_ns in feed.last_tick_ns.items():
             staleness.add_metric([key], max(0.0, (now_ns - last_ns) / 1e9))
         yield staleness
+        scenarios = GaugeMetricFamily(
+            "market_data_scenario_active",
+            "Active chaos scenarios per scenario type and symbol.",
+            labels=["scenario_type", "symbol"],
+        )
+        for kind in ScenarioKind:
+            for key in feed.published:
+                scenarios.add_metric([kind.value, key], feed.scenarios.get((kind.value, key), 0))
+        yield scenarios
+        halted = GaugeMetricFamily(
+            "market_data_circuit_breaker_open",
+            "1 while a symbol's price circuit breaker halts its publication.",
+            labels=["symbol"],
+        )
+        for key, is_open in feed.halted.items():
+            halted.add_metric([key], 1.0 if is_open else 0.0)
+        yield halted
         yield GaugeMetricFamily(
             "market_data_active_streams",
             "Open streams across all transports.",

@@ -9,6 +9,7 @@ from mdactors.adapters.history import HistoryStore
 from mdactors.adapters.metrics import Metrics
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
+from mdactors.engine.scenarios import ScenarioEngine
 from mdactors.engine.subscription import StreamRegistry
 from mdactors.engine.supervisor import Lifecycle
 from mdactors.settings import Settings
@@ -27,5 +28,6 @@ class ApiContext:
     streams: StreamRegistry
     lifecycle: Lifecycle
     metrics: Metrics
+    scenarios: ScenarioEngine
     checks: dict[str, Callable[[], Mapping[str, object]]] = field(default_factory=dict)
     """Extra readiness checks by dependency name (e.g. the configuration service)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError", "invalid_parameter"]
+from pydantic import ValidationError
+
+__all__ = ["ApiError", "invalid_parameter", "validation_message"]
 
 
 class ApiError(Exception):
@@ -20,6 +22,16 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         """The JSON body."""
         return {"error": self.error, "message": self.message, **self.details}
+
+
+def validation_message(error: Exception, default: str) -> tuple[str, str]:
+    """``(field, message)`` of a request-validation failure (``default`` when unnamed)."""
+    cause = getattr(error, "validation_error", None)
+    if isinstance(cause, ValidationError) and cause.errors():
+        first = cause.errors()[0]
+        name = ".".join(str(part) for part in first.get("loc", ())) or default
+        return name, str(first.get("msg", "invalid value"))
+    return default, str(cause or error)
 
 
 def invalid_parameter(name: str, message: str) -> ApiError:

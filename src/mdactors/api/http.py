@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import time
 
-from pydantic import ValidationError
 from quart import Response, g, request
 from quart_schema import QuartSchema, RequestSchemaValidationError, hide
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from mdactors import __version__
-from mdactors.api import connect, market_ui, rest
+from mdactors.api import chaos, connect, debug, market_ui, rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
-from mdactors.api.errors import ApiError
+from mdactors.api.errors import ApiError, validation_message
 from mdactors.api.web import json_response
 from mdactors.domain.symbols import SymbolError
 from mdactors.engine.market import UnknownSymbol
@@ -42,16 +41,6 @@ _CORS_HEADERS = {
 
 def _error_response(error: ApiError) -> Response:
     return json_response(error.body(), error.status)
-
-
-def _validation_message(error: Exception) -> tuple[str, str]:
-    """``(parameter, message)`` from a pydantic validation failure."""
-    cause = getattr(error, "validation_error", None)
-    if isinstance(cause, ValidationError) and cause.errors():
-        first = cause.errors()[0]
-        name = ".".join(str(part) for part in first.get("loc", ())) or "query"
-        return name, str(first.get("msg", "invalid value"))
-    return "query", str(cause or error)
 
 
 def create_app(ctx: ApiContext) -> QuartTrio:
@@ -107,7 +96,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     @app.errorhandler(RequestSchemaValidationError)
     async def invalid_query(error: RequestSchemaValidationError) -> Response:
-        name, message = _validation_message(error)
+        name, message = validation_message(error, "query")
         return _error_response(
             ApiError(400, "invalid_parameter", f"{name}: {message}", parameter=name)
         )
@@ -147,6 +136,9 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         }
         if lifecycle.failures:
             body["failures"] = lifecycle.failures
+        halted = ctx.market.halted()
+        if halted:
+            body["halted_symbols"] = halted
         return json_response(body, 200 if lifecycle.healthy else 503)
 
     @app.get("/api/v1/ready")
@@ -158,11 +150,13 @@ def create_app(ctx: ApiContext) -> QuartTrio:
             for key in ctx.market.symbols
             if (now_ns - ctx.market.latest(key).ts_ns) / 1e9 > STALE_AFTER_S
         ]
+        halted = ctx.market.halted()
         checks = {
             "market": {
-                "status": "degraded" if stale else "ok",
+                "status": "degraded" if stale or halted else "ok",
                 "symbols": len(ctx.market.symbols),
                 "stale_symbols": stale,
+                "halted_symbols": halted,
             },
             "history": ctx.history.describe(),
             "streams": {
@@ -196,4 +190,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(rest.blueprint)
     app.register_blueprint(market_ui.blueprint)
     app.register_blueprint(connect.blueprint)
+    if settings.chaos_enabled:
+        app.register_blueprint(chaos.blueprint)
+        app.register_blueprint(debug.blueprint)
     return app

@@ -103,6 +103,14 @@ class Market:
         """The last tick of a resolved key."""
         return self.actors[key].latest
 
+    def halted(self) -> dict[str, str]:
+        """Symbols whose price circuit breaker halts publication, with the reason."""
+        return {
+            key: actor.breaker.reason
+            for key, actor in self.actors.items()
+            if actor.breaker is not None and actor.breaker.open
+        }
+
     def is_known(self, raw: str) -> bool:
         """Whether ``raw`` names a simulated symbol."""
         try:

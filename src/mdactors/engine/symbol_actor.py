@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections.abc import Callable
 
 import numpy as np
 import trio
 
+from mdactors.domain.guards import FeedEdge, PriceBreaker
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel, ShockStream
+from mdactors.domain.overlay import Scenario, SymbolOverlay
 from mdactors.domain.quotes import quote, round_price, tick_lots
+from mdactors.domain.scenarios import Disruption
 from mdactors.domain.symbols import SymbolSpec
 from mdactors.domain.tick import Tick
 from mdactors.engine.topic import Topic
@@ -28,6 +33,11 @@ class SymbolActor:
     if the process stalls for more than an interval, missed ticks are skipped
     rather than burst out. ``interval`` may be changed while running and
     takes effect from the next tick.
+
+    Three optional guards, each ``None`` (one check per tick) unless in use:
+    ``overlay`` bends prices while scenarios run (:meth:`attach`), ``feed``
+    delays, drops or withholds ticks at publication (feed disruptions), and
+    ``breaker`` halts publication after an extreme move.
     """
 
     def __init__(
@@ -59,6 +69,9 @@ class SymbolActor:
         self._day = -1
         self._day_high = self._day_low = self._last_ticks
         self._day_lots = 0
+        self.overlay: SymbolOverlay | None = None
+        self.feed: FeedEdge | None = None
+        self.breaker: PriceBreaker | None = None
         self.publish(self._make_tick(self._wall_clock(), 0, 0.0))
 
     @property
@@ -81,7 +94,36 @@ class SymbolActor:
         process = self._process
         self._mid = process.advance(self.interval / SECONDS_PER_YEAR, self.volatility_factor)
         lots = tick_lots(self.spec, self.interval, self._shocks.next())
+        overlay = self.overlay
+        if overlay is not None:
+            lots = round(lots * self._overlaid(overlay))
         return self._make_tick(self._wall_clock(), lots, abs(process.shock) / 3.0)
+
+    def _overlaid(self, overlay: SymbolOverlay) -> float:
+        """Apply the scenarios to the new mid; the volume multiplier they ask for."""
+        state = self._process.state
+        log_price = overlay.advance(trio.current_time(), state.log_price)
+        self._mid = math.exp(log_price)
+        if overlay.empty:
+            # The last scenario ended: the model resumes from the price just published.
+            state.log_price = log_price
+            self.overlay = None
+        return overlay.volume
+
+    def attach(self, scenario: Scenario, rng: np.random.Generator) -> None:
+        """Start applying ``scenario`` to this symbol (``rng`` draws its noise)."""
+        now = trio.current_time()
+        if isinstance(scenario.shape, Disruption):
+            if self.feed is None:
+                self.feed = FeedEdge(random.Random(int(rng.integers(2**63))))
+                self.feed.last_sent = self.topic.latest()
+            self.feed.scenarios.append(scenario)
+            return
+        if self.overlay is None:
+            sigma = self.model.volatility / math.sqrt(SECONDS_PER_YEAR)
+            state = self._process.state
+            self.overlay = SymbolOverlay(self.spec.key, state.log_price, sigma, rng, now)
+        self.overlay.add(scenario, now)
 
     def _make_tick(self, now_ns: int, lots: int, activity: float) -> Tick:
         spec = self.spec
@@ -123,6 +165,29 @@ class SymbolActor:
         """Hand ``tick`` to every subscriber."""
         self.topic.publish(tick)
 
+    def emit(self, tick: Tick) -> None:
+        """Publish a fresh ``tick`` through the breaker and any feed disruption."""
+        breaker = self.breaker
+        if breaker is not None and not breaker.allows(tick.price, tick.ts_ns):
+            return
+        feed = self.feed
+        if feed is None:
+            self.topic.publish(tick)
+            return
+        for item in feed.route(tick, trio.current_time()):
+            self.topic.publish(item)
+        if feed.idle:
+            self.feed = None
+
+    async def _release_until(self, feed: FeedEdge, deadline: float) -> None:
+        """Publish delayed ticks as they fall due before ``deadline``."""
+        while (due := feed.next_due()) is not None and due < deadline:
+            await trio.sleep_until(due)
+            for item in feed.release(trio.current_time()):
+                self.topic.publish(item)
+        if feed.idle and self.feed is feed:
+            self.feed = None
+
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Publish ticks forever on an absolute cadence."""
         deadline = trio.current_time()
@@ -132,5 +197,7 @@ class SymbolActor:
             now = trio.current_time()
             if now > deadline + self.interval:
                 deadline = now
+            if self.feed is not None:
+                await self._release_until(self.feed, deadline)
             await trio.sleep_until(deadline)
-            self.publish(self.step())
+            self.emit(self.step())

@@ -1,0 +1,77 @@
+"""What the chaos and debug blueprints share: bearer-token guard, 422 errors, scenario views.
+
+Both blueprints are registered only when ``CHAOS_ENABLED`` is true, so with
+it false every route under ``/chaos`` and ``/debug`` is a plain 404. When
+``ADMIN_TOKEN`` is set, a request needs ``Authorization: Bearer <token>``
+(compared in constant time; the token is never logged or echoed).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from quart import Blueprint, Response, request
+from quart_schema import RequestSchemaValidationError
+
+from mdactors.api.codec import rfc3339
+from mdactors.api.errors import ApiError, validation_message
+from mdactors.api.web import context, json_response
+from mdactors.domain.overlay import Scenario
+
+__all__ = ["admin_blueprint", "invalid_field", "scenario_view"]
+
+
+def invalid_field(name: str, message: str) -> ApiError:
+    """A 422 naming the body field at fault."""
+    return ApiError(422, "invalid_field", f"{name}: {message}", field=name)
+
+
+async def _require_admin() -> None:
+    token = context().settings.admin_token
+    if not token:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise ApiError(401, "unauthorized", "a valid bearer token is required")
+
+
+async def _invalid_body(error: RequestSchemaValidationError) -> Response:
+    name, message = validation_message(error, default="body")
+    return json_response(invalid_field(name, message).body(), 422)
+
+
+def admin_blueprint(name: str, prefix: str) -> Blueprint:
+    """A blueprint under ``prefix`` guarded by the admin token, with 422 body errors."""
+    blueprint = Blueprint(name, __name__, url_prefix=prefix)
+    blueprint.before_request(_require_admin)
+    blueprint.register_error_handler(RequestSchemaValidationError, _invalid_body)
+    return blueprint
+
+
+def _wall(scenario: Scenario, t: float) -> str:
+    """RFC 3339 wall time of ``t`` on the engine clock."""
+    return rfc3339(scenario.started_ns + int((t - scenario.timeline.start) * 1e9))
+
+
+def scenario_view(scenario: Scenario, now: float) -> dict[str, Any]:
+    """The JSON view of a scenario at ``now`` (engine clock)."""
+    timeline = scenario.timeline
+    phase, progress, level = scenario.status(now)
+    return {
+        "id": scenario.id,
+        "scenario_type": scenario.kind.value,
+        "symbols": list(scenario.symbols),
+        "phase": phase.value,
+        "progress": round(progress, 4),
+        "intensity": round(level, 4),
+        "stopped": timeline.stopped_at is not None,
+        "started_at": _wall(scenario, timeline.start),
+        "full_strength_at": _wall(scenario, timeline.start + timeline.onset),
+        "recovery_starts_at": _wall(scenario, timeline.recovery_start),
+        "ends_at": _wall(scenario, timeline.end),
+        "parameters": scenario.params,
+    }
