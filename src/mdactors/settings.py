@@ -168,6 +168,26 @@ def _symbols(text: str) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _binance_aliases(text: str) -> tuple[str, ...]:
+    """``KEY=BASE/QUOTE`` pairs (comma-separated), each normalised (``BTC/USD=BTC/USDT``)."""
+    aliases: list[str] = []
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        key_text, sep, alias_text = entry.partition("=")
+        try:
+            if not sep or "/" not in alias_text:
+                raise SymbolError("expected KEY=BASE/QUOTE")
+            key = normalize_symbol(key_text)
+            base, quote = normalize_symbol(alias_text).split("/")
+        except SymbolError as error:
+            raise ValueError(
+                f"bad alias {entry.strip()[:60]!r}: {error} (e.g. BTC/USD=BTC/USDT)"
+            ) from None
+        aliases.append(f"{key}={base}/{quote}")
+    return tuple(aliases)
+
+
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         text = text.strip()
@@ -306,6 +326,13 @@ FIELDS: tuple[Field, ...] = (
           "An idle WebSocket session gets a heartbeat message after this long."),
     Field("ws_send_buffer_bytes", "WS_SEND_BUFFER_BYTES", _int_range(0, 64 * 1024 * 1024), "0",
           "Kernel send buffer per WebSocket connection; 0 = the OS default (autotuned)."),
+    Field("binance_symbol_aliases", "BINANCE_SYMBOL_ALIASES", _binance_aliases, "",
+          "Extra Binance names for simulated symbols, e.g. BTC/USD=BTC/USDT serves BTC/USD "
+          "also as BTCUSDT; empty = each symbol only as BASEQUOTE (BTCUSD)."),
+    Field("binance_book_depth", "BINANCE_BOOK_DEPTH", _int_range(5, 5000), "100",
+          "Levels per side of the Binance view's order book (REST depth and @depth diffs)."),
+    Field("binance_max_streams", "BINANCE_MAX_STREAMS", _int_range(1, 1024), "1024",
+          "Most streams one Binance WebSocket connection may follow."),
 )  # fmt: skip
 
 
@@ -367,6 +394,9 @@ class Settings:
     ws_slow_client_timeout: float
     ws_heartbeat_interval: float
     ws_send_buffer_bytes: int
+    binance_symbol_aliases: tuple[str, ...]
+    binance_book_depth: int
+    binance_max_streams: int
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (values already parsed)."""
@@ -435,4 +465,11 @@ def load_settings(
     ports = {name: values[name] for name in ("http_port", "grpc_port", "ws_port") if values[name]}
     if len(set(ports.values())) != len(ports):
         raise ConfigError("HTTP_PORT", f"ports must differ, got {ports}")
+    for alias in values["binance_symbol_aliases"]:
+        key, _, pair = alias.partition("=")
+        if key not in values["symbols"] or pair in values["symbols"]:
+            raise ConfigError(
+                "BINANCE_SYMBOL_ALIASES",
+                f"{alias}: the key must be simulated and the alias must not be",
+            )
     return Settings(**values)

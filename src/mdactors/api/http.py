@@ -15,7 +15,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from mdactors import __version__
-from mdactors.api import chaos, connect, debug, market_ui, rest
+from mdactors.api import binance_rest, chaos, connect, debug, market_ui, rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
 from mdactors.api.errors import ApiError, validation_message
@@ -190,6 +190,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(rest.blueprint)
     app.register_blueprint(market_ui.blueprint)
     app.register_blueprint(connect.blueprint)
+    app.register_blueprint(binance_rest.blueprint)
     if settings.chaos_enabled:
         app.register_blueprint(chaos.blueprint)
         app.register_blueprint(debug.blueprint)

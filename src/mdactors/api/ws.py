@@ -32,6 +32,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from trio_websocket import WebSocketServer as _TrioWebSocketServer
 
 from mdactors import __version__
+from mdactors.api.binance_ws import BinanceStreams
 from mdactors.api.context import ApiContext
 from mdactors.api.ws_protocol import (
     Channel,
@@ -90,6 +91,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 Handler = Callable[["WsServer", WebSocketRequest], Awaitable[None]]
+Takeover = Callable[[WebSocketConnection, str | bytes], Awaitable[None]]
 
 
 class _SlowClient(Exception):
@@ -118,6 +120,10 @@ class WsSession:
         self._closing: tuple[int, str] | None = None
         self._lag = LagTracker(settings.ws_slow_client_timeout)
         self._latency = self.ctx.metrics.publication_latency.labels(CLIENT_TYPE)
+        self._first_seen = False
+        self.handover: str | bytes | None = None
+        """The first message, when another protocol took the connection over (see
+        :attr:`WsServer.takeover`); the session then ends without closing it."""
 
     # ------------------------------------------------------------------ control
 
@@ -214,6 +220,8 @@ class WsSession:
             except ConnectionClosed:
                 self.request_close(1000, "")
                 return
+            if self._claimed(data):
+                return
             try:
                 message = decode_client_message(
                     data,
@@ -227,6 +235,18 @@ class WsSession:
                 self.request_close(CLOSE_GOING_AWAY, "server shutting down")
                 return
             self._wake_writer()
+
+    def _claimed(self, data: str | bytes) -> bool:
+        """On the first message only: whether another protocol takes the connection over."""
+        if self._first_seen:
+            return False
+        self._first_seen = True
+        claims = self.server.takeover
+        if claims is not None and claims[0](data):
+            self.handover = data
+            self._wake_writer()
+            return True
+        return False
 
     def _handle(self, message: Subscribe | Unsubscribe | Ping | ListRequest) -> None:
         if isinstance(message, Subscribe):
@@ -309,7 +329,7 @@ class WsSession:
         heartbeat = settings.ws_heartbeat_interval
         slow_after = settings.ws_slow_client_timeout
         last_sent = trio.current_time()
-        while self._closing is None:
+        while self._closing is None and self.handover is None:
             subscription = self.subscription
             if not self._outbox and not (subscription is not None and subscription.pending()):
                 with trio.CancelScope() as kick:
@@ -383,7 +403,9 @@ class WsServer:
 
     Paths are dispatched by :meth:`route`: the JSON protocol lives at ``/``
     and ``/ws``; other protocols (e.g. Binance-style streams) add entries to
-    :attr:`routes` or prefix matches in :meth:`route`.
+    :attr:`routes` or :attr:`prefix_routes`. :attr:`takeover`, when set, is
+    ``(claims, handler)``: a JSON session whose first message ``claims(message)``
+    accepts is handed to ``handler(connection, message)``.
     """
 
     def __init__(self, ctx: ApiContext) -> None:
@@ -392,12 +414,20 @@ class WsServer:
         self.port = 0
         self.slow_disconnects = 0
         self.routes: dict[str, Handler] = {"/": WsServer.serve_json, "/ws": WsServer.serve_json}
+        self.prefix_routes: dict[str, Handler] = {}
+        self.takeover: tuple[Callable[[str | bytes], bool], Takeover] | None = None
         self._no_sessions = trio.Event()
         self._state_cache: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     def route(self, path: str) -> Handler | None:
         """The handler of a request path (query string ignored), or ``None``."""
-        return self.routes.get(path.split("?", 1)[0])
+        route = path.split("?", 1)[0]
+        handler = self.routes.get(route)
+        if handler is None:
+            for prefix, prefixed in self.prefix_routes.items():
+                if route.startswith(prefix):
+                    return prefixed
+        return handler
 
     # ------------------------------------------------------------------ shared encodings
 
@@ -460,6 +490,8 @@ class WsServer:
             self.sessions.discard(session)
             if not self.sessions:
                 self._no_sessions.set()
+        if session.handover is not None and self.takeover is not None:
+            await self.takeover[1](ws, session.handover)
 
     async def run(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, serve until the drain begins, close every session with 1001, return."""
@@ -509,12 +541,24 @@ async def serve_ws(
     ports: dict[str, int],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the WebSocket server as a supervisor listener; records ``ports["ws"]``."""
+    """Run the WebSocket server as a supervisor listener; records ``ports["ws"]``.
+
+    The server speaks the JSON protocol and, through :class:`BinanceStreams`,
+    Binance's market streams.
+    """
     server = WsServer(ctx)
+    binance = BinanceStreams(server)
 
     async def started(task_status: trio.TaskStatus[int]) -> None:
         await server.run(task_status=task_status)
+        nursery.cancel_scope.cancel()
+
+    async def close_binance_on_drain() -> None:
+        await ctx.lifecycle.draining.wait()
+        binance.close_all()
 
     async with trio.open_nursery() as nursery:
+        await nursery.start(binance.run)
+        nursery.start_soon(close_binance_on_drain)
         ports["ws"] = await nursery.start(started)
         task_status.started()

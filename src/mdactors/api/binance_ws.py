@@ -1,0 +1,408 @@
+"""Binance market streams on the WebSocket port: trio I/O around
+:mod:`mdactors.api.binance_protocol`.
+
+Paths: ``/ws/<stream>`` (raw; a segment that is not a stream name, such as
+ccxt's ``/ws/0``, is ignored), ``/stream?streams=a/b`` (combined, each event
+wrapped as ``{"stream": ..., "data": ...}``), and ``/`` or ``/ws`` whose first
+client message has a ``method`` (the connection then speaks Binance; see
+:meth:`mdactors.api.ws.WsServer.takeover`).
+
+Each connection is a :class:`BinanceSession`: a reader applying control
+messages and a writer sending, one event per frame, what the subscribed
+symbols' :class:`~mdactors.api.binance_feed.SymbolFeed` Topics publish.
+Every event is encoded once and its bytes cached on the event (``wire``)
+for all sessions. A session behind its Topics loses the oldest events
+(conflation: a depth gap it can detect); behind for longer than
+``WS_SLOW_CLIENT_TIMEOUT``, or one send blocked that long, it is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from mdactors.api.binance_codec import (
+    TRADE_ID_BASE,
+    agg_trade_event,
+    all_tickers_event,
+    book_ticker_event,
+    combined,
+    depth_update_event,
+    kline_event,
+    mini_ticker_event,
+    partial_depth_event,
+    ticker_24hr_json,
+    ticker_event,
+    top_of_book,
+    trade_event,
+)
+from mdactors.api.binance_feed import (
+    AllTickers,
+    AllTickersFeed,
+    DepthUpdate,
+    FeedItem,
+    SymbolFeed,
+)
+from mdactors.api.binance_protocol import (
+    ALL_STREAMS_KEY,
+    SessionStreams,
+    StreamSpec,
+    WsError,
+    decode_control,
+    error_reply,
+    is_binance_message,
+    parse_path,
+    parse_stream,
+)
+from mdactors.api.binance_symbols import BinanceMarket, BinanceSymbols
+from mdactors.api.ws_protocol import Channel, LagTracker
+from mdactors.domain.candles import Candle
+from mdactors.domain.tick import Tick, trade_of
+from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
+from mdactors.engine.topic import Topic
+
+if TYPE_CHECKING:
+    from mdactors.api.ws import WsServer
+
+__all__ = ["BinanceSession", "BinanceStreams"]
+
+log = logging.getLogger("mdactors.binance")
+
+CLIENT_TYPE = "binance"
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+OUTBOX_LIMIT = 64
+MAX_EVENTS_PER_TOPIC = 256
+"""Most events of one Topic taken at once; a session further behind loses the oldest."""
+CLOSE_GRACE_S = 2.0
+
+
+class BinanceStreams:
+    """The Binance protocol of one :class:`~mdactors.api.ws.WsServer`: feeds, routes, sessions."""
+
+    def __init__(self, server: WsServer) -> None:
+        self.server = server
+        ctx = self.ctx = server.ctx
+        self.symbols = BinanceSymbols(ctx.market.symbols, ctx.settings.binance_symbol_aliases)
+        self.feeds = {
+            key: SymbolFeed(
+                actor,
+                ctx.history,
+                self._candle_at,
+                ctx.settings.binance_book_depth,
+                ctx.market.wall_clock,
+            )
+            for key, actor in ctx.market.actors.items()
+        }
+        self.all_tickers = AllTickersFeed(ctx.market.actors)
+        self.sessions: set[BinanceSession] = set()
+        server.prefix_routes["/ws/"] = self._route
+        server.routes["/stream"] = self._route
+        server.takeover = (is_binance_message, self._take_over)
+
+    async def _route(self, _server: WsServer, request: WebSocketRequest) -> None:
+        await self.serve_path(request)
+
+    async def _take_over(self, ws: WebSocketConnection, first_message: str | bytes) -> None:
+        await self.serve(ws, False, [], first_message)
+
+    def _candle_at(self, tick: Tick, interval: str) -> Candle:
+        return self.server.candle_at(tick, Channel("candles", interval=interval))
+
+    def topic(self, key: str) -> Topic[FeedItem] | Topic[AllTickers]:
+        """The Topic feeding subscription ``key`` (a symbol key or :data:`ALL_STREAMS_KEY`)."""
+        return self.all_tickers.topic if key == ALL_STREAMS_KEY else self.feeds[key].topic
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every feed until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for feed in self.feeds.values():
+                nursery.start_soon(feed.run)
+            nursery.start_soon(self.all_tickers.run)
+            task_status.started()
+
+    async def serve_path(self, request: WebSocketRequest) -> None:
+        """``/ws/<stream>...`` and ``/stream?streams=...``."""
+        try:
+            combined_mode, names = parse_path(request.path, self.ctx.settings.binance_max_streams)
+        except WsError as error:
+            await request.reject(400, body=error.msg.encode() + b"\n")
+            return
+        ws = await request.accept()
+        await self.serve(ws, combined_mode, names, None)
+
+    async def serve(
+        self,
+        ws: WebSocketConnection,
+        combined_mode: bool,
+        names: list[str],
+        first_message: str | bytes | None,
+    ) -> None:
+        """Run one Binance session on an accepted connection."""
+        session = BinanceSession(self, ws, combined_mode)
+        self.sessions.add(session)
+        try:
+            await session.run(names, first_message)
+        finally:
+            self.sessions.discard(session)
+
+    def close_all(self) -> None:
+        """Ask every session to close with 1001 (drain)."""
+        for session in list(self.sessions):
+            session.request_close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+class BinanceSession:
+    """One Binance connection: its streams, a reader and a writer."""
+
+    def __init__(self, streams: BinanceStreams, ws: WebSocketConnection, combined_mode: bool):
+        self.owner = streams
+        self.ctx = streams.ctx
+        self.ws = ws
+        self.state = SessionStreams(self.ctx.settings.binance_max_streams, combined_mode)
+        self.subscription: Subscription | None = None
+        self._stack: ExitStack | None = None
+        self._outbox: deque[bytes] = deque()
+        self._space = trio.lowlevel.ParkingLot()
+        self._kick: trio.CancelScope | None = None
+        self._closing: tuple[int, str] | None = None
+        self._lag = LagTracker(self.ctx.settings.ws_slow_client_timeout)
+
+    # ------------------------------------------------------------------ control
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close with ``code`` after the frame being sent."""
+        if self._closing is None:
+            self._closing = (code, reason)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._kick is not None:
+            self._kick.cancel()
+
+    def _apply(self, added: list[StreamSpec], removed: list[StreamSpec]) -> None:
+        for spec in added:
+            self._demand(spec, 1)
+        for spec in removed:
+            self._demand(spec, -1)
+        keys = set(self.state.by_key)
+        if self.subscription is None or keys != set(self.subscription.topics):
+            self._reopen()
+
+    def _demand(self, spec: StreamSpec, delta: int) -> None:
+        if spec.market is None or spec.kind not in ("depth", "kline"):
+            return
+        feed = self.owner.feeds[spec.market.key]
+        arg: object = spec.speed_ms if spec.kind == "depth" else spec.interval
+        if delta > 0:
+            feed.want(spec.kind, arg)
+        else:
+            feed.unwant(spec.kind, arg)
+
+    def _reopen(self) -> None:
+        """Follow exactly the state's keys, keeping the cursors of keys still followed."""
+        old = self.subscription
+        self._release()
+        keys = list(self.state.by_key)
+        if not keys:
+            return
+        topics = {key: self.owner.topic(key) for key in keys}
+        subscription = Subscription(topics)  # type: ignore[arg-type]
+        for key, topic in topics.items():
+            kept = old.readers.get(key) if old is not None else None
+            subscription.readers[key] = kept or topic.reader(from_latest=False)  # type: ignore[assignment]
+        stack = ExitStack()
+        stack.enter_context(self.ctx.streams.open(CLIENT_TYPE, subscription))
+        self._stack = stack
+        self.subscription = subscription
+
+    def _release(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = None
+        self.subscription = None
+
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            control = decode_control(data, self.ctx.settings.ws_max_message_bytes)
+            reply, added, removed = self.state.handle(control, self.owner.symbols)
+            try:
+                self._apply(added, removed)
+            except TooManyStreams as error:
+                self.state.remove([spec.name for spec in added])
+                for spec in added:
+                    self._demand(spec, -1)
+                raise WsError(2, f"Invalid request: {error}; retry later", control.id) from None
+            self._outbox.append(reply)
+        except WsError as error:
+            self._outbox.append(error_reply(error))
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, names: list[str], first_message: str | bytes | None) -> None:
+        """Follow the path's streams, then serve until either side closes."""
+        specs = []
+        for name in names:
+            try:
+                specs.append(parse_stream(name, self.owner.symbols))
+            except WsError as error:
+                if "@" in name or name.startswith("!"):
+                    self._outbox.append(error_reply(error))
+        try:
+            self._apply(self.state.add(specs), [])
+            if first_message is not None:
+                self._on_message(first_message)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop)
+                await self._write_guarded()
+                nursery.cancel_scope.cancel()
+        except (StreamClosed, TooManyStreams) as error:
+            self._closing = (CLOSE_GOING_AWAY, str(error)[:100])
+        finally:
+            for spec in self.state.streams.values():
+                self._demand(spec, -1)
+            self._release()
+        if self._closing is not None:
+            code, reason = self._closing
+            with trio.move_on_after(CLOSE_GRACE_S):
+                await self.ws.aclose(code, reason)
+
+    async def _read_loop(self) -> None:
+        while True:
+            while len(self._outbox) >= OUTBOX_LIMIT:
+                await self._space.park()
+            try:
+                data = await self.ws.get_message()
+            except ConnectionClosed:
+                self.request_close(1000, "")
+                return
+            self._on_message(data)
+            self._wake_writer()
+
+    async def _write_guarded(self) -> None:
+        try:
+            await self._write_loop()
+        except ConnectionClosed:
+            self._closing = None
+        except _SlowClient as slow:
+            log.warning(
+                "closing slow binance client", extra={"event": "ws_slow_client", "why": str(slow)}
+            )
+            self._closing = (CLOSE_POLICY, str(slow)) if not slow.stuck else None
+
+    async def _write_loop(self) -> None:
+        slow_after = self.ctx.settings.ws_slow_client_timeout
+        while self._closing is None:
+            subscription = self.subscription
+            if not self._outbox and not (subscription is not None and subscription.pending()):
+                with trio.CancelScope() as kick:
+                    self._kick = kick
+                    try:
+                        if subscription is None:
+                            await trio.sleep_forever()
+                        else:
+                            await subscription.wait()
+                    except StreamClosed:
+                        self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+                self._kick = None
+                continue
+            messages = list(self._outbox)
+            self._outbox.clear()
+            self._space.unpark_all()
+            if subscription is not None:
+                self._collect(subscription, messages)
+            for message in messages:
+                with trio.move_on_after(slow_after) as sending:
+                    await self.ws.send_message(message.decode())
+                if sending.cancelled_caught:
+                    raise _SlowClient(f"one frame took over {slow_after:g}s to send", stuck=True)
+
+    def _collect(self, subscription: Subscription, messages: list[bytes]) -> None:
+        streams = self.ctx.streams
+        dropped = most = 0
+        combined_mode = self.state.combined
+        for key, items, gap in subscription.take(MAX_EVENTS_PER_TOPIC):
+            if gap:
+                streams.record_drop(key, CLIENT_TYPE, "conflated", gap)
+                dropped += gap
+            most = max(most, len(items))
+            specs = self.state.by_key.get(key, ())
+            for item in items:
+                for spec in specs:
+                    data = self._render(spec, item)  # type: ignore[arg-type]
+                    if data is not None:
+                        messages.append(combined(spec.name, data) if combined_mode else data)
+        if self._lag.observe(trio.current_time(), dropped, most):
+            raise _SlowClient(f"behind the feed for over {self._lag.timeout:g}s")
+
+    # ------------------------------------------------------------------ encodings
+
+    def _render(self, spec: StreamSpec, item: FeedItem) -> bytes | None:
+        """The event of ``spec`` carried by ``item`` (``None`` if it carries none),
+        encoded once per item and stream and cached on the item."""
+        wire = item.wire
+        cached = wire.get(spec.name)
+        if cached is not None:
+            return cached
+        data = self._encode(spec, item)
+        if data is not None:
+            wire[spec.name] = data
+        return data
+
+    def _encode(self, spec: StreamSpec, item: FeedItem) -> bytes | None:
+        kind = spec.kind
+        market = spec.market
+        if isinstance(item, AllTickers):
+            if kind not in ("allTickers", "allMiniTickers"):
+                return None
+            rows = [self._ticker_row(m, item.ticks[m.key]) for m in self.owner.symbols.markets]
+            return all_tickers_event(rows, item.event_ms, kind == "allMiniTickers")
+        if market is None:
+            return None
+        if isinstance(item, Tick):
+            return self._encode_tick(spec, market, item)
+        if isinstance(item, DepthUpdate):
+            if kind != "depth" or spec.speed_ms != item.speed_ms:
+                return None
+            if spec.levels:
+                return partial_depth_event(market, item.book, spec.levels)
+            return depth_update_event(
+                market, item.first_id, item.last_id, item.event_ms, item.bids, item.asks
+            )
+        if kind != "kline" or spec.interval != item.interval:
+            return None
+        return kline_event(
+            market, item.interval, item.kline, item.event_ms, item.first_id, item.last_id
+        )
+
+    def _encode_tick(self, spec: StreamSpec, market: BinanceMarket, tick: Tick) -> bytes | None:
+        kind = spec.kind
+        if kind in ("trade", "aggTrade"):
+            trade = trade_of(tick)
+            if trade is None:
+                return None
+            encode = trade_event if kind == "trade" else agg_trade_event
+            return encode(market, trade, TRADE_ID_BASE + tick.seq)
+        if kind == "bookTicker":
+            return book_ticker_event(market, tick.seq, top_of_book(market, tick))
+        if kind == "ticker":
+            return ticker_event(self._ticker_row(market, tick), tick.ts_ms)
+        if kind == "miniTicker":
+            return mini_ticker_event(self._ticker_row(market, tick), tick.ts_ms)
+        return None
+
+    def _ticker_row(self, market: BinanceMarket, tick: Tick) -> dict[str, Any]:
+        return ticker_24hr_json(market, tick, self.ctx.recorder.stats_24h(market.key))
+
+
+class _SlowClient(Exception):
+    """The client stayed behind too long (or one send blocked: ``stuck``)."""
+
+    def __init__(self, message: str, *, stuck: bool = False) -> None:
+        super().__init__(f"slow consumer: {message}")
+        self.stuck = stuck
