@@ -19,6 +19,7 @@ from mdactors.adapters.config_service import ConfigClient, SimulationOverrides
 from mdactors.adapters.discovery import InstanceRecord, Registrar, advertised_address
 from mdactors.adapters.history import HistoryStore, MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
+from mdactors.adapters.redis_cluster import RedisCluster
 from mdactors.adapters.redis_history import RedisHistory, redis_client
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
@@ -26,6 +27,7 @@ from mdactors.api.grpc import serve_grpc
 from mdactors.api.http import create_app
 from mdactors.api.ws import serve_ws
 from mdactors.domain.guards import PriceBreaker
+from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.scenarios import ScenarioEngine
@@ -50,6 +52,8 @@ class Service:
     """Discovery id: the instance name, plus a random suffix when it was not set explicitly."""
     background: list[Child] = field(default_factory=list)
     """Supervised tasks started before the engine (e.g. the Redis history writer)."""
+    cluster: ClusterCoordinator | None = None
+    """With ``CLUSTER_MODE=redis``: runs the actors this instance owns instead of the market."""
 
     def feed_snapshot(self) -> FeedSnapshot:
         """Copies of the engine's counters, taken on the event loop."""
@@ -171,13 +175,21 @@ class Service:
             actor.volatility_factor = values.volatility_factor
             actor.spread_factor = values.spread_factor
 
+    def _engine(self) -> Child:
+        """The child running the actors: the cluster coordinator, or the whole market."""
+        if self.cluster is not None:
+            return Child("cluster", self.cluster.run)
+        return Child(
+            "market", partial(self.context.market.run, on_give_up=self.context.lifecycle.fail)
+        )
+
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, serve, and return after the drain."""
         ctx = self.context
         children = [
             *self._discovery(),
             *self.background,
-            Child("market", partial(ctx.market.run, on_give_up=ctx.lifecycle.fail)),
+            self._engine(),
             Child("recorder", ctx.recorder.run),
             *self._config_refresh(),
             Child("grpc", self._serve_grpc, listener=True),
@@ -241,6 +253,8 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
     service = Service(
         settings, context, supervisor, background=background, instance_id=_instance_id(settings)
     )
+    if settings.cluster_mode == "redis":
+        service.cluster = _cluster(settings, context, service.instance_id)
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)
     return service
 
@@ -256,6 +270,28 @@ def _redis_history(settings: Settings) -> RedisHistory:
         batch_size=settings.history_batch_size,
         flush_interval=settings.history_flush_interval,
     )
+
+
+def _cluster(settings: Settings, context: ApiContext, instance_id: str) -> ClusterCoordinator:
+    """The cluster coordinator of ``settings`` (CLUSTER_MODE=redis), with metrics and readiness."""
+    ttl = settings.cluster_lease_ttl
+    guard = ttl / 4
+    # Calls time out before the lease could: a hung call must not outlive the guard.
+    client = redis_client(settings.redis_url, min(settings.redis_timeout, guard))
+    owner = f"{instance_id}/{secrets.token_hex(3)}"
+    coordinator = ClusterCoordinator(
+        context.market,
+        RedisCluster(client, owner, ttl, settings.cache_namespace),
+        ttl=ttl,
+        renew_interval=settings.cluster_renew_interval,
+        guard=guard,
+        flush_interval=settings.history_flush_interval,
+        draining=context.lifecycle.drain_requested,
+        on_give_up=context.lifecycle.fail,
+    )
+    context.metrics.registry.register(coordinator.stats.collector())
+    context.checks["cluster"] = coordinator.stats.describe
+    return coordinator
 
 
 def _instance_id(settings: Settings) -> str:

@@ -315,6 +315,14 @@ FIELDS: tuple[Field, ...] = (
           "TTL of the discovery record (SETEX)."),
     Field("discovery_hash_scheme", "DISCOVERY_HASH_SCHEME", _boolean, "false",
           "Also keep the registry:services:{name} hash."),
+    Field("cluster_mode", "CLUSTER_MODE", _choice("off", "redis"), "off",
+          "redis = share the symbols with other instances through Redis leases (needs "
+          "REDIS_URL); off = this instance simulates every symbol."),
+    Field("cluster_lease_ttl", "CLUSTER_LEASE_TTL", _positive_duration, "3s",
+          "TTL of a symbol's lease: a dead owner's symbols are taken over within about "
+          "this plus CLUSTER_RENEW_INTERVAL."),
+    Field("cluster_renew_interval", "CLUSTER_RENEW_INTERVAL", _positive_duration, "1s",
+          "How often leases are renewed and free symbols claimed; at most CLUSTER_LEASE_TTL/3."),
     Field("ws_max_symbols", "WS_MAX_SYMBOLS", _int_range(1, 100_000), "100",
           "Most symbols one WebSocket session may follow (and name in one message)."),
     Field("ws_max_message_bytes", "WS_MAX_MESSAGE_BYTES", _int_range(64, 16 * 1024 * 1024),
@@ -389,6 +397,9 @@ class Settings:
     heartbeat_interval: float
     discovery_ttl: float
     discovery_hash_scheme: bool
+    cluster_mode: str
+    cluster_lease_ttl: float
+    cluster_renew_interval: float
     ws_max_symbols: int
     ws_max_message_bytes: int
     ws_slow_client_timeout: float
@@ -437,6 +448,16 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def _check_cluster(values: Mapping[str, Any]) -> None:
+    if values["cluster_mode"] == "redis" and not values["redis_url"]:
+        raise ConfigError("CLUSTER_MODE", "redis needs REDIS_URL (the leases and ticks live there)")
+    if values["cluster_renew_interval"] * 3 > values["cluster_lease_ttl"]:
+        raise ConfigError(
+            "CLUSTER_RENEW_INTERVAL",
+            "must be at most a third of CLUSTER_LEASE_TTL so a lease survives a missed renewal",
+        )
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     dotenv: Path | None = Path(".env"),
@@ -465,6 +486,7 @@ def load_settings(
     ports = {name: values[name] for name in ("http_port", "grpc_port", "ws_port") if values[name]}
     if len(set(ports.values())) != len(ports):
         raise ConfigError("HTTP_PORT", f"ports must differ, got {ports}")
+    _check_cluster(values)
     for alias in values["binance_symbol_aliases"]:
         key, _, pair = alias.partition("=")
         if key not in values["symbols"] or pair in values["symbols"]:

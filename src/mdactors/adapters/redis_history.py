@@ -55,14 +55,22 @@ from mdactors.adapters.history import MemoryHistory
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick
 
-__all__ = ["RedisHistory", "decode_tick", "encode_tick", "failure_reason", "redis_client"]
+__all__ = [
+    "FAILURES",
+    "RedisHistory",
+    "decode_tick",
+    "encode_tick",
+    "failure_reason",
+    "redis_client",
+]
 
 log = logging.getLogger("mdactors.history")
 
 T = TypeVar("T")
 _KINDS = ("tick", "candle")
 _REASONS = ("connection", "timeout", "auth", "permission", "response")
-_FAILURES = (RedisError, OSError)
+FAILURES = (RedisError, OSError)
+"""What a failed Redis call raises (redis-py errors and socket errors)."""
 _FINAL_FLUSH_S = 2.0
 _BACKOFF_BASE_S = 0.05
 
@@ -266,7 +274,7 @@ class RedisHistory:
         try:
             prices = self._read_latest(self._symbols)
             self._stored_until = self._read_stored_until(self._symbols)
-        except _FAILURES as error:
+        except FAILURES as error:
             self._failed(error)
             return {}
         self._succeeded()
@@ -357,7 +365,7 @@ class RedisHistory:
         candles = self._candles.take(limit)
         try:
             await trio.to_thread.run_sync(self._write, ticks, candles)
-        except _FAILURES as error:
+        except FAILURES as error:
             self._ticks.give_back(ticks)
             self._candles.give_back(candles)
             self._failed(error)
@@ -402,7 +410,7 @@ class RedisHistory:
             return None
         try:
             return await trio.to_thread.run_sync(read, *args)
-        except _FAILURES as error:
+        except FAILURES as error:
             self._failed(error)
             return None
 

@@ -89,6 +89,23 @@ class SymbolActor:
         self._day_low = min(round(low * spec.price_scale), self._last_ticks)
         self._day_lots = round(volume * spec.qty_scale)
 
+    def resume_from(self, tick: Tick) -> None:
+        """Continue after ``tick``, made elsewhere (the previous owner in a cluster).
+
+        The next tick gets sequence ``tick.seq + 1`` and moves from
+        ``tick.price`` with ``tick``'s day statistics; the model keeps its own
+        volatility state. Publishes nothing.
+        """
+        spec = self.spec
+        self._mid = tick.price
+        self._process.state.log_price = math.log(tick.price)
+        self._seq = tick.seq
+        self._last_ticks = round(tick.price * spec.price_scale)
+        self._day = tick.ts_ns // _NS_PER_DAY
+        self._day_high = round(tick.day_high * spec.price_scale)
+        self._day_low = round(tick.day_low * spec.price_scale)
+        self._day_lots = round(tick.day_volume * spec.qty_scale)
+
     def step(self) -> Tick:
         """Advance the process by one interval and return the new tick (unpublished)."""
         process = self._process
