@@ -109,16 +109,6 @@ async def test_get_price_of_malformed_symbol_is_invalid_argument(symbol: str) ->
         assert "symbol" in error.details()
 
 
-async def test_scenario_answers_unimplemented() -> None:
-    async with grpc_service() as (_, channel):
-        md = stub(channel)
-        error = await call(
-            lambda: rpc_error(lambda: list(md.StreamScenario(pb.ScenarioRequest(), timeout=5)))
-        )
-        assert error.code() is grpc.StatusCode.UNIMPLEMENTED
-        assert "not implemented" in error.details()
-
-
 async def test_health_check_details_count_active_streams() -> None:
     async with grpc_service() as (service, channel):
         md = stub(channel)

@@ -211,18 +211,20 @@ class ScenarioParameters(_message.Message):
     def __init__(self, intensity: _Optional[float] = ..., duration_factor: _Optional[float] = ..., recovery_factor: _Optional[float] = ..., gradual_transition: _Optional[bool] = ...) -> None: ...
 
 class ScenarioRequest(_message.Message):
-    __slots__ = ("symbol", "scenario_type", "parameters", "start_time", "duration_minutes")
+    __slots__ = ("symbol", "scenario_type", "parameters", "start_time", "duration_minutes", "playback_speed")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SCENARIO_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    PLAYBACK_SPEED_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     scenario_type: ScenarioType
     parameters: ScenarioParameters
     start_time: _timestamp_pb2.Timestamp
     duration_minutes: int
-    def __init__(self, symbol: _Optional[str] = ..., scenario_type: _Optional[_Union[ScenarioType, str]] = ..., parameters: _Optional[_Union[ScenarioParameters, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_minutes: _Optional[int] = ...) -> None: ...
+    playback_speed: float
+    def __init__(self, symbol: _Optional[str] = ..., scenario_type: _Optional[_Union[ScenarioType, str]] = ..., parameters: _Optional[_Union[ScenarioParameters, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_minutes: _Optional[int] = ..., playback_speed: _Optional[float] = ...) -> None: ...
 
 class HealthCheckRequest(_message.Message):
     __slots__ = ("service",)

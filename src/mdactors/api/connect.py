@@ -41,6 +41,7 @@ from mdactors.api.proto_codec import (
     symbol_prefix,
 )
 from mdactors.api.rpc import Code, MarketDataRpc, RpcError
+from mdactors.api.scenario_stream import plan_scenario
 from mdactors.api.web import context
 
 __all__ = ["CLIENT_TYPE", "SERVICE", "blueprint"]
@@ -56,7 +57,6 @@ _UNARY: dict[str, tuple[type[Message], Callable[[MarketDataRpc, Any], Message]]]
     "HealthCheck": (pb.HealthCheckRequest, MarketDataRpc.health_check),
 }
 _STREAMING = {"StreamPrices": pb.StreamPricesRequest, "StreamScenario": pb.ScenarioRequest}
-_NOT_YET = {"StreamScenario"}
 _ACCEPT = "application/json, application/proto, application/connect+json, application/connect+proto"
 
 
@@ -101,8 +101,7 @@ async def call(method: str) -> Response:
     rpc = MarketDataRpc(ctx)
     codec = parse_codec(request.headers.get("Content-Type"))
     streaming = method in _STREAMING
-    known = method in _UNARY or method == "GenerateSimulation" or method in _NOT_YET
-    if not known and not streaming:
+    if method not in _UNARY and method != "GenerateSimulation" and not streaming:
         return _error(RpcError(Code.UNIMPLEMENTED, f"unknown method {method[:100]!r}"), 404)
     if codec is None or codec.streaming != streaming:
         expected = "application/connect+(json|proto)" if streaming else "application/(json|proto)"
@@ -120,8 +119,6 @@ async def call(method: str) -> Response:
     if streaming:
         return _stream(rpc, method, codec, body, timeout)
     try:
-        if method in _NOT_YET:
-            raise rpc.unimplemented(method)
         if method == "GenerateSimulation":
             with trio.move_on_after(math.inf if timeout is None else timeout) as waited:
                 data = await _simulation(rpc, codec, body)
@@ -166,20 +163,43 @@ def _stream(
     if flags & COMPRESSED:
         return _stream_error(codec, RpcError(Code.UNIMPLEMENTED, "compressed messages"))
     try:
-        if method in _NOT_YET:
-            raise rpc.unimplemented(method)
         message = decode_message(codec, data, _STREAMING[method])
-        rpc.plan_stream(message)  # fail fast, before the stream holds a slot
+        if method == "StreamScenario":
+            plan_scenario(message, time.time_ns())  # fail fast with a plain error
+        else:
+            rpc.plan_stream(message)  # fail fast, before the stream holds a slot
     except RpcError as error:
         return _stream_error(codec, error)
     deadline = trio.current_time() + timeout if timeout is not None else float("inf")
+    body_stream = (
+        _scenario_stream(rpc, codec, message, deadline)
+        if method == "StreamScenario"
+        else _price_stream(rpc, codec, message, deadline)
+    )
     response = Response(
-        _price_stream(rpc, codec, message, deadline),
+        body_stream,
         content_type=codec.content_type,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
     response.timeout = None
     return response
+
+
+async def _scenario_stream(
+    rpc: MarketDataRpc, codec: Codec, message: pb.ScenarioRequest, deadline: float
+) -> AsyncIterator[bytes]:
+    """Envelopes of a scenario's updates, then the end-stream envelope.
+
+    No cancel scope spans a ``yield``: the deadline is checked per update.
+    """
+    try:
+        async for update in rpc.scenario_updates(message):
+            if trio.current_time() > deadline:
+                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+            yield envelope(encode_message(codec, update))
+        yield end_stream(None)
+    except RpcError as error:
+        yield end_stream(error)
 
 
 async def _price_stream(

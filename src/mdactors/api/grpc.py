@@ -66,9 +66,10 @@ class MarketDataServicer(marketdata_grpc.MarketDataServiceServicer):
     async def StreamScenario(
         self, input_message: pb.ScenarioRequest, request: GrpcCall
     ) -> AsyncIterator[pb.PriceUpdate]:
-        """Not yet: UNIMPLEMENTED."""
-        raise self.rpc.unimplemented("StreamScenario")
-        yield  # pragma: no cover - makes this an async generator
+        """A scenario on the symbol's model, one update per step at its due time."""
+        # The feed's sleep until each update is due is the real await per message.
+        async for update in self.rpc.scenario_updates(input_message):
+            yield update
 
     async def HealthCheck(
         self, input_message: pb.HealthCheckRequest, request: GrpcCall

@@ -10,7 +10,7 @@ errors onto their wire.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -21,7 +21,8 @@ from mdactors._proto.grpc_health.v1 import health_pb2
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.proto_codec import Encoded, timestamp
-from mdactors.api.rpc_status import Code, RpcError
+from mdactors.api.rpc_status import Code, RpcError, draining_error
+from mdactors.api.scenario_stream import scenario_updates
 from mdactors.api.simulation import generate_simulation
 from mdactors.domain.quotes import quote
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
@@ -43,11 +44,6 @@ __all__ = [
 HEALTH_SERVICES = ("", "market-data", "marketdata.MarketDataService")
 MAX_INTERVAL_MS = 3_600_000
 _LISTED = 10
-
-
-def draining_error() -> RpcError:
-    """The status of a stream ended, or refused, by the drain."""
-    return RpcError(Code.UNAVAILABLE, "server is shutting down; reconnect to another instance")
 
 
 def _listed(names: list[str]) -> str:
@@ -267,6 +263,16 @@ class MarketDataRpc:
         """
         return await generate_simulation(self.ctx, request)
 
+    # -- StreamScenario ---------------------------------------------------
+
+    def scenario_updates(self, request: pb.ScenarioRequest) -> AsyncIterator[pb.PriceUpdate]:
+        """The price updates of a scenario on the symbol's own model, at their due times.
+
+        INVALID_ARGUMENT (raised on the first iteration) for a bad request;
+        UNAVAILABLE when the server drains. See :mod:`mdactors.api.scenario_stream`.
+        """
+        return scenario_updates(self.ctx, request)
+
     # -- Health -----------------------------------------------------------
 
     def health_check(self, request: pb.HealthCheckRequest) -> pb.HealthCheckResponse:
@@ -306,14 +312,3 @@ class MarketDataRpc:
             return None
         response = health_pb2.HealthCheckResponse
         return response.SERVING if self.ctx.lifecycle.serving else response.NOT_SERVING
-
-    # -- Not yet ----------------------------------------------------------
-
-    @staticmethod
-    def unimplemented(method: str) -> RpcError:
-        """GenerateSimulation / StreamScenario until the realism and chaos work lands."""
-        return RpcError(
-            Code.UNIMPLEMENTED,
-            f"{method} is not implemented by this server yet; "
-            "GetPrice, StreamPrices and HealthCheck are available",
-        )

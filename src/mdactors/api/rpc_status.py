@@ -2,14 +2,14 @@
 
 Apart from :mod:`mdactors.api.rpc` so the modules that implement single RPCs
 (e.g. :mod:`mdactors.api.simulation`) can raise it without importing the
-service core that delegates to them. :mod:`mdactors.api.rpc` re-exports both.
+service core that delegates to them. :mod:`mdactors.api.rpc` re-exports them.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["Code", "RpcError"]
+__all__ = ["Code", "RpcError", "draining_error"]
 
 
 class Code(IntEnum):
@@ -46,3 +46,8 @@ class RpcError(Exception):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+
+def draining_error() -> RpcError:
+    """The status of a stream ended, or refused, by the drain."""
+    return RpcError(Code.UNAVAILABLE, "server is shutting down; reconnect to another instance")
