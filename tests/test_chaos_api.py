@@ -264,3 +264,22 @@ async def test_price_breaker_halts_and_reset_resumes() -> None:
         reset = await client.post("/chaos/circuit-breaker/reset", json={"symbol": "BTC"})
         assert reset.json() == {"reset": ["BTC/USD"], "halted_symbols": {}}
         await wait_for(lambda: topic.published > published + 3)
+
+
+async def test_sse_stream_reports_feed_status_changes() -> None:
+    async with _client() as (_, client):
+        async with client.stream("GET", "/api/v1/stream/prices", params={"assets": "ETH"}) as sse:
+            outage = {"symbol": "ETH/USD", "mode": "outage", "duration_seconds": 1.5}
+            assert (await client.post("/chaos/feed-disruption", json=outage)).status_code == 201
+            statuses = []
+            event = ""
+            with trio.fail_after(5):
+                async for line in sse.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line.split(":", 1)[1].strip()
+                    elif line.startswith("data:") and event == "status":
+                        statuses.append(json.loads(line.split(":", 1)[1]))
+                        if statuses[-1]["status"] == "live":
+                            break
+        assert [s["status"] for s in statuses] == ["outage", "live"]
+        assert statuses[0]["asset"] == "ETH"

@@ -20,13 +20,13 @@ from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
 from mdactors.api.errors import ApiError, validation_message
 from mdactors.api.web import json_response
+from mdactors.domain.guards import STALE_AFTER_S
 from mdactors.domain.symbols import SymbolError
 from mdactors.engine.market import UnknownSymbol
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 MAX_BODY_BYTES = 1024 * 1024
-STALE_AFTER_S = 30.0
 _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, POST, DELETE, OPTIONS",

@@ -30,6 +30,7 @@ blueprint = Blueprint("market_ui", __name__)
 
 SSE_SNAPSHOT_EVERY_S = 10.0
 SSE_KEEPALIVE_S = 15.0
+SSE_STATUS_EVERY_S = 1.0
 MAX_TRADES = 1000
 
 
@@ -173,6 +174,21 @@ def _price_event(ctx: ApiContext, asset: str, key: str, tick: Tick) -> bytes:
     return cached
 
 
+def _status_events(
+    ctx: ApiContext, asset_of: dict[str, str], seen: dict[str, tuple[str, str]]
+) -> list[bytes]:
+    """A ``status`` event per asset whose feed status changed since ``seen`` (updated)."""
+    now_ns = time.time_ns()
+    events = []
+    for key, asset in asset_of.items():
+        status = ctx.market.actor(key).feed_status(now_ns)
+        if seen.get(key, ("live", "")) != status:
+            seen[key] = status
+            payload = {"asset": asset, "status": status[0], "reason": status[1]}
+            events.append(sse_event("status", dumps(payload)))
+    return events
+
+
 def _prices_event(ctx: ApiContext, assets: dict[str, str]) -> bytes:
     market = ctx.market
     payload = {asset: _asset_quote(ctx, key, market.latest(key)) for asset, key in assets.items()}
@@ -183,7 +199,9 @@ def _prices_event(ctx: ApiContext, assets: dict[str, str]) -> bytes:
 @validate_querystring(StreamQuery)
 async def stream_prices(query_args: StreamQuery) -> Response:
     """Server-Sent Events: ``prices`` (all assets) at start and every 10 s,
-    ``price`` per tick; newest tick per asset when the client is behind."""
+    ``price`` per tick (newest per asset when the client is behind), and
+    ``status`` when an asset's feed turns ``halted``, ``stale`` or ``outage``
+    and back to ``live``."""
     ctx = context()
     if query_args.assets:
         names = [name.strip() for name in query_args.assets.split(",") if name.strip()]
@@ -208,21 +226,28 @@ async def stream_prices(query_args: StreamQuery) -> Response:
         subscription = Subscription({key: ctx.market.actor(key).topic for key in assets.values()})
         try:
             with ctx.streams.open("sse", subscription):
-                yield sse_retry(retry_ms) + _prices_event(ctx, assets)
+                seen: dict[str, tuple[str, str]] = {}
+                status = _status_events(ctx, asset_of, seen)
+                yield b"".join([sse_retry(retry_ms), _prices_event(ctx, assets), *status])
                 snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
+                keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
                 while True:
-                    with trio.move_on_after(SSE_KEEPALIVE_S) as idle:
+                    with trio.move_on_after(SSE_STATUS_EVERY_S) as idle:
                         await subscription.wait()
+                    chunks = _status_events(ctx, asset_of, seen)
                     if idle.cancelled_caught:
-                        yield sse_comment("keep-alive")
+                        if not chunks and time.monotonic() < keepalive_due:
+                            continue
+                        keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
+                        yield b"".join(chunks) if chunks else sse_comment("keep-alive")
                         continue
-                    chunks = []
                     for key, ticks, gap in subscription.take(1):
                         ctx.streams.record_drop(key, "sse", "conflated", gap)
                         chunks.append(_price_event(ctx, asset_of[key], key, ticks[-1]))
                     if time.monotonic() >= snapshot_due:
                         chunks.append(_prices_event(ctx, assets))
                         snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
+                    keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
                     yield b"".join(chunks)
         except TooManyStreams as error:
             yield sse_event("error", dumps({"error": "too_many_streams", "message": str(error)}))

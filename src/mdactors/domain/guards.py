@@ -16,7 +16,10 @@ from mdactors.domain.overlay import Scenario
 from mdactors.domain.scenarios import Disruption, FeedMode
 from mdactors.domain.tick import Tick
 
-__all__ = ["FeedEdge", "PriceBreaker"]
+__all__ = ["STALE_AFTER_S", "FeedEdge", "PriceBreaker"]
+
+STALE_AFTER_S = 30.0
+"""A symbol with no published tick for this long is reported stale."""
 
 _BUCKETS = 12
 
@@ -120,6 +123,8 @@ class FeedEdge:
         self._last_due = 0.0
         self.last_sent: Tick | None = None
         self.lost = 0
+        self.mode: FeedMode | None = None
+        """The disruption mode at the last tick routed (``None``: no disruption)."""
 
     @property
     def idle(self) -> bool:
@@ -152,6 +157,7 @@ class FeedEdge:
     def route(self, tick: Tick, t: float) -> list[Tick]:
         """What to publish now for a fresh ``tick`` at ``t``; late ticks wait in the edge."""
         disruption = self.current(t)
+        self.mode = disruption.mode if disruption is not None else None
         if disruption is None:
             return self._sent(tick)
         if disruption.mode is FeedMode.OUTAGE:
