@@ -12,6 +12,7 @@ import trio
 from mdactors import __version__
 from mdactors.logs import configure_logging
 from mdactors.settings import ConfigError, Settings, load_settings
+from mdactors.tools import simulate
 
 __all__ = ["main"]
 
@@ -52,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     check = commands.add_parser("check", help="validate the configuration and print it")
     _add_setting_flags(check)
+    simulate_cmd = commands.add_parser(
+        "simulate", help="write a simulated path or scenario as CSV or JSON lines"
+    )
+    simulate.add_arguments(simulate_cmd)
     commands.add_parser(
         "bench", add_help=False, help="the tick-latency harness (mdactors bench --help)"
     )
@@ -103,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        return simulate.run(args)
     try:
         settings = _settings(args)
     except ConfigError as error:

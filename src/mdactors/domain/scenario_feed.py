@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdactors.domain.innovations import ShockStream
+from mdactors.domain.innovations import MarketFactor, ShockStream
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel
 from mdactors.domain.overlay import Scenario, SymbolOverlay
 from mdactors.domain.quotes import quote, round_price
@@ -95,9 +95,10 @@ def scenario_shapes(
 
 @dataclass(frozen=True, slots=True)
 class ScenarioPlan:
-    """What to run: ``window`` seconds of ``kind`` at ``intensity``, one step per ``step`` s."""
+    """What to run: ``window`` seconds of ``kind`` (``None``: the model alone) at
+    ``intensity``, one step per ``step`` s."""
 
-    kind: ScenarioType
+    kind: ScenarioType | None
     intensity: float
     window: float
     step: float
@@ -127,7 +128,11 @@ class FeedStep:
 
 
 class ScenarioFeed:
-    """Steps ``spec``'s ``model`` from ``start_price`` with ``plan``'s scenario overlaid."""
+    """Steps ``spec``'s ``model`` from ``start_price`` with ``plan``'s scenario overlaid.
+
+    Pass the same ``factor`` to the feeds of several symbols to correlate them
+    as the live market does.
+    """
 
     def __init__(
         self,
@@ -136,10 +141,11 @@ class ScenarioFeed:
         model: PriceModel,
         start_price: float,
         rng: np.random.Generator,
+        factor: MarketFactor | None = None,
     ) -> None:
         self.plan = plan
         self.spec = spec
-        self._process = LiveProcess(model, start_price, rng.spawn(1)[0])
+        self._process = LiveProcess(model, start_price, rng.spawn(1)[0], factor)
         self._volumes = ShockStream(rng.spawn(1)[0])
         sigma = model.volatility / math.sqrt(SECONDS_PER_YEAR)
         self._overlay = SymbolOverlay(spec.key, math.log(start_price), sigma, rng, 0.0)
@@ -149,6 +155,8 @@ class ScenarioFeed:
 
     def _scenarios(self, rng: np.random.Generator) -> list[Scenario]:
         plan = self.plan
+        if plan.kind is None:
+            return []
         window = plan.window
         onset = _RAMP * window if plan.gradual else 0.0
         parts = [

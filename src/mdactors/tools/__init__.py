@@ -1,0 +1,1 @@
+"""Command-line tools for people: ``mdactors simulate`` (and its progress bar)."""
