@@ -69,16 +69,25 @@ class Subscription:
         return any(reader.lag > 0 for reader in self.readers.values())
 
     async def wait(self) -> None:
-        """Wait until a tick is pending; :class:`StreamClosed` when stopped or all topics closed."""
+        """Wait until a tick is pending; :class:`StreamClosed` when stopped or all topics closed.
+
+        Exactly one schedule point per call: a checkpoint when a tick is
+        already pending, else the park itself (no second checkpoint after
+        the wake-up: one task switch per delivery, not two).
+        """
+        if self._stopped:
+            raise StreamClosed("stream stopped")
+        if self.pending():
+            await trio.lowlevel.checkpoint()
+            return
         while True:
-            if self._stopped:
-                raise StreamClosed("stream stopped")
-            if self.pending():
-                await trio.lowlevel.checkpoint()
-                return
             if all(topic.closed for topic in self.topics.values()):
                 raise StreamClosed("market closed")
             await self._lot.park()
+            if self._stopped:
+                raise StreamClosed("stream stopped")
+            if self.pending():
+                return
 
     def take(self, limit: int) -> list[tuple[str, list[Tick], int]]:
         """Per symbol with news: ``(key, newest ≤ limit ticks, ticks skipped)``."""
