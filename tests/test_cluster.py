@@ -7,6 +7,7 @@ owner's symbols must be taken over within about 1.3 s.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -229,3 +230,30 @@ async def test_the_other_instance_takes_over_and_the_sequence_continues(
     assert failover < within
     assert_continues(seen_b[moved])
     assert not conflicts, conflicts[:5]
+
+
+async def test_without_redis_owned_symbols_keep_ticking_and_relays_go_stale(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mdactors.cluster")
+    async with instance(redis_server.url, "a") as a, instance(redis_server.url, "b") as b:
+        await balanced(a, b)
+        (owned,) = a.running
+        (relayed,) = b.running
+        market = a.service.context.market
+        assert a.service.cluster is not None
+        redis_server.stop()
+        await wait_for(lambda: a.service.context.checks["cluster"]()["status"] == "degraded", 3)
+        stale_seq, owned_seq = market.latest(relayed).seq, market.latest(owned).seq
+        await trio.sleep(0.5)
+        assert market.latest(owned).seq >= owned_seq + 10, "an owned symbol keeps ticking"
+        assert market.latest(relayed).seq == stale_seq, "a relayed symbol goes stale"
+        redis_server.start()
+        await wait_for(lambda: a.service.cluster.stats.up, 3)
+        await wait_for(lambda: market.latest(relayed).seq > stale_seq + 10, 5)
+        assert (a.running, b.running) == ({owned}, {relayed}), "owners take their leases back"
+    changes = [r.message for r in caplog.records if r.name == "mdactors.cluster"]
+    assert (
+        changes.count("cluster redis unreachable: simulating owned symbols locally, relays stale")
+        == 2
+    ), "one line per instance and state change"
