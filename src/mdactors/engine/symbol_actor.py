@@ -10,12 +10,12 @@ from collections.abc import Callable
 import numpy as np
 import trio
 
-from mdactors.domain.guards import FeedEdge, PriceBreaker
+from mdactors.domain.guards import STALE_AFTER_S, FeedEdge, PriceBreaker
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel, ShockStream
 from mdactors.domain.overlay import Scenario, SymbolOverlay
 from mdactors.domain.quotes import quote, round_price, tick_lots
-from mdactors.domain.scenarios import Disruption
+from mdactors.domain.scenarios import Disruption, FeedMode
 from mdactors.domain.symbols import SymbolSpec
 from mdactors.domain.tick import Tick
 from mdactors.engine.topic import Topic
@@ -80,6 +80,19 @@ class SymbolActor:
         tick = self.topic.latest()
         assert tick is not None
         return tick
+
+    def feed_status(self, now_ns: int) -> tuple[str, str]:
+        """``(status, reason)`` of this symbol's feed: ``live``, ``halted`` (price
+        breaker), ``outage`` or ``stale`` (a feed disruption, or no tick for 30 s)."""
+        breaker = self.breaker
+        if breaker is not None and breaker.open:
+            return "halted", breaker.reason
+        feed = self.feed
+        if feed is not None and feed.mode in (FeedMode.OUTAGE, FeedMode.STALE):
+            return feed.mode.value, "feed disruption"
+        if (now_ns - self.latest.ts_ns) / 1e9 > STALE_AFTER_S:
+            return "stale", f"no tick for more than {STALE_AFTER_S:g} s"
+        return "live", ""
 
     def seed_day(self, high: float, low: float, volume: float) -> None:
         """Start the current UTC day's statistics from recent history."""
