@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,10 +34,15 @@ TEST_ENV = {
 
 
 @asynccontextmanager
-async def running_service(env: Mapping[str, str] | None = None) -> AsyncIterator[Service]:
-    """Start a whole service in this trio run on free loopback ports; drain it on exit."""
+async def running_service(
+    env: Mapping[str, str] | None = None, **build: Any
+) -> AsyncIterator[Service]:
+    """Start a whole service in this trio run on free loopback ports; drain it on exit.
+
+    ``build`` goes to :func:`build_service` (e.g. ``replay=``).
+    """
     settings = load_settings(environ={**TEST_ENV, **(env or {})}, dotenv=None)
-    service = build_service(settings, handle_signals=False)
+    service = build_service(settings, handle_signals=False, **build)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         try:

@@ -30,6 +30,7 @@ from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
+from mdactors.engine.replay import ReplayDriver, ReplayOptions
 from mdactors.engine.scenarios import ScenarioEngine
 from mdactors.engine.subscription import StreamRegistry
 from mdactors.engine.supervisor import Child, Lifecycle, Supervisor
@@ -53,6 +54,7 @@ class Service:
     background: list[Child] = field(default_factory=list)
     """Supervised tasks started before the engine (e.g. the Redis history writer)."""
     cluster: ClusterCoordinator | None = None
+    replay: ReplayDriver | None = None
     """With ``CLUSTER_MODE=redis``: runs the actors this instance owns instead of the market."""
 
     def feed_snapshot(self) -> FeedSnapshot:
@@ -177,6 +179,8 @@ class Service:
 
     def _engine(self) -> Child:
         """The child running the actors: the cluster coordinator, or the whole market."""
+        if self.replay is not None:
+            return Child("replay", self.replay.run)
         if self.cluster is not None:
             return Child("cluster", self.cluster.run)
         return Child(
@@ -208,8 +212,16 @@ class Service:
         await self.supervisor.run(children, task_status=task_status)
 
 
-def build_service(settings: Settings, *, handle_signals: bool = True) -> Service:
-    """Wire the market, recorder, history, metrics and APIs from ``settings``."""
+def build_service(
+    settings: Settings, *, handle_signals: bool = True, replay: ReplayOptions | None = None
+) -> Service:
+    """Wire the market, recorder, history, metrics and APIs from ``settings``.
+
+    With ``replay`` the market's symbols are the recorded file's, and its
+    actors publish the file's points instead of running their models.
+    """
+    if replay is not None:
+        settings = settings.replace(symbols=tuple(replay.plan.symbols))
     metrics = Metrics(settings.service_name, settings.instance_name, settings.service_version)
     history: HistoryStore = MemoryHistory(settings.history_size)
     background: list[Child] = []
@@ -222,6 +234,8 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
         metrics.registry.register(redis_history.collector())
         background.append(Child("history", redis_history.run))
         history = redis_history
+    if replay is not None:
+        start_prices = replay.start_prices()
     market = Market(
         settings.symbols,
         settings.tick_interval,
@@ -253,7 +267,9 @@ def build_service(settings: Settings, *, handle_signals: bool = True) -> Service
     service = Service(
         settings, context, supervisor, background=background, instance_id=_instance_id(settings)
     )
-    if settings.cluster_mode == "redis":
+    if replay is not None:
+        service.replay = ReplayDriver(market, replay)
+    elif settings.cluster_mode == "redis":
         service.cluster = _cluster(settings, context, service.instance_id)
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)
     return service

@@ -1,4 +1,4 @@
-"""The ``mdactors`` command: ``serve``, ``check`` and ``bench``."""
+"""The ``mdactors`` command: ``serve``, ``check``, ``simulate``, ``replay`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
 from mdactors import __version__
+from mdactors.domain.replay import ReplayFileError, read_replay
+from mdactors.engine.replay import ReplayOptions
 from mdactors.logs import configure_logging
 from mdactors.settings import ConfigError, Settings, load_settings
 from mdactors.tools import simulate
@@ -57,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         "simulate", help="write a simulated path or scenario as CSV or JSON lines"
     )
     simulate.add_arguments(simulate_cmd)
+    replay = commands.add_parser(
+        "replay", help="serve a recorded CSV/JSON-lines file of ticks or candles as the live feed"
+    )
+    replay.add_argument("file", help="recorded ticks or OHLCV candles (see README)")
+    replay.add_argument("--speed", type=float, default=1.0, help="playback speed (default 1.0)")
+    replay.add_argument("--loop", action="store_true", help="start over at the end of the file")
+    _add_setting_flags(replay)
     commands.add_parser(
         "bench", add_help=False, help="the tick-latency harness (mdactors bench --help)"
     )
@@ -69,18 +79,27 @@ def _settings(args: argparse.Namespace) -> Settings:
         for flag, env in _FLAG_ENV.items()
         if getattr(args, flag, None) is not None
     }
-    from pathlib import Path
-
     return load_settings(dotenv=Path(args.env_file), overrides=overrides)
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, replay: ReplayOptions | None = None) -> int:
     from mdactors.app import build_service
 
     configure_logging(settings.log_level, settings.log_format)
-    service = build_service(settings)
+    service = build_service(settings, replay=replay)
     trio.run(service.run)
     return 0
+
+
+def _replay_options(args: argparse.Namespace) -> ReplayOptions:
+    """Read and check the whole file before serving; :class:`ReplayFileError` names the line."""
+    if not args.speed > 0:
+        raise ValueError(f"--speed must be positive, got {args.speed}")
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {args.file}: {error}") from None
+    return ReplayOptions(read_replay(text), speed=args.speed, loop=args.loop)
 
 
 def _check(settings: Settings) -> int:
@@ -90,8 +109,6 @@ def _check(settings: Settings) -> int:
 
 def _bench(argv: list[str]) -> int:
     """``mdactors bench ...`` = ``python -m bench ...`` (needs a source checkout)."""
-    from pathlib import Path
-
     checkout = Path(__file__).resolve().parents[2]
     if not (checkout / "bench" / "__init__.py").is_file():
         print("mdactors bench: run it from a source checkout (bench/ not found)", file=sys.stderr)
@@ -117,6 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "replay":
+        try:
+            options = _replay_options(args)
+        except ReplayFileError as error:
+            print(f"mdactors replay: {args.file}: {error}", file=sys.stderr)
+            return 2
+        except ValueError as error:
+            print(f"mdactors replay: {error}", file=sys.stderr)
+            return 2
+        return _serve(settings, options)
     return _check(settings)
 
 

@@ -119,6 +119,21 @@ class SymbolActor:
         self._day_low = round(tick.day_low * spec.price_scale)
         self._day_lots = round(tick.day_volume * spec.qty_scale)
 
+    def replayed(
+        self, price: float, volume: float, bid: float | None = None, ask: float | None = None
+    ) -> Tick:
+        """The next tick at a recorded ``price`` (``mdactors replay``), unpublished.
+
+        The model follows the replayed price, so it carries on from it if the
+        file ends; without a recorded quote the spread model makes one.
+        """
+        self._mid = price
+        self._process.state.log_price = math.log(price)
+        tick = self._make_tick(self._wall_clock(), round(volume * self.spec.qty_scale), 0.0)
+        if bid is not None and ask is not None:
+            tick.bid, tick.ask = bid, ask
+        return tick
+
     def step(self) -> Tick:
         """Advance the process by one interval and return the new tick (unpublished)."""
         process = self._process
