@@ -199,3 +199,20 @@ def test_backfilled_trades_stay_inside_their_candles():
     assert all(99.0 <= t.price <= 101.0 for t in trades)
     assert trades[0].price == 100.0 and trades[-1].price == 100.5
     assert trades == backfill_trades(spec, [candle], 60, np.random.default_rng(1))
+
+
+def test_an_aggregated_diff_also_fixes_a_book_taken_in_between():
+    spec = spec_for("BTC/USD")
+    books = [synthesize_book(spec, 43000.0 + 7 * i, 43002.0 + 7 * i, 30, i, 0) for i in range(4)]
+    seen = ({p for b in books[1:3] for p, _ in b.bids}, {p for b in books[1:3] for p, _ in b.asks})
+    bids, asks = book_diff(books[0], books[3], seen)
+    for middle in books[:3]:
+        local = {"bids": dict(middle.bids), "asks": dict(middle.asks)}
+        for side, changes in (("bids", bids), ("asks", asks)):
+            for price, qty in changes:
+                if qty == 0:
+                    local[side].pop(price, None)
+                else:
+                    local[side][price] = qty
+        assert sorted(local["bids"].items(), reverse=True) == books[3].bids
+        assert sorted(local["asks"].items()) == books[3].asks

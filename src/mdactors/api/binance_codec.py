@@ -168,20 +168,28 @@ def depth_json(market: BinanceMarket, book: OrderBook, limit: int) -> dict[str, 
     }
 
 
-def book_diff(old: OrderBook, new: OrderBook) -> tuple[list[Level], list[Level]]:
+def book_diff(
+    old: OrderBook,
+    new: OrderBook,
+    seen: tuple[set[float], set[float]] = (set(), set()),
+) -> tuple[list[Level], list[Level]]:
     """The changes taking ``old`` to ``new``: ``(bids, asks)``, quantity 0 = level removed.
 
-    Applying them to ``old`` level by level gives exactly ``new``.
+    ``seen`` holds the (bid, ask) prices of the books between the two: they
+    are all sent with their final quantity, so applying the changes to the
+    book of *any* update in between (a REST snapshot taken mid-interval)
+    gives exactly ``new``, as Binance's aggregated diffs do.
     """
 
-    def side(before: Sequence[Level], after: Sequence[Level]) -> list[Level]:
+    def side(before: Sequence[Level], after: Sequence[Level], touched: set[float]) -> list[Level]:
         previous = dict(before)
         current = dict(after)
-        changes = [(price, qty) for price, qty in after if previous.get(price) != qty]
-        changes.extend((price, 0.0) for price in previous if price not in current)
+        changes = [(p, q) for p, q in after if p in touched or previous.get(p) != q]
+        gone = (previous.keys() | touched) - current.keys()
+        changes.extend((price, 0.0) for price in sorted(gone))
         return changes
 
-    return side(old.bids, new.bids), side(old.asks, new.asks)
+    return side(old.bids, new.bids, seen[0]), side(old.asks, new.asks, seen[1])
 
 
 def depth_update_event(

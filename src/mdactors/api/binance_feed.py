@@ -87,6 +87,8 @@ FeedItem = Tick | DepthUpdate | KlineUpdate | AllTickers
 class _DepthState:
     book: OrderBook
     next_at: float
+    seen: tuple[set[float], set[float]] = field(default_factory=lambda: (set(), set()))
+    """Prices of the books of the ticks since ``book`` (sent again in the next diff)."""
 
 
 @dataclass(slots=True)
@@ -194,6 +196,16 @@ class SymbolFeed:
         self._book_cache = book
         return book
 
+    def _see(self, tick: Tick) -> None:
+        """Remember the levels of ``tick``'s book: a snapshot may be taken at it."""
+        book = self.book_at(tick)
+        bids = [price for price, _ in book.bids]
+        asks = [price for price, _ in book.asks]
+        for state in self._depth.values():
+            if tick.seq > state.book.seq:
+                state.seen[0].update(bids)
+                state.seen[1].update(asks)
+
     def _push_depth(self, now: float) -> None:
         tick = self.actor.latest
         for speed, state in self._depth.items():
@@ -203,7 +215,8 @@ class SymbolFeed:
             if tick.seq <= state.book.seq:
                 continue
             book = self.book_at(tick)
-            bids, asks = book_diff(state.book, book)
+            bids, asks = book_diff(state.book, book, state.seen)
+            state.seen = (set(), set())
             event_ms = self._now_ms()
             self.topic.publish(
                 DepthUpdate(speed, state.book.seq + 1, tick.seq, event_ms, bids, asks, book)
@@ -305,6 +318,8 @@ class SymbolFeed:
                 for tick in ticks:
                     if self._klines:
                         await self._kline_updates(tick)
+                    if self._depth:
+                        self._see(tick)
                     self.topic.publish(tick)
                 now = trio.current_time()
                 if self._depth:
