@@ -35,6 +35,11 @@ class Subscription:
     Use as a context manager: entering attaches the subscription's parking
     lot to its topics, leaving detaches it (no leaked wake-ups). ``stop``
     wakes the waiter and ends the stream.
+
+    A subscription to a single topic (the common case) parks in the topic's
+    own lot instead: a publish then wakes all such readers with one
+    ``unpark_all`` rather than one per subscription. ``stop`` wakes every
+    reader of that topic; the others find nothing pending and park again.
     """
 
     def __init__(self, topics: Mapping[str, Topic[Tick]], *, from_latest: bool = True) -> None:
@@ -42,17 +47,22 @@ class Subscription:
         self.readers: dict[str, Reader[Tick]] = {
             key: topic.reader(from_latest=from_latest) for key, topic in self.topics.items()
         }
-        self._lot = trio.lowlevel.ParkingLot()
+        self._shared = len(self.topics) == 1
+        self._lot = (
+            next(iter(self.topics.values())).wakeups if self._shared else trio.lowlevel.ParkingLot()
+        )
         self._stopped = False
 
     def __enter__(self) -> Subscription:
-        for topic in self.topics.values():
-            topic.attach(self._lot)
+        if not self._shared:
+            for topic in self.topics.values():
+                topic.attach(self._lot)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        for topic in self.topics.values():
-            topic.detach(self._lot)
+        if not self._shared:
+            for topic in self.topics.values():
+                topic.detach(self._lot)
 
     def stop(self) -> None:
         """End the stream: the waiter raises :class:`StreamClosed`."""

@@ -56,6 +56,11 @@ class Topic(Generic[T]):
             return None
         return self._ring[(self._next - 1) & self._mask]
 
+    @property
+    def wakeups(self) -> trio.lowlevel.ParkingLot:
+        """The lot unparked on every publish and on close (park in it to wait for news)."""
+        return self._lot
+
     def publish(self, item: T) -> None:
         """Append ``item`` and wake every waiting reader. Never blocks."""
         if self._closed:
