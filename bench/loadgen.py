@@ -153,6 +153,7 @@ def measure(server: Server, load: Load, workers: Workers) -> dict[str, object]:
         "messages": messages,
         "expected_messages": round(expected),
         "msgs_per_s": round(rate, 1),
+        "delivered_ratio": round(messages / expected, 3) if expected else None,
         "latency_ms": observed.latency_ms,
         "gaps": observed.gaps,
         "dropped": observed.missed,
