@@ -201,7 +201,7 @@ async def test_mistakes_get_an_error_and_the_connection_stays_open(
 
 
 async def test_a_huge_message_closes_with_1009(service: Service) -> None:
-    limit = service.settings.ws_max_message_bytes
+    limit = service.settings.max_request_bytes
     async with connect(service) as client:
         await client.send("x" * (4 * limit + 1))
         with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
@@ -285,7 +285,7 @@ async def never_reading_client(
 
 
 async def test_slow_client_is_disconnected_while_fast_client_gets_every_tick() -> None:
-    env = {"WS_SLOW_CLIENT_TIMEOUT": "500ms", "WS_SEND_BUFFER_BYTES": "4096"}
+    env = {"SLOW_CONSUMER_TIMEOUT": "500ms", "WS_SEND_BUFFER_BYTES": "4096"}
     async with running_service(env) as service:
         streams = service.context.streams
         everything = {"type": "subscribe", "symbols": service.settings.symbols}

@@ -290,13 +290,14 @@ FIELDS: tuple[Field, ...] = (
     Field("max_subscribers", "MAX_SUBSCRIBERS", _int_range(1, 1_000_000), "10000",
           "Concurrent streams per process, all transports."),
     Field("max_stream_symbols", "MAX_STREAM_SYMBOLS", _int_range(1, 100_000), "100",
-          "Most symbols one gRPC/Connect stream may follow."),
+          "Most symbols one stream may follow (gRPC, Connect, WebSocket session)."),
     Field("slow_consumer_timeout", "SLOW_CONSUMER_TIMEOUT", _positive_duration, "10s",
           "A stream whose client accepts no update for this long is closed."),
     Field("stream_interval_floor", "STREAM_INTERVAL_FLOOR", parse_duration, "0",
           "Smallest update interval a stream gets; 0 = every tick allowed."),
     Field("max_request_bytes", "MAX_REQUEST_BYTES", _int_range(64, 4 * 1024 * 1024), "65536",
-          "Largest gRPC/Connect request message accepted, in bytes."),
+          "Largest client message accepted (gRPC, Connect, WebSocket), in bytes; "
+          "WebSocket messages over 4x this close the connection (1009)."),
     Field("max_history_limit", "MAX_HISTORY_LIMIT", _int_range(1, 1_000_000), "5000",
           "Largest `limit` a history query may ask for."),
     Field("history_size", "HISTORY_SIZE", _int_range(16, 10_000_000), "86400",
@@ -323,13 +324,6 @@ FIELDS: tuple[Field, ...] = (
           "this plus CLUSTER_RENEW_INTERVAL."),
     Field("cluster_renew_interval", "CLUSTER_RENEW_INTERVAL", _positive_duration, "1s",
           "How often leases are renewed and free symbols claimed; at most CLUSTER_LEASE_TTL/3."),
-    Field("ws_max_symbols", "WS_MAX_SYMBOLS", _int_range(1, 100_000), "100",
-          "Most symbols one WebSocket session may follow (and name in one message)."),
-    Field("ws_max_message_bytes", "WS_MAX_MESSAGE_BYTES", _int_range(64, 16 * 1024 * 1024),
-          "65536", "Largest WebSocket client message answered (bigger: error reply; "
-          "over 4x this the connection is closed with 1009)."),
-    Field("ws_slow_client_timeout", "WS_SLOW_CLIENT_TIMEOUT", _positive_duration, "10s",
-          "A WebSocket client behind the feed (or stuck in one send) this long is closed (1008)."),
     Field("ws_heartbeat_interval", "WS_HEARTBEAT_INTERVAL", _positive_duration, "15s",
           "An idle WebSocket session gets a heartbeat message after this long."),
     Field("ws_send_buffer_bytes", "WS_SEND_BUFFER_BYTES", _int_range(0, 64 * 1024 * 1024), "0",
@@ -400,9 +394,6 @@ class Settings:
     cluster_mode: str
     cluster_lease_ttl: float
     cluster_renew_interval: float
-    ws_max_symbols: int
-    ws_max_message_bytes: int
-    ws_slow_client_timeout: float
     ws_heartbeat_interval: float
     ws_send_buffer_bytes: int
     binance_symbol_aliases: tuple[str, ...]

@@ -13,7 +13,7 @@ symbols' :class:`~mdactors.api.binance_feed.SymbolFeed` Topics publish.
 Every event is encoded once and its bytes cached on the event (``wire``)
 for all sessions. A session behind its Topics loses the oldest events
 (conflation: a depth gap it can detect); behind for longer than
-``WS_SLOW_CLIENT_TIMEOUT``, or one send blocked that long, it is closed.
+``SLOW_CONSUMER_TIMEOUT``, or one send blocked that long, it is closed.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class BinanceSession:
         self._space = trio.lowlevel.ParkingLot()
         self._kick: trio.CancelScope | None = None
         self._closing: tuple[int, str] | None = None
-        self._lag = LagTracker(self.ctx.settings.ws_slow_client_timeout)
+        self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
 
     # ------------------------------------------------------------------ control
 
@@ -229,7 +229,7 @@ class BinanceSession:
 
     def _on_message(self, data: str | bytes) -> None:
         try:
-            control = decode_control(data, self.ctx.settings.ws_max_message_bytes)
+            control = decode_control(data, self.ctx.settings.max_request_bytes)
             reply, added, removed = self.state.handle(control, self.owner.symbols)
             try:
                 self._apply(added, removed)
@@ -296,7 +296,7 @@ class BinanceSession:
             self._closing = (CLOSE_POLICY, str(slow)) if not slow.stuck else None
 
     async def _write_loop(self) -> None:
-        slow_after = self.ctx.settings.ws_slow_client_timeout
+        slow_after = self.ctx.settings.slow_consumer_timeout
         while self._closing is None:
             subscription = self.subscription
             if not self._outbox and not (subscription is not None and subscription.pending()):

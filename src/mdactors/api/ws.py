@@ -11,7 +11,7 @@ frame (``batch``) when the client is behind.
 
 A slow client can only hurt itself. It never blocks a Topic: it falls behind
 its own cursors, loses the oldest ticks (conflation, counted as drops with
-reason ``conflated``), and when it stays behind for ``WS_SLOW_CLIENT_TIMEOUT``
+reason ``conflated``), and when it stays behind for ``SLOW_CONSUMER_TIMEOUT``
 — or a single send blocks that long — it is closed with code 1008.
 
 On drain the server stops accepting and closes every session with 1001.
@@ -111,14 +111,14 @@ class WsSession:
         self.ctx = server.ctx
         self.ws = ws
         settings = self.ctx.settings
-        self.state = SessionState(settings.ws_max_symbols)
+        self.state = SessionState(settings.max_stream_symbols)
         self.subscription: Subscription | None = None
         self._stack: ExitStack | None = None
         self._outbox: deque[bytes] = deque()
         self._space = trio.lowlevel.ParkingLot()
         self._kick: trio.CancelScope | None = None
         self._closing: tuple[int, str] | None = None
-        self._lag = LagTracker(settings.ws_slow_client_timeout)
+        self._lag = LagTracker(settings.slow_consumer_timeout)
         self._latency = self.ctx.metrics.publication_latency.labels(CLIENT_TYPE)
         self._first_seen = False
         self.handover: str | bytes | None = None
@@ -146,11 +146,11 @@ class WsSession:
         """Serve the connection until either side closes it."""
         ctx = self.ctx
         limits = {
-            "max_symbols": ctx.settings.ws_max_symbols,
-            "max_message_bytes": ctx.settings.ws_max_message_bytes,
+            "max_symbols": ctx.settings.max_stream_symbols,
+            "max_message_bytes": ctx.settings.max_request_bytes,
             "max_ticks_per_symbol_per_frame": MAX_TICKS_PER_SYMBOL,
             "heartbeat_interval_s": ctx.settings.ws_heartbeat_interval,
-            "slow_client_timeout_s": ctx.settings.ws_slow_client_timeout,
+            "slow_client_timeout_s": ctx.settings.slow_consumer_timeout,
         }
         self._send_later(welcome_message(__version__, ctx.market.symbols, limits, time.time_ns()))
         try:
@@ -225,8 +225,8 @@ class WsSession:
             try:
                 message = decode_client_message(
                     data,
-                    max_bytes=settings.ws_max_message_bytes,
-                    max_symbols=settings.ws_max_symbols,
+                    max_bytes=settings.max_request_bytes,
+                    max_symbols=settings.max_stream_symbols,
                 )
                 self._handle(message)
             except ProtocolError as error:
@@ -327,7 +327,7 @@ class WsSession:
     async def _write_loop(self) -> None:
         settings = self.ctx.settings
         heartbeat = settings.ws_heartbeat_interval
-        slow_after = settings.ws_slow_client_timeout
+        slow_after = settings.slow_consumer_timeout
         last_sent = trio.current_time()
         while self._closing is None and self.handover is None:
             subscription = self.subscription
@@ -510,7 +510,7 @@ class WsServer:
                 self._handle,
                 listeners,
                 handler_nursery=handlers,
-                max_message_size=4 * settings.ws_max_message_bytes,
+                max_message_size=4 * settings.max_request_bytes,
                 connect_timeout=HANDSHAKE_TIMEOUT_S,
                 disconnect_timeout=CLOSE_GRACE_S,
             )
