@@ -531,3 +531,20 @@ async def test_grpc_binds_the_configured_host_without_reuseport() -> None:
             assert raised.value.errno == errno.EADDRINUSE
         finally:
             probe.close()
+
+
+async def test_a_handler_bug_answers_internal_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mdactors.api.rpc import MarketDataRpc
+
+    def broken(self: MarketDataRpc, request: pb.GetPriceRequest) -> pb.GetPriceResponse:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(MarketDataRpc, "get_price", broken)
+    async with grpc_service() as (_, channel):
+        error = await call(
+            lambda: rpc_error(
+                lambda: stub(channel).GetPrice(pb.GetPriceRequest(symbol="BTC"), timeout=30)
+            )
+        )
+    assert error.code() is grpc.StatusCode.INTERNAL
+    assert "secret" not in error.details()

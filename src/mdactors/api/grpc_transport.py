@@ -324,6 +324,13 @@ class _Dispatcher:
                 await self._invoke(stream, bound, call)
             except RpcError as error:
                 status = _status(error.code, error.message)
+            except _PEER_GONE:
+                raise
+            except Exception:
+                # A bug in a handler: the client gets INTERNAL at once, not a hang
+                # until its deadline; the details go to the log, not to the client.
+                log.exception("grpc handler failed", extra={"method": call.method})
+                status = _status(Code.INTERNAL, "internal error")
         if deadline.cancelled_caught:
             status = _status(Code.DEADLINE_EXCEEDED, "deadline exceeded")
         await stream.close(status)
