@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,9 +11,10 @@ import sys
 import time
 
 import httpx
+import pytest
 import trio
 
-from .conftest import running_service
+from .conftest import running_service, wait_for
 
 
 async def test_readiness_turns_503_before_listeners_close() -> None:
@@ -92,3 +94,24 @@ async def test_service_drains_with_no_stream_open_within_the_deadline() -> None:
             pass
     assert service.context.lifecycle.phase.value == "stopped"
     assert service.context.streams.active == 0
+
+
+async def test_dependency_changes_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mdactors.health")
+    state = {"status": "ok"}
+    async with running_service({"HEALTH_CHECK_INTERVAL": "20ms"}) as service:
+        service.context.checks["probe"] = lambda: dict(state)
+
+        def changes() -> list[str]:
+            return [
+                r.status
+                for r in caplog.records
+                if getattr(r, "event", "") == "dependency_status" and r.dependency == "probe"
+            ]
+
+        state["status"] = "degraded"
+        await wait_for(lambda: changes() == ["degraded"])
+        state["status"] = "ok"
+        await wait_for(lambda: changes() == ["degraded", "ok"])
+        await trio.sleep(0.1)  # several more rounds: still one line per change
+        assert changes() == ["degraded", "ok"]

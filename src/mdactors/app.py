@@ -25,6 +25,7 @@ from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc import serve_grpc
 from mdactors.api.http import create_app
+from mdactors.api.readiness import monitor_dependencies
 from mdactors.api.ws import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
@@ -196,6 +197,11 @@ class Service:
             self._engine(),
             Child("recorder", ctx.recorder.run),
             *self._config_refresh(),
+            Child(
+                "health",
+                partial(monitor_dependencies, ctx, self.settings.health_check_interval),
+                restart=True,
+            ),
             Child("grpc", self._serve_grpc, listener=True),
             Child("http", self._serve_http, listener=True),
             Child("ws", partial(serve_ws, ctx, self.ports), listener=True),

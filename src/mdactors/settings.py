@@ -245,7 +245,7 @@ FIELDS: tuple[Field, ...] = (
           "Timeout for outgoing requests and for one REST request."),
     Field("cache_ttl", "CACHE_TTL", _positive_duration, "5m", "Config cache TTL."),
     Field("health_check_interval", "HEALTH_CHECK_INTERVAL", _positive_duration, "30s",
-          "Interval of dependency health checks."),
+          "Interval of the dependency checks whose status changes are logged."),
     Field("log_level", "LOG_LEVEL", _log_level, "INFO", "Log level."),
     Field("log_format", "LOG_FORMAT", _choice("json", "text"), "json", "json or text."),
     Field("symbols", "DEFAULT_SYMBOLS", _symbols,

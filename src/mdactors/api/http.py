@@ -19,8 +19,8 @@ from mdactors.api import binance_rest, chaos, connect, debug, market_ui, rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
 from mdactors.api.errors import ApiError, validation_message
+from mdactors.api.readiness import dependency_checks
 from mdactors.api.web import json_response
-from mdactors.domain.guards import STALE_AFTER_S
 from mdactors.domain.symbols import SymbolError
 from mdactors.engine.market import UnknownSymbol
 
@@ -145,30 +145,8 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     async def ready() -> Response:
         """Readiness with dependency checks: 200 while serving, 503 otherwise."""
         now_ns = time.time_ns()
-        stale = [
-            key
-            for key in ctx.market.symbols
-            if (now_ns - ctx.market.latest(key).ts_ns) / 1e9 > STALE_AFTER_S
-        ]
-        halted = ctx.market.halted()
-        checks = {
-            "market": {
-                "status": "degraded" if stale or halted else "ok",
-                "symbols": len(ctx.market.symbols),
-                "stale_symbols": stale,
-                "halted_symbols": halted,
-            },
-            "history": ctx.history.describe(),
-            "streams": {
-                "status": "ok",
-                "active": ctx.streams.active,
-                "limit": ctx.streams.max_streams,
-            },
-        }
-        checks.update({name: dict(check()) for name, check in ctx.checks.items()})
+        checks = dependency_checks(ctx, now_ns)
         serving = ctx.lifecycle.serving and ctx.lifecycle.healthy
-        if not ctx.lifecycle.healthy:
-            checks["supervisor"] = {"status": "failed", "failures": ctx.lifecycle.failures}
         return json_response(
             {
                 "status": "ready" if serving else ctx.lifecycle.phase.value,
