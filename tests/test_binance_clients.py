@@ -143,7 +143,10 @@ async def test_ccxt_pro_streams_and_keeps_its_book_in_sync(service: Service, gua
             ticker = await exchange.watch_ticker("BTC/USD")
             for _ in range(25):
                 book = await exchange.watch_order_book("BTC/USD")
-                books.append((book["nonce"], book["bids"][:20], book["asks"][:20]))
+                # copy the levels: ccxt updates [price, size] lists in place later
+                bids = [list(level) for level in book["bids"][:20]]
+                asks = [list(level) for level in book["asks"][:20]]
+                books.append((book["nonce"], bids, asks))
             trades = await exchange.watch_trades("BTC/USD")
             ohlcv = await exchange.watch_ohlcv("BTC/USD", "1m")
             return {"ticker": ticker, "trades": trades, "ohlcv": ohlcv}

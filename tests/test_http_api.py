@@ -224,3 +224,12 @@ async def test_openapi_document_lists_the_rest_api(http: httpx.AsyncClient) -> N
     paths = document["paths"]
     assert "/api/v1/market/prices" in paths
     assert any(path.startswith("/api/v1/prices/") for path in paths)
+
+
+async def test_trade_tape_is_full_from_the_first_request(http: httpx.AsyncClient) -> None:
+    trades = (await http.get("/api/v1/market/trades/ETH?limit=500")).json()["trades"]
+    assert len(trades) == 500
+    ids = [int(trade["id"]) for trade in trades]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 500
+    stamps = [trade["timestamp"] for trade in trades]
+    assert stamps == sorted(stamps, reverse=True)

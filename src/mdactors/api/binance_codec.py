@@ -22,10 +22,9 @@ from mdactors.domain.book import Level, OrderBook, synthesize_book
 from mdactors.domain.klines import Kline
 from mdactors.domain.stats import RollingStats
 from mdactors.domain.tick import Tick, Trade
+from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
-    "BACKFILL_MINUTES",
-    "BACKFILL_PER_MINUTE",
     "TRADE_ID_BASE",
     "agg_trade_event",
     "agg_trade_json",
@@ -50,9 +49,6 @@ __all__ = [
     "trade_json",
 ]
 
-BACKFILL_MINUTES = 10
-BACKFILL_PER_MINUTE = 60
-TRADE_ID_BASE = BACKFILL_MINUTES * BACKFILL_PER_MINUTE
 _PLACES = 8
 RATE_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},

@@ -18,8 +18,6 @@ from typing import Any
 from quart import Blueprint, Response, current_app, request
 
 from mdactors.api.binance_codec import (
-    BACKFILL_MINUTES,
-    BACKFILL_PER_MINUTE,
     TRADE_ID_BASE,
     agg_trade_json,
     book_ticker_json,
@@ -38,7 +36,6 @@ from mdactors.api.web import context, json_response
 from mdactors.domain.book import synthesize_book
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, aggregate, kline_of
 from mdactors.domain.tick import Trade
-from mdactors.domain.trade_backfill import backfill_trades
 
 __all__ = ["BinanceError", "BinanceView", "binance_view", "blueprint"]
 
@@ -76,15 +73,12 @@ INVALID_SYMBOL = BinanceError(-1121, "Invalid symbol.")
 
 
 class BinanceView:
-    """What the Binance API keeps between requests: the symbol mapping, the
-    trades made for the minutes before start-up, and the request weight."""
+    """What the Binance API keeps between requests: the symbol mapping and the
+    request weight."""
 
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         self.symbols = BinanceSymbols(ctx.market.symbols, ctx.settings.binance_symbol_aliases)
-        now_ms = ctx.market.wall_clock() // 1_000_000
-        self.started_ms = now_ms - now_ms % _MINUTE_MS
-        self._backfill: dict[str, list[Trade]] = {}
         self._weight_minute = 0
         self._weight = 0
 
@@ -105,28 +99,10 @@ class BinanceView:
         self._weight += weight
         return self._weight
 
-    async def backfilled_trades(self, key: str) -> list[Trade]:
-        """Prints for the minutes before start-up (ids ``1..TRADE_ID_BASE``), made once."""
-        trades = self._backfill.get(key)
-        if trades is None:
-            candles = await self.ctx.history.candles(
-                key, "1m", 0, self.started_ms - 1, BACKFILL_MINUTES
-            )
-            trades = backfill_trades(
-                self.ctx.market.actor(key).spec,
-                candles[-BACKFILL_MINUTES:],
-                BACKFILL_PER_MINUTE,
-                self.ctx.market.rng(key, "binance-trades"),
-            )[:TRADE_ID_BASE]
-            self._backfill[key] = trades
-        return trades
-
     async def trades(self, key: str) -> list[tuple[int, Trade]]:
-        """``(trade id, trade)`` of every print held, oldest first."""
-        older = [(trade.id, trade) for trade in await self.backfilled_trades(key)]
+        """``(trade id, trade)`` of every print held (backfilled ones included), oldest first."""
         tape = self.ctx.recorder.recent_trades(key, MAX_TRADE_LIMIT)
-        live = [(TRADE_ID_BASE + trade.id, trade) for trade in reversed(tape)]
-        return older + live
+        return [(TRADE_ID_BASE + trade.id, trade) for trade in reversed(tape)]
 
     def ticker_24hr(self, market: BinanceMarket) -> dict[str, Any]:
         """The 24-hour ticker row of ``market`` at the latest tick."""

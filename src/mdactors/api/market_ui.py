@@ -22,6 +22,7 @@ from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import INTERVALS
 from mdactors.domain.symbols import DEFAULT_QUOTE, spec_for
 from mdactors.domain.tick import Tick
+from mdactors.domain.trade_backfill import TRADE_ID_BASE
 from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
 
 __all__ = ["blueprint"]
@@ -152,7 +153,7 @@ async def trades(asset: str, query_args: TradesQuery) -> Response:
         {
             "trades": [
                 {
-                    "id": str(trade.id),
+                    "id": str(TRADE_ID_BASE + trade.id),
                     "price": trade.price,
                     "quantity": trade.quantity,
                     "side": trade.side,

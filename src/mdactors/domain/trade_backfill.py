@@ -17,7 +17,17 @@ from mdactors.domain.candles import Candle
 from mdactors.domain.symbols import SymbolSpec
 from mdactors.domain.tick import Trade
 
-__all__ = ["backfill_trades"]
+__all__ = ["PRESTART_MINUTES", "PRESTART_PER_MINUTE", "TRADE_ID_BASE", "backfill_trades"]
+
+PRESTART_MINUTES = 10
+"""Minutes before start-up that get a backfilled tape."""
+PRESTART_PER_MINUTE = 60
+"""Backfilled prints per minute."""
+TRADE_ID_BASE = PRESTART_MINUTES * PRESTART_PER_MINUTE
+"""Public trade ids: backfilled prints are ``1..TRADE_ID_BASE``; the print of live
+tick ``seq`` is ``TRADE_ID_BASE + seq``. On the tape (:class:`Trade.id`) a live
+print's id is its tick's sequence and a backfilled one's is ``<= 0``, so the
+public id is always ``TRADE_ID_BASE + Trade.id``."""
 
 
 def backfill_trades(

@@ -9,6 +9,7 @@ tick arrives.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import trio
 
@@ -17,6 +18,12 @@ from mdactors.domain.backfill import backfill_minutes
 from mdactors.domain.candles import INTERVALS, Candle, CandleSeries
 from mdactors.domain.stats import RollingStats, rolling_stats
 from mdactors.domain.tick import Tick, Trade, trade_of
+from mdactors.domain.trade_backfill import (
+    PRESTART_MINUTES,
+    PRESTART_PER_MINUTE,
+    TRADE_ID_BASE,
+    backfill_trades,
+)
 from mdactors.engine.market import Market
 from mdactors.engine.symbol_actor import SymbolActor
 
@@ -68,6 +75,17 @@ class Recorder:
                 self._fold(key, candle.start_ms, candle, candle.trades)
             self._close(key, end_ms)
             self._seed_day(actor, end_ms)
+            self._backfill_tape(actor)
+
+    def _backfill_tape(self, actor: SymbolActor) -> None:
+        """Prints for the last minutes before start-up, so the tape is full from the
+        first request; their ids are ``<= 0`` (see ``trade_backfill.TRADE_ID_BASE``)."""
+        key = actor.spec.key
+        minutes = list(self._day[key])[-PRESTART_MINUTES:]
+        prints = backfill_trades(
+            actor.spec, minutes, PRESTART_PER_MINUTE, self.market.rng(key, "binance-trades")
+        )[:TRADE_ID_BASE]
+        self.trades[key].extend(replace(t, id=t.id - TRADE_ID_BASE) for t in prints)
 
     def _seed_day(self, actor: SymbolActor, now_ms: int) -> None:
         midnight = now_ms - now_ms % (86_400 * 1000)
