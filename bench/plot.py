@@ -20,18 +20,20 @@ def plot_sweep(
 
     figure, (latency, cpu) = plt.subplots(1, 2, figsize=(13, 5))
     ordered = sorted(rows, key=lambda row: (row["server"], row["transport"], row["subscribers"]))
+    colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     for (server, transport), series in groupby(
         ordered, key=lambda row: (row["server"], row["transport"])
     ):
         points = list(series)
         subscribers = [row["subscribers"] for row in points]
         name = f"{server} {transport}"
-        style = "-" if server == "mdactors" else "--"
+        # One colour per series; mdactors solid, baselines dashed; a marker per percentile.
+        look = {"color": next(colours), "linestyle": "-" if server == "mdactors" else "--"}
         for percentile, marker in (("p50", "o"), ("p99", "s"), ("p99.9", "^")):
             values = [row["latency_ms"][percentile] for row in points]  # type: ignore[index]
-            latency.plot(subscribers, values, style, marker=marker, label=f"{name} {percentile}")
+            latency.plot(subscribers, values, marker=marker, label=f"{name} {percentile}", **look)
         values = [row["server_cpu_us_per_msg"] for row in points]
-        cpu.plot(subscribers, values, style, marker="o", label=name)
+        cpu.plot(subscribers, values, marker="o", label=name, **look)
     if p99_bound_ms is not None:
         latency.axhline(p99_bound_ms, color="grey", linewidth=0.8, label="p99 bound")
     latency.set(
