@@ -7,24 +7,23 @@ wrapped as ``{"stream": ..., "data": ...}``), and ``/`` or ``/ws`` whose first
 client message has a ``method`` (the connection then speaks Binance; see
 :meth:`mdactors.api.ws.WsServer.takeover`).
 
-Each connection is a :class:`BinanceSession`: a reader applying control
+Each connection is a :class:`BinanceSession`
+(an :class:`~mdactors.api.ws_session.OutboxSession`): a reader applying control
 messages and a writer sending, one event per frame, what the subscribed
 symbols' :class:`~mdactors.api.binance_feed.SymbolFeed` Topics publish.
 Every event is encoded once and its bytes cached on the event (``wire``)
 for all sessions. A session behind its Topics loses the oldest events
 (conflation: a depth gap it can detect); behind for longer than
-``SLOW_CONSUMER_TIMEOUT``, or one send blocked that long, it is closed.
+``SLOW_CONSUMER_TIMEOUT`` it is closed with 1008, and one send blocked that
+long resets its TCP connection.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import deque
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from mdactors.api.binance_codec import (
     TRADE_ID_BASE,
@@ -60,10 +59,11 @@ from mdactors.api.binance_protocol import (
     parse_stream,
 )
 from mdactors.api.binance_symbols import BinanceMarket, BinanceSymbols
-from mdactors.api.ws_protocol import Channel, LagTracker
+from mdactors.api.ws_protocol import Channel
+from mdactors.api.ws_session import CLOSE_GOING_AWAY, OutboxSession
 from mdactors.domain.candles import Candle
 from mdactors.domain.tick import Tick, trade_of
-from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
+from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.engine.topic import Topic
 
 if TYPE_CHECKING:
@@ -71,15 +71,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BinanceSession", "BinanceStreams"]
 
-log = logging.getLogger("mdactors.binance")
-
 CLIENT_TYPE = "binance"
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
 OUTBOX_LIMIT = 64
 MAX_EVENTS_PER_TOPIC = 256
 """Most events of one Topic taken at once; a session further behind loses the oldest."""
-CLOSE_GRACE_S = 2.0
 
 
 class BinanceStreams:
@@ -157,33 +152,19 @@ class BinanceStreams:
             session.request_close(CLOSE_GOING_AWAY, "server shutting down")
 
 
-class BinanceSession:
+class BinanceSession(OutboxSession):
     """One Binance connection: its streams, a reader and a writer."""
 
+    client_type = CLIENT_TYPE
+    outbox_limit = OUTBOX_LIMIT
+    take_limit = MAX_EVENTS_PER_TOPIC
+
     def __init__(self, streams: BinanceStreams, ws: WebSocketConnection, combined_mode: bool):
+        super().__init__(streams.server, ws)
         self.owner = streams
-        self.ctx = streams.ctx
-        self.ws = ws
         self.state = SessionStreams(self.ctx.settings.binance_max_streams, combined_mode)
-        self.subscription: Subscription | None = None
-        self._stack: ExitStack | None = None
-        self._outbox: deque[bytes] = deque()
-        self._space = trio.lowlevel.ParkingLot()
-        self._kick: trio.CancelScope | None = None
-        self._closing: tuple[int, str] | None = None
-        self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
 
     # ------------------------------------------------------------------ control
-
-    def request_close(self, code: int, reason: str) -> None:
-        """Close with ``code`` after the frame being sent."""
-        if self._closing is None:
-            self._closing = (code, reason)
-        self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        if self._kick is not None:
-            self._kick.cancel()
 
     def _apply(self, added: list[StreamSpec], removed: list[StreamSpec]) -> None:
         for spec in added:
@@ -192,7 +173,7 @@ class BinanceSession:
             self._demand(spec, -1)
         keys = set(self.state.by_key)
         if self.subscription is None or keys != set(self.subscription.topics):
-            self._reopen()
+            self._follow({key: self.owner.topic(key) for key in self.state.by_key})
 
     def _demand(self, spec: StreamSpec, delta: int) -> None:
         if spec.market is None or spec.kind not in ("depth", "kline"):
@@ -204,30 +185,7 @@ class BinanceSession:
         else:
             feed.unwant(spec.kind, arg)
 
-    def _reopen(self) -> None:
-        """Follow exactly the state's keys, keeping the cursors of keys still followed."""
-        old = self.subscription
-        self._release()
-        keys = list(self.state.by_key)
-        if not keys:
-            return
-        topics = {key: self.owner.topic(key) for key in keys}
-        subscription = Subscription(topics)  # type: ignore[arg-type]
-        for key, topic in topics.items():
-            kept = old.readers.get(key) if old is not None else None
-            subscription.readers[key] = kept or topic.reader(from_latest=False)  # type: ignore[assignment]
-        stack = ExitStack()
-        stack.enter_context(self.ctx.streams.open(CLIENT_TYPE, subscription))
-        self._stack = stack
-        self.subscription = subscription
-
-    def _release(self) -> None:
-        if self._stack is not None:
-            self._stack.close()
-        self._stack = None
-        self.subscription = None
-
-    def _on_message(self, data: str | bytes) -> None:
+    def _on_message(self, data: str | bytes) -> bool:
         try:
             control = decode_control(data, self.ctx.settings.max_request_bytes)
             reply, added, removed = self.state.handle(control, self.owner.symbols)
@@ -238,9 +196,10 @@ class BinanceSession:
                 for spec in added:
                     self._demand(spec, -1)
                 raise WsError(2, f"Invalid request: {error}; retry later", control.id) from None
-            self._outbox.append(reply)
+            self._send_later(reply)
         except WsError as error:
-            self._outbox.append(error_reply(error))
+            self._send_later(error_reply(error))
+        return True
 
     # ------------------------------------------------------------------ run
 
@@ -252,93 +211,31 @@ class BinanceSession:
                 specs.append(parse_stream(name, self.owner.symbols))
             except WsError as error:
                 if "@" in name or name.startswith("!"):
-                    self._outbox.append(error_reply(error))
+                    self._send_later(error_reply(error))
         try:
             self._apply(self.state.add(specs), [])
             if first_message is not None:
                 self._on_message(first_message)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop)
-                await self._write_guarded()
-                nursery.cancel_scope.cancel()
+            await self._serve()
         except (StreamClosed, TooManyStreams) as error:
             self._closing = (CLOSE_GOING_AWAY, str(error)[:100])
         finally:
             for spec in self.state.streams.values():
                 self._demand(spec, -1)
             self._release()
-        if self._closing is not None:
-            code, reason = self._closing
-            with trio.move_on_after(CLOSE_GRACE_S):
-                await self.ws.aclose(code, reason)
+        await self._close()
 
-    async def _read_loop(self) -> None:
-        while True:
-            while len(self._outbox) >= OUTBOX_LIMIT:
-                await self._space.park()
-            try:
-                data = await self.ws.get_message()
-            except ConnectionClosed:
-                self.request_close(1000, "")
-                return
-            self._on_message(data)
-            self._wake_writer()
+    # ------------------------------------------------------------------ writer
 
-    async def _write_guarded(self) -> None:
-        try:
-            await self._write_loop()
-        except ConnectionClosed:
-            self._closing = None
-        except _SlowClient as slow:
-            log.warning(
-                "closing slow binance client", extra={"event": "ws_slow_client", "why": str(slow)}
-            )
-            self._closing = (CLOSE_POLICY, str(slow)) if not slow.stuck else None
-
-    async def _write_loop(self) -> None:
-        slow_after = self.ctx.settings.slow_consumer_timeout
-        while self._closing is None:
-            subscription = self.subscription
-            if not self._outbox and not (subscription is not None and subscription.pending()):
-                with trio.CancelScope() as kick:
-                    self._kick = kick
-                    try:
-                        if subscription is None:
-                            await trio.sleep_forever()
-                        else:
-                            await subscription.wait()
-                    except StreamClosed:
-                        self.request_close(CLOSE_GOING_AWAY, "server shutting down")
-                self._kick = None
-                continue
-            messages = list(self._outbox)
-            self._outbox.clear()
-            self._space.unpark_all()
-            if subscription is not None:
-                self._collect(subscription, messages)
-            for message in messages:
-                with trio.move_on_after(slow_after) as sending:
-                    await self.ws.send_message(message.decode())
-                if sending.cancelled_caught:
-                    raise _SlowClient(f"one frame took over {slow_after:g}s to send", stuck=True)
-
-    def _collect(self, subscription: Subscription, messages: list[bytes]) -> None:
-        streams = self.ctx.streams
-        dropped = most = 0
+    def _updates(self, key: str, items: list[FeedItem], messages: list[bytes]) -> int:
+        specs = self.state.by_key.get(key, ())
         combined_mode = self.state.combined
-        for key, items, gap in subscription.take(MAX_EVENTS_PER_TOPIC):
-            if gap:
-                streams.record_drop(key, CLIENT_TYPE, "conflated", gap)
-                dropped += gap
-            most = max(most, len(items))
-            specs = self.state.by_key.get(key, ())
-            for item in items:
-                for spec in specs:
-                    data = self._render(spec, item)  # type: ignore[arg-type]
-                    if data is not None:
-                        messages.append(combined(spec.name, data) if combined_mode else data)
-        if self._lag.observe(trio.current_time(), dropped, most):
-            raise _SlowClient(f"behind the feed for over {self._lag.timeout:g}s")
+        for item in items:
+            for spec in specs:
+                data = self._render(spec, item)
+                if data is not None:
+                    messages.append(combined(spec.name, data) if combined_mode else data)
+        return 0
 
     # ------------------------------------------------------------------ encodings
 
@@ -398,11 +295,3 @@ class BinanceSession:
 
     def _ticker_row(self, market: BinanceMarket, tick: Tick) -> dict[str, Any]:
         return ticker_24hr_json(market, tick, self.ctx.recorder.stats_24h(market.key))
-
-
-class _SlowClient(Exception):
-    """The client stayed behind too long (or one send blocked: ``stuck``)."""
-
-    def __init__(self, message: str, *, stuck: bool = False) -> None:
-        super().__init__(f"slow consumer: {message}")
-        self.stuck = stuck

@@ -2,17 +2,19 @@
 :mod:`mdactors.api.ws_protocol`.
 
 One :class:`WsServer` per process listens on ``WS_PORT``; each connection is a
-:class:`WsSession` with two tasks. The reader parses client messages, updates
-the session's subscription table and queues acknowledgements and snapshots
-(the outbox, bounded: a client that sends faster than it reads is simply not
-read). The writer waits on the session's :class:`~mdactors.engine.subscription.Subscription`
+:class:`WsSession` (an :class:`~mdactors.api.ws_session.OutboxSession`) with
+two tasks. The reader parses client messages, updates the session's
+subscription table and queues acknowledgements and snapshots (the outbox,
+bounded: a client that sends faster than it reads is simply not read). The
+writer waits on the session's :class:`~mdactors.engine.subscription.Subscription`
 and sends: outbox first, then the pending ticks of every symbol, several per
 frame (``batch``) when the client is behind.
 
 A slow client can only hurt itself. It never blocks a Topic: it falls behind
 its own cursors, loses the oldest ticks (conflation, counted as drops with
 reason ``conflated``), and when it stays behind for ``SLOW_CONSUMER_TIMEOUT``
-— or a single send blocks that long — it is closed with code 1008.
+it is closed with code 1008 (when a single send blocks that long, its TCP
+connection is reset).
 
 On drain the server stops accepting and closes every session with 1001.
 """
@@ -21,14 +23,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack, suppress
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import WebSocketConnection, WebSocketRequest
 from trio_websocket import WebSocketServer as _TrioWebSocketServer
 
 from mdactors import __version__
@@ -36,7 +35,6 @@ from mdactors.api.binance_ws import BinanceStreams
 from mdactors.api.context import ApiContext
 from mdactors.api.ws_protocol import (
     Channel,
-    LagTracker,
     ListRequest,
     Ping,
     ProtocolError,
@@ -61,11 +59,12 @@ from mdactors.api.ws_protocol import (
     unsubscribed_message,
     welcome_message,
 )
+from mdactors.api.ws_session import CLOSE_GOING_AWAY, CLOSE_GRACE_S, CLOSE_POLICY, OutboxSession
 from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import Candle
 from mdactors.domain.symbols import spec_for
 from mdactors.domain.tick import Tick, trade_of
-from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
+from mdactors.engine.subscription import StreamClosed, TooManyStreams
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -79,66 +78,33 @@ __all__ = [
 log = logging.getLogger("mdactors.ws")
 
 CLIENT_TYPE = "ws"
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
 MAX_TICKS_PER_SYMBOL = 32
 """Most ticks of one symbol in one frame; a client further behind loses the oldest."""
 OUTBOX_LIMIT = 256
 """Queued control messages per session before the server stops reading that client."""
 TRADES_SNAPSHOT = 50
-CLOSE_GRACE_S = 2.0
 HANDSHAKE_TIMEOUT_S = 10.0
-_LINGER_RESET = struct.pack("ii", 1, 0)
 
 Handler = Callable[["WsServer", WebSocketRequest], Awaitable[None]]
 Takeover = Callable[[WebSocketConnection, str | bytes], Awaitable[None]]
 
 
-class _SlowClient(Exception):
-    """The client stayed behind too long; the session ends with 1008."""
+class WsSession(OutboxSession):
+    """One connection speaking the JSON protocol: its subscription table and snapshots."""
 
-
-class _StuckClient(_SlowClient):
-    """One send blocked too long: a frame is half written, so no close frame can
-    follow it; the TCP connection is reset instead (the client sees 1006)."""
-
-
-class WsSession:
-    """One WebSocket connection: the protocol state plus a reader and a writer task."""
+    client_type = CLIENT_TYPE
+    outbox_limit = OUTBOX_LIMIT
+    take_limit = MAX_TICKS_PER_SYMBOL
 
     def __init__(self, server: WsServer, ws: WebSocketConnection) -> None:
-        self.server = server
-        self.ctx = server.ctx
-        self.ws = ws
+        super().__init__(server, ws)
         settings = self.ctx.settings
         self.state = SessionState(settings.max_stream_symbols)
-        self.subscription: Subscription | None = None
-        self._stack: ExitStack | None = None
-        self._outbox: deque[bytes] = deque()
-        self._space = trio.lowlevel.ParkingLot()
-        self._kick: trio.CancelScope | None = None
-        self._closing: tuple[int, str] | None = None
-        self._lag = LagTracker(settings.slow_consumer_timeout)
-        self._latency = self.ctx.metrics.publication_latency.labels(CLIENT_TYPE)
+        self.heartbeat_interval = settings.ws_heartbeat_interval
         self._first_seen = False
         self.handover: str | bytes | None = None
         """The first message, when another protocol took the connection over (see
         :attr:`WsServer.takeover`); the session then ends without closing it."""
-
-    # ------------------------------------------------------------------ control
-
-    def request_close(self, code: int, reason: str) -> None:
-        """Ask the session to close with ``code`` after the frame being sent."""
-        if self._closing is None:
-            self._closing = (code, reason)
-        self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        if self._kick is not None:
-            self._kick.cancel()
-
-    def _send_later(self, message: bytes) -> None:
-        self._outbox.append(message)
 
     # ------------------------------------------------------------------ run
 
@@ -154,87 +120,30 @@ class WsSession:
         }
         self._send_later(welcome_message(__version__, ctx.market.symbols, limits, time.time_ns()))
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop)
-                await self._write_guarded()
-                nursery.cancel_scope.cancel()
+            await self._serve()
         finally:
             self._release()
-        if self._closing is not None:
-            code, reason = self._closing
-            with trio.move_on_after(CLOSE_GRACE_S):
-                await self.ws.aclose(code, reason)
-
-    async def _write_guarded(self) -> None:
-        try:
-            await self._write_loop()
-        except _SlowClient as slow:
-            self._count_lost()
-            self.server.slow_disconnects += 1
-            log.warning(
-                "closing slow websocket client", extra={"event": "ws_slow_client", "why": str(slow)}
-            )
-            if isinstance(slow, _StuckClient):
-                self._closing = None
-                await self._reset()
-            else:
-                self._closing = (CLOSE_POLICY, str(slow))
-        except ConnectionClosed:
-            self._closing = None
-
-    async def _reset(self) -> None:
-        """Drop the TCP connection at once (RST), discarding what the kernel still holds.
-
-        trio-websocket 0.12 has no public abort; its connection keeps the
-        transport in ``_stream``. Without it, the connection is closed the
-        ordinary way when the handler returns.
-        """
-        stream = getattr(self.ws, "_stream", None)
-        if isinstance(stream, trio.SocketStream):
-            with suppress(OSError):
-                stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            await trio.aclose_forcefully(stream)
-
-    def _count_lost(self) -> None:
-        subscription = self.subscription
-        if subscription is None:
-            return
-        for key, reader in subscription.readers.items():
-            self.ctx.streams.record_drop(key, CLIENT_TYPE, "disconnected", max(0, reader.lag))
-
-    def _release(self) -> None:
-        if self._stack is not None:
-            self._stack.close()
-        self._stack = None
-        self.subscription = None
+        await self._close()
 
     # ------------------------------------------------------------------ reader
 
-    async def _read_loop(self) -> None:
+    def _on_message(self, data: str | bytes) -> bool:
+        if self._claimed(data):
+            return False
         settings = self.ctx.settings
-        while True:
-            while len(self._outbox) >= OUTBOX_LIMIT:
-                await self._space.park()
-            try:
-                data = await self.ws.get_message()
-            except ConnectionClosed:
-                self.request_close(1000, "")
-                return
-            if self._claimed(data):
-                return
-            try:
-                message = decode_client_message(
-                    data,
-                    max_bytes=settings.max_request_bytes,
-                    max_symbols=settings.max_stream_symbols,
-                )
-                self._handle(message)
-            except ProtocolError as error:
-                self._send_later(error_message(error))
-            except StreamClosed:
-                self.request_close(CLOSE_GOING_AWAY, "server shutting down")
-                return
-            self._wake_writer()
+        try:
+            message = decode_client_message(
+                data,
+                max_bytes=settings.max_request_bytes,
+                max_symbols=settings.max_stream_symbols,
+            )
+            self._handle(message)
+        except ProtocolError as error:
+            self._send_later(error_message(error))
+        except StreamClosed:
+            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+            return False
+        return True
 
     def _claimed(self, data: str | bytes) -> bool:
         """On the first message only: whether another protocol takes the connection over."""
@@ -244,7 +153,7 @@ class WsSession:
         claims = self.server.takeover
         if claims is not None and claims[0](data):
             self.handover = data
-            self._wake_writer()
+            self._detach()
             return True
         return False
 
@@ -286,24 +195,10 @@ class WsSession:
             self._send_later(self._snapshot(key, channel))
 
     def _reopen(self) -> None:
-        """Follow exactly the state's keys: swap to a new Subscription, keeping
-        the cursors of symbols still followed (no tick lost or repeated) and
-        starting new symbols after their latest tick (which their snapshot holds)."""
-        keys = self.state.keys
-        old = self.subscription
-        self._release()
-        if not keys:
-            return
+        """Follow exactly the state's keys (new symbols start after their latest
+        tick, which their snapshot holds)."""
         market = self.ctx.market
-        topics = {key: market.actor(key).topic for key in keys}
-        subscription = Subscription(topics)
-        for key, topic in topics.items():
-            kept = old.readers.get(key) if old is not None else None
-            subscription.readers[key] = kept or topic.reader(from_latest=False)
-        stack = ExitStack()
-        stack.enter_context(self.ctx.streams.open(CLIENT_TYPE, subscription))
-        self._stack = stack
-        self.subscription = subscription
+        self._follow({key: market.actor(key).topic for key in self.state.keys})
 
     def _snapshot(self, key: str, channel: Channel) -> bytes:
         ctx = self.ctx
@@ -324,78 +219,32 @@ class WsSession:
 
     # ------------------------------------------------------------------ writer
 
-    async def _write_loop(self) -> None:
-        settings = self.ctx.settings
-        heartbeat = settings.ws_heartbeat_interval
-        slow_after = settings.slow_consumer_timeout
-        last_sent = trio.current_time()
-        while self._closing is None and self.handover is None:
-            subscription = self.subscription
-            if not self._outbox and not (subscription is not None and subscription.pending()):
-                with trio.CancelScope() as kick:
-                    self._kick = kick
-                    with trio.move_on_at(last_sent + heartbeat) as idle:
-                        try:
-                            if subscription is None:
-                                await trio.sleep_forever()
-                            else:
-                                await subscription.wait()
-                        except StreamClosed:
-                            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
-                    if idle.cancelled_caught:
-                        self._send_later(heartbeat_message(time.time_ns()))
-                self._kick = None
-                continue
-            messages = list(self._outbox)
-            self._outbox.clear()
-            self._space.unpark_all()
-            oldest_ns = self._collect(messages) if subscription is not None else 0
-            frame = batch_frame(messages).decode()
-            with trio.move_on_after(slow_after) as sending:
-                await self.ws.send_message(frame)
-            if sending.cancelled_caught:
-                raise _StuckClient(f"slow consumer: one frame took over {slow_after:g}s to send")
-            last_sent = trio.current_time()
-            if oldest_ns:
-                self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
+    def _heartbeat(self) -> bytes:
+        return heartbeat_message(time.time_ns())
 
-    def _collect(self, messages: list[bytes]) -> int:
-        """Append the pending updates of every symbol; return the oldest tick's stamp."""
-        subscription = self.subscription
-        assert subscription is not None
+    def _frames(self, messages: list[bytes]) -> list[str]:
+        return [batch_frame(messages).decode()]
+
+    def _updates(self, key: str, items: list[Tick], messages: list[bytes]) -> int:
+        channels = self.state.channels.get(key)
+        if not channels:
+            return 0
         state = self.state
-        streams = self.ctx.streams
-        oldest_ns = 0
-        dropped = 0
-        most = 0
-        for key, ticks, gap in subscription.take(MAX_TICKS_PER_SYMBOL):
-            if gap:
-                streams.record_drop(key, CLIENT_TYPE, "conflated", gap)
-                dropped += gap
-            if len(ticks) > most:
-                most = len(ticks)
-            channels = state.channels.get(key)
-            if not channels or not ticks:
-                continue
-            if not oldest_ns or ticks[0].ts_ns < oldest_ns:
-                oldest_ns = ticks[0].ts_ns
-            newest = ticks[-1]
-            for channel in channels.values():
-                kind = channel.kind
-                if kind == "ticker":
-                    messages.extend(
-                        ticker_update(tick) for tick in ticks if state.wants(key, channel, tick.seq)
-                    )
-                elif kind == "trades":
-                    for tick in ticks:
-                        trade = trade_of(tick)
-                        if trade is not None and state.wants(key, channel, tick.seq):
-                            messages.append(trades_update(tick, trade))
-                elif state.wants(key, channel, newest.seq):
-                    messages.append(self.server.state_update(newest, channel))
-        if self._lag.observe(trio.current_time(), dropped, most):
-            raise _SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s")
-        return oldest_ns
+        newest = items[-1]
+        for channel in channels.values():
+            kind = channel.kind
+            if kind == "ticker":
+                messages.extend(
+                    ticker_update(tick) for tick in items if state.wants(key, channel, tick.seq)
+                )
+            elif kind == "trades":
+                for tick in items:
+                    trade = trade_of(tick)
+                    if trade is not None and state.wants(key, channel, tick.seq):
+                        messages.append(trades_update(tick, trade))
+            elif state.wants(key, channel, newest.seq):
+                messages.append(self.server.state_update(newest, channel))
+        return items[0].ts_ns
 
 
 class WsServer:

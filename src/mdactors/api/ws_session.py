@@ -1,0 +1,285 @@
+"""The session machinery shared by every protocol on the WebSocket port.
+
+An :class:`OutboxSession` is one connection served by two tasks. The reader
+hands each client message to the protocol (:meth:`OutboxSession._on_message`),
+which queues its replies in the outbox; the outbox is bounded, so a client
+that sends faster than it reads is simply not read. The writer waits on the
+session's :class:`~mdactors.engine.subscription.Subscription` (or on a kick
+from the reader) and sends: outbox first, then the updates the protocol
+renders from the pending items of every followed Topic.
+
+A slow client can only hurt itself. It never blocks a Topic: it falls behind
+its own cursors, loses the oldest items (conflation, counted as drops with
+reason ``conflated``), and when it stays behind for ``SLOW_CONSUMER_TIMEOUT``
+it is closed with 1008; when a single send blocks that long, its TCP
+connection is reset (a frame is half written, so no close frame can follow).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack, suppress
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import trio
+from prometheus_client import Histogram
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from mdactors.api.ws_protocol import LagTracker
+from mdactors.engine.subscription import StreamClosed, Subscription
+from mdactors.engine.topic import Topic
+
+if TYPE_CHECKING:
+    from mdactors.api.ws import WsServer
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_GRACE_S", "CLOSE_POLICY", "OutboxSession"]
+
+log = logging.getLogger("mdactors.ws")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_GRACE_S = 2.0
+"""How long the closing handshake may take before the connection is dropped."""
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class _SlowClient(Exception):
+    """The client stayed behind too long; the session ends with 1008."""
+
+
+class _StuckClient(_SlowClient):
+    """One send blocked too long: a frame is half written, so no close frame can
+    follow it; the TCP connection is reset instead (the client sees 1006)."""
+
+
+class OutboxSession:
+    """One WebSocket connection: an outbox, a reader and a writer task.
+
+    Subclasses speak a protocol through a few hooks: :meth:`_on_message`
+    (a client message), :meth:`_updates` (the messages of one Topic's pending
+    items), :meth:`_frames` (how messages become frames) and, with a finite
+    :attr:`heartbeat_interval`, :meth:`_heartbeat`. They follow Topics with
+    :meth:`_follow` and run the session with :meth:`_serve` then :meth:`_close`.
+    """
+
+    client_type: str
+    """The ``client_type`` label of this protocol's stream, drop and latency metrics."""
+    outbox_limit: int
+    """Queued messages before the reader stops reading the client."""
+    take_limit: int
+    """Most items of one Topic taken per frame; a client further behind loses the oldest."""
+    heartbeat_interval = math.inf
+    """Idle seconds after which :meth:`_heartbeat` is sent (``inf``: never)."""
+
+    def __init__(self, server: WsServer, ws: WebSocketConnection) -> None:
+        self.server = server
+        self.ctx = server.ctx
+        self.ws = ws
+        self.subscription: Subscription | None = None
+        self._stack: ExitStack | None = None
+        self._outbox: deque[bytes] = deque()
+        self._space = trio.lowlevel.ParkingLot()
+        self._kick: trio.CancelScope | None = None
+        self._closing: tuple[int, str] | None = None
+        self._detached = False
+        self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
+
+    # ------------------------------------------------------------------ control
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Ask the session to close with ``code`` after the frame being sent."""
+        if self._closing is None:
+            self._closing = (code, reason)
+        self._wake_writer()
+
+    def _detach(self) -> None:
+        """End the session without closing the connection (its caller goes on using it)."""
+        self._detached = True
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._kick is not None:
+            self._kick.cancel()
+
+    def _send_later(self, message: bytes) -> None:
+        self._outbox.append(message)
+
+    def _follow(self, topics: Mapping[str, Topic[Any]]) -> None:
+        """Follow exactly ``topics``: swap to a new Subscription, keeping the cursors
+        of keys still followed (no item lost or repeated) and starting new keys
+        after their latest item."""
+        old = self.subscription
+        self._release()
+        if not topics:
+            return
+        subscription = Subscription(topics)
+        for key, topic in topics.items():
+            kept = old.readers.get(key) if old is not None else None
+            subscription.readers[key] = kept or topic.reader(from_latest=False)
+        stack = ExitStack()
+        stack.enter_context(self.ctx.streams.open(self.client_type, subscription))
+        self._stack = stack
+        self.subscription = subscription
+
+    def _release(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = None
+        self.subscription = None
+
+    # ------------------------------------------------------------------ protocol hooks
+
+    def _on_message(self, data: str | bytes) -> bool:
+        """Handle one client message; return whether to go on reading."""
+        raise NotImplementedError
+
+    def _updates(self, key: str, items: list[Any], messages: list[bytes]) -> int:
+        """Append the messages of ``key``'s pending ``items``; return the oldest
+        stamp (ns) among those sent, ``0`` if none or unknown."""
+        raise NotImplementedError
+
+    def _frames(self, messages: list[bytes]) -> Iterable[str]:
+        """The frames carrying ``messages`` (one frame per message by default)."""
+        return [message.decode() for message in messages]
+
+    def _heartbeat(self) -> bytes:
+        """The message sent after :attr:`heartbeat_interval` idle seconds."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ run
+
+    async def _serve(self) -> None:
+        """Run the reader and the writer until either side ends the session."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_loop)
+            await self._write_guarded()
+            nursery.cancel_scope.cancel()
+
+    async def _close(self) -> None:
+        """Close the connection as requested, if a close was requested."""
+        if self._closing is not None:
+            code, reason = self._closing
+            with trio.move_on_after(CLOSE_GRACE_S):
+                await self.ws.aclose(code, reason)
+
+    async def _read_loop(self) -> None:
+        while True:
+            while len(self._outbox) >= self.outbox_limit:
+                await self._space.park()
+            try:
+                data = await self.ws.get_message()
+            except ConnectionClosed:
+                self.request_close(1000, "")
+                return
+            if not self._on_message(data):
+                return
+            self._wake_writer()
+
+    async def _write_guarded(self) -> None:
+        try:
+            await self._write_loop()
+        except _SlowClient as slow:
+            self._count_lost()
+            self.server.slow_disconnects += 1
+            log.warning(
+                "closing slow websocket client",
+                extra={"event": "ws_slow_client", "why": str(slow), "client": self.client_type},
+            )
+            if isinstance(slow, _StuckClient):
+                self._closing = None
+                await self._reset()
+            else:
+                self._closing = (CLOSE_POLICY, str(slow))
+        except ConnectionClosed:
+            self._closing = None
+
+    async def _reset(self) -> None:
+        """Drop the TCP connection at once (RST), discarding what the kernel still holds.
+
+        trio-websocket 0.12 has no public abort; its connection keeps the
+        transport in ``_stream``. Without it, the connection is closed the
+        ordinary way when the handler returns.
+        """
+        stream = getattr(self.ws, "_stream", None)
+        if isinstance(stream, trio.SocketStream):
+            with suppress(OSError):
+                stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            await trio.aclose_forcefully(stream)
+
+    def _count_lost(self) -> None:
+        subscription = self.subscription
+        if subscription is None:
+            return
+        for key, reader in subscription.readers.items():
+            self.ctx.streams.record_drop(key, self.client_type, "disconnected", max(0, reader.lag))
+
+    # ------------------------------------------------------------------ writer
+
+    @cached_property
+    def _latency(self) -> Histogram:
+        # Bound on the first stamped frame: a protocol without stamps adds no series.
+        return self.ctx.metrics.publication_latency.labels(self.client_type)
+
+    async def _write_loop(self) -> None:
+        heartbeat = self.heartbeat_interval
+        slow_after = self.ctx.settings.slow_consumer_timeout
+        last_sent = trio.current_time()
+        while self._closing is None and not self._detached:
+            subscription = self.subscription
+            if not self._outbox and not (subscription is not None and subscription.pending()):
+                with trio.CancelScope() as kick:
+                    self._kick = kick
+                    with trio.move_on_at(last_sent + heartbeat) as idle:
+                        try:
+                            if subscription is None:
+                                await trio.sleep_forever()
+                            else:
+                                await subscription.wait()
+                        except StreamClosed:
+                            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+                    if idle.cancelled_caught:
+                        self._send_later(self._heartbeat())
+                self._kick = None
+                continue
+            messages = list(self._outbox)
+            self._outbox.clear()
+            self._space.unpark_all()
+            oldest_ns = self._collect(subscription, messages) if subscription is not None else 0
+            for frame in self._frames(messages):
+                with trio.move_on_after(slow_after) as sending:
+                    await self.ws.send_message(frame)
+                if sending.cancelled_caught:
+                    raise _StuckClient(
+                        f"slow consumer: one frame took over {slow_after:g}s to send"
+                    )
+            last_sent = trio.current_time()
+            if oldest_ns:
+                self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
+
+    def _collect(self, subscription: Subscription, messages: list[bytes]) -> int:
+        """Append the updates of every Topic with news; return the oldest stamp sent."""
+        streams = self.ctx.streams
+        client_type = self.client_type
+        oldest_ns = 0
+        dropped = 0
+        most = 0
+        for key, items, gap in subscription.take(self.take_limit):
+            if gap:
+                streams.record_drop(key, client_type, "conflated", gap)
+                dropped += gap
+            if len(items) > most:
+                most = len(items)
+            if items:
+                stamp = self._updates(key, items, messages)
+                if stamp and (not oldest_ns or stamp < oldest_ns):
+                    oldest_ns = stamp
+        if self._lag.observe(trio.current_time(), dropped, most):
+            raise _SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s")
+        return oldest_ns
