@@ -48,9 +48,13 @@ from purerpc.grpclib.exceptions import GRPCError, MessageTooLargeError
 from purerpc.grpclib.status import Status
 from purerpc.rpc import Cardinality
 
+from mdactors.api.h2_settings import compact_h2_settings
 from mdactors.api.rpc import Code, RpcError
 
 __all__ = ["MAX_RESPONSE_BYTES", "GrpcCall", "GrpcServer"]
+
+# ~10 KB less per connection (see mdactors.api.h2_settings).
+compact_h2_settings()
 
 log = logging.getLogger("mdactors.grpc")
 
