@@ -184,13 +184,13 @@ def _build(
     plan: SimulationPlan,
     recorded: Bars,
     model: PriceModel,
-    current_price: float,
+    anchor_price: float,
     rng: np.random.Generator,
     ident: str,
 ) -> Encoded:
     """The whole computation (worker thread): history, simulation, metrics, bytes."""
     spec = spec_for(plan.key)
-    historical, _ = complete_history(recorded, model, spec, current_price, rng)
+    historical, _ = complete_history(recorded, model, spec, anchor_price, rng)
     step_years = plan.step_ns / 1e9 / (365.0 * 86_400.0)
     fallback = max(model.volatility * math.sqrt(step_years), 1e-12)
     simulated = simulate(plan.kind, historical, plan.params, rng, fallback_sigma=fallback)
@@ -225,10 +225,12 @@ async def generate_simulation(ctx: ApiContext, request: pb.SimulationRequest) ->
     recorded = await _recorded(ctx.history, plan)
     spec = spec_for(plan.key)
     if plan.key in market.actors:
-        actor = market.actor(plan.key)
-        model, current_price = actor.model, actor.latest.price
+        model = market.actor(plan.key).model
     else:
-        model, current_price = model_for(spec, ctx.settings.model_config), spec.seed_price
+        model = model_for(spec, ctx.settings.model_config)
+    # A range with no recorded bar is drawn from the model ending at the seed price,
+    # not the live one: the same request then gives the same reference path.
+    anchor_price = spec.seed_price
     rng = np.random.default_rng(plan.seed(market.seed))
     try:
         limiter = _THREADS.get()
@@ -237,5 +239,5 @@ async def generate_simulation(ctx: ApiContext, request: pb.SimulationRequest) ->
         _THREADS.set(limiter)
     ident = simulation_id(plan.key, now_ns)
     return await trio.to_thread.run_sync(
-        _build, plan, recorded, model, current_price, rng, ident, limiter=limiter
+        _build, plan, recorded, model, anchor_price, rng, ident, limiter=limiter
     )

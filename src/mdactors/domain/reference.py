@@ -49,10 +49,13 @@ def complete_history(
     recorded: Bars,
     model: PriceModel,
     spec: SymbolSpec,
-    current_price: float,
+    anchor_price: float,
     rng: np.random.Generator,
 ) -> tuple[Bars, bool]:
     """``recorded`` with its leading gap (NaN bars) filled from ``model``.
+
+    The filler ends at the first recorded bar's open (no seam), or at
+    ``anchor_price`` when nothing is recorded.
 
     Returns the bars and whether any recorded bar was used.
     """
@@ -61,7 +64,7 @@ def complete_history(
     leading = int(known[0]) if len(known) else count
     if leading == 0:
         return recorded, True
-    end_price = float(recorded.open[leading]) if leading < count else current_price
+    end_price = float(recorded.open[leading]) if leading < count else anchor_price
     if not (end_price > 0.0 and math.isfinite(end_price)):
         end_price = spec.seed_price
     filler = model_bars(model, spec, end_price, recorded.start_ns, recorded.step_ns, leading, rng)
