@@ -21,10 +21,14 @@ import json
 import math
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.stats import Tally
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = ["BACKENDS", "ClientRun", "WorkerSpec", "open_clients"]
 
@@ -145,8 +149,8 @@ async def _sse_clients(spec: WorkerSpec) -> AsyncIterator[ClientRun]:
     yield run
 
 
-async def _receive(stream: object) -> bytes:
-    data = await stream.receive_some(65536)  # type: ignore[attr-defined]
+async def _receive(stream: trio.abc.ReceiveStream) -> bytes:
+    data = await stream.receive_some(65536)
     if not data:
         raise ConnectionError("the server closed the stream")
     return data
@@ -164,6 +168,6 @@ def _price_event(event: bytes) -> tuple[str, int, int] | None:
 _OPENERS = {"grpc": _grpc_clients, "ws": _ws_clients, "sse": _sse_clients}
 
 
-def open_clients(spec: WorkerSpec) -> AsyncIterator[ClientRun]:
+def open_clients(spec: WorkerSpec) -> AbstractAsyncContextManager[ClientRun]:
     """The client factory of ``spec.transport`` (an async context manager)."""
-    return _OPENERS[spec.transport](spec)  # type: ignore[return-value]
+    return _OPENERS[spec.transport](spec)

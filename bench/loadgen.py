@@ -92,6 +92,8 @@ class Workers:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        for conn in self.conns:
+            conn.close()  # a worker still waiting for orders sees EOF and exits
         for process in self.processes:
             process.join(timeout=10)
             if process.is_alive():

@@ -16,15 +16,15 @@ def run_point(
 ) -> dict[str, object]:
     """Measure ``load`` against a fresh ``mdactors`` or ``baseline`` server (or ``target``)."""
     symbols = list(load.symbols)
-    workers = Workers(load.worker_count())
-    if server_name == "baseline":
-        server = start_baseline(load.transport, symbols, interval)
-    elif target is not None:
-        server = target()
-    else:
-        server = start_mdactors(symbols, interval)
-    with workers, server:
-        return measure(server, load, workers)
+    with Workers(load.worker_count()) as workers:  # they import while the server starts
+        if server_name == "baseline":
+            server = start_baseline(load.transport, symbols, interval)
+        elif target is not None:
+            server = target()
+        else:
+            server = start_mdactors(symbols, interval)
+        with server:
+            return measure(server, load, workers)
 
 
 def servers_for(transport: str, baseline: bool) -> list[str]:

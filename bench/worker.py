@@ -76,7 +76,10 @@ def worker_main(conn: Connection) -> None:
     """Process entry point (must be importable for the ``spawn`` start method)."""
     _raise_fd_limit()
     conn.send(("spawned",))
-    _, spec = conn.recv()
+    try:
+        _, spec = conn.recv()
+    except EOFError:  # the parent gave up before the server was up
+        return
     anyio.run(_run, spec, conn, backend=BACKENDS[spec.transport])
 
 
