@@ -154,7 +154,8 @@ def _engine(args: argparse.Namespace) -> int:
     from bench.engine import engine_deliveries
 
     for readers in (int(part) for part in args.readers.split(",")):
-        print(json.dumps(engine_deliveries(readers, args.seconds)))
+        for kind in ("subscription", "reader"):
+            print(json.dumps(engine_deliveries(readers, args.seconds, kind)))
     return 0
 
 

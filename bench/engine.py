@@ -1,11 +1,12 @@
 """The engine alone: deliveries/s from one Topic to N in-process readers (no sockets).
 
 Each reader is a trio task doing what a stream does before it writes: wait
-on its :class:`~mdactors.engine.subscription.Subscription`, take the pending
-ticks. The publisher publishes one tick, then yields until every reader has
-taken it (each tick reaches every reader on its own, as with live ticks
-that are far apart), then publishes the next. A delivery is one tick taken
-by one reader. The time is cut into
+on its :class:`~mdactors.engine.subscription.Subscription` (what gRPC, WS
+and SSE streams use), or on a bare :class:`~mdactors.engine.topic.Reader`
+(``kind="reader"``), then take the pending ticks. The publisher publishes
+one tick, then yields until every reader has taken it (each tick reaches
+every reader on its own, as live ticks far apart do), then publishes the
+next. A delivery is one tick taken by one reader. The time is cut into
 rounds; the best round is reported next to the median (other load on the
 machine only ever slows a round down, so the best is the least disturbed).
 """
@@ -27,22 +28,28 @@ __all__ = ["engine_deliveries"]
 _ROUND_S = 0.25
 
 
-async def _run(readers: int, seconds: float) -> dict[str, float]:
+async def _run(readers: int, seconds: float, kind: str) -> dict[str, float]:
     topic: Topic[Tick] = Topic("BTC/USD")
     tick = Tick("BTC/USD", 0, 1.0, 1.0, 1.0, 0.0, 0, 0.0, 0.0, 1.0, 1.0, 0.0)
     delivered = [0]
     published = 0
 
-    async def reader() -> None:
+    async def subscriber() -> None:
         with Subscription({"BTC/USD": topic}) as subscription:
             while True:
                 await subscription.wait()
                 for _, ticks, _ in subscription.take(256):
                     delivered[0] += len(ticks)
 
+    async def reader() -> None:
+        cursor = topic.reader()
+        while True:
+            ticks, _ = await cursor.next_batch(256)
+            delivered[0] += len(ticks)
+
     async with trio.open_nursery() as nursery:
         for _ in range(readers):
-            nursery.start_soon(reader)
+            nursery.start_soon(reader if kind == "reader" else subscriber)
         await trio.sleep(0.1)
         rates: list[float] = []
         cpu_ns: list[float] = []
@@ -62,6 +69,7 @@ async def _run(readers: int, seconds: float) -> dict[str, float]:
             cpu_ns.append((time.process_time() - started_cpu) / max(1, delivered[0]) * 1e9)
         nursery.cancel_scope.cancel()
     return {
+        "kind": kind,
         "readers": readers,
         "published": published,
         "rounds": len(rates),
@@ -71,6 +79,6 @@ async def _run(readers: int, seconds: float) -> dict[str, float]:
     }
 
 
-def engine_deliveries(readers: int, seconds: float) -> dict[str, float]:
-    """Deliveries/s of one Topic to ``readers`` Subscription readers over ``seconds``."""
-    return trio.run(_run, readers, seconds)
+def engine_deliveries(readers: int, seconds: float, kind: str = "subscription") -> dict[str, float]:
+    """Deliveries/s of one Topic to ``readers`` readers (``subscription`` or ``reader``)."""
+    return trio.run(_run, readers, seconds, kind)

@@ -48,6 +48,8 @@ class Subscription:
             key: topic.reader(from_latest=from_latest) for key, topic in self.topics.items()
         }
         self._shared = len(self.topics) == 1
+        # The key of a single-topic subscription (its reader may be swapped: look it up).
+        self._single = next(iter(self.topics)) if self._shared else None
         self._lot = (
             next(iter(self.topics.values())).wakeups if self._shared else trio.lowlevel.ParkingLot()
         )
@@ -76,6 +78,8 @@ class Subscription:
 
     def pending(self) -> bool:
         """Whether any reader has items to take."""
+        if self._single is not None:
+            return self.readers[self._single].lag > 0
         return any(reader.lag > 0 for reader in self.readers.values())
 
     async def wait(self) -> None:
@@ -101,6 +105,13 @@ class Subscription:
 
     def take(self, limit: int) -> list[tuple[str, list[Tick], int]]:
         """Per symbol with news: ``(key, newest ≤ limit ticks, ticks skipped)``."""
+        key = self._single
+        if key is not None:
+            reader = self.readers[key]
+            if reader.lag <= 0:
+                return []
+            items, gap = reader.take(limit)
+            return [(key, items, gap)]
         batches = []
         for key, reader in self.readers.items():
             if reader.lag > 0:
