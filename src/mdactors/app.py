@@ -11,7 +11,10 @@ from functools import partial
 import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from mdactors import __version__
 from mdactors.adapters.breaker import BreakerState, CircuitBreaker
@@ -35,6 +38,7 @@ from mdactors.engine.replay import ReplayDriver, ReplayOptions
 from mdactors.engine.scenarios import ScenarioEngine
 from mdactors.engine.subscription import StreamRegistry
 from mdactors.engine.supervisor import Child, Lifecycle, Supervisor
+from mdactors.net import shared_listen_socket
 from mdactors.settings import Settings
 
 __all__ = ["Service", "build_service"]
@@ -55,8 +59,9 @@ class Service:
     background: list[Child] = field(default_factory=list)
     """Supervised tasks started before the engine (e.g. the Redis history writer)."""
     cluster: ClusterCoordinator | None = None
-    replay: ReplayDriver | None = None
     """With ``CLUSTER_MODE=redis``: runs the actors this instance owns instead of the market."""
+    replay: ReplayDriver | None = None
+    """With ``mdactors replay``: plays the recorded file through the actors."""
 
     def feed_snapshot(self) -> FeedSnapshot:
         """Copies of the engine's counters, taken on the event loop."""
@@ -83,9 +88,20 @@ class Service:
         app = create_app(self.context)
 
         async def started(task_status: trio.TaskStatus[list[str]]) -> None:
-            await hypercorn_serve(
-                app,
+            if not settings.reuse_port:
+                await hypercorn_serve(
+                    app,
+                    config,
+                    shutdown_trigger=self.context.lifecycle.draining.wait,
+                    task_status=task_status,
+                )
+                return
+            # serve --workers: a socket shared with the other workers (SO_REUSEPORT).
+            shared = shared_listen_socket(settings.host, settings.http_port, config.backlog)
+            await worker_serve(
+                wrap_app(app, config.wsgi_max_body_size, None),
                 config,
+                sockets=Sockets([], [shared], []),
                 shutdown_trigger=self.context.lifecycle.draining.wait,
                 task_status=task_status,
             )

@@ -16,6 +16,7 @@ from mdactors.engine.replay import ReplayOptions
 from mdactors.logs import configure_logging
 from mdactors.settings import ConfigError, Settings, load_settings
 from mdactors.tools import simulate
+from mdactors.tools.workers import check_workers, run_workers
 
 __all__ = ["main"]
 
@@ -54,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the service")
     _add_setting_flags(serve)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the ports (SO_REUSEPORT) and one market through Redis",
+    )
     check = commands.add_parser("check", help="validate the configuration and print it")
     _add_setting_flags(check)
     simulate_cmd = commands.add_parser(
@@ -89,6 +96,20 @@ def _serve(settings: Settings, replay: ReplayOptions | None = None) -> int:
     service = build_service(settings, replay=replay)
     trio.run(service.run)
     return 0
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    """``argv`` minus its ``--workers`` option: what each worker runs."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            kept.append(arg)
+    return kept
 
 
 def _replay_options(args: argparse.Namespace) -> ReplayOptions:
@@ -133,6 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mdactors: invalid configuration: {error}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        if args.workers > 1:
+            problem = check_workers(settings, args.workers)
+            if problem is not None:
+                print(f"mdactors serve: {problem}", file=sys.stderr)
+                return 2
+            return run_workers(settings, args.workers, _without_workers(argv))
         return _serve(settings)
     if args.command == "replay":
         try:

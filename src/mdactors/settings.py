@@ -308,6 +308,9 @@ FIELDS: tuple[Field, ...] = (
           "On SIGTERM, time between readiness turning 503 and listeners closing."),
     Field("sse_retry", "SSE_RETRY", _positive_duration, "3s",
           "Reconnect delay suggested to SSE clients."),
+    Field("reuse_port", "REUSE_PORT", _boolean, "false",
+          "Bind every listener with SO_REUSEPORT so processes share the ports "
+          "(set by serve --workers)."),
     Field("discovery_enabled", "DISCOVERY_ENABLED", _boolean, "true",
           "Register this instance in Redis service discovery (when REDIS_URL is set)."),
     Field("heartbeat_interval", "HEARTBEAT_INTERVAL", _positive_duration, "15s",
@@ -387,6 +390,7 @@ class Settings:
     shutdown_timeout: float
     drain_delay: float
     sse_retry: float
+    reuse_port: bool
     discovery_enabled: bool
     heartbeat_interval: float
     discovery_ttl: float

@@ -142,6 +142,7 @@ def build_server(ctx: ApiContext) -> GrpcServer:
         max_message_bytes=settings.max_request_bytes,
         slow_consumer_timeout=settings.slow_consumer_timeout,
         on_message=observe,
+        reuse_port=settings.reuse_port,
     )
     rpc = MarketDataRpc(ctx)
     server.add_service(MarketDataServicer(rpc).service)

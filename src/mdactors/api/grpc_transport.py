@@ -6,7 +6,8 @@ market-data service:
 
 - :class:`GrpcServer` subclasses :class:`purerpc.Server` to bind the
   configured host without ``SO_REUSEPORT`` (purerpc binds every interface
-  with it, so two processes could silently share a port) and to drain: stop
+  with it, so two processes could silently share a port; ``serve --workers``
+  asks for it explicitly) and to drain: stop
   accepting, let the calls end, send GOAWAY, close.
 - :class:`_Dispatcher` runs each call under its own cancel scope, cancelled
   when the client resets the stream (purerpc ignores RST_STREAM) or its
@@ -415,9 +416,11 @@ class GrpcServer(purerpc.Server):
         max_message_bytes: int,
         slow_consumer_timeout: float,
         on_message: Callable[[int], None] = lambda ts_ns: None,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(port=port)
         self.host = host
+        self.reuse_port = reuse_port
         self._accepting = True
         self._dispatcher_options = {
             "max_message_bytes": max_message_bytes,
@@ -450,7 +453,7 @@ class GrpcServer(purerpc.Server):
             services, accepting=lambda: self._accepting, **self._dispatcher_options
         )
         listener = await anyio.create_tcp_listener(
-            local_host=self.host or None, local_port=self.port, reuse_port=False
+            local_host=self.host or None, local_port=self.port, reuse_port=self.reuse_port
         )
         self.port = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
         async with trio.open_nursery() as connections:

@@ -65,6 +65,7 @@ from mdactors.domain.candles import Candle
 from mdactors.domain.symbols import spec_for
 from mdactors.domain.tick import Tick, trade_of
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
+from mdactors.net import shared_listen_socket
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -345,7 +346,11 @@ class WsServer:
     async def run(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, serve until the drain begins, close every session with 1001, return."""
         settings = self.ctx.settings
-        listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.host or None)
+        if settings.reuse_port:  # serve --workers: one port shared by every worker
+            shared = shared_listen_socket(settings.host, settings.ws_port)
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(shared))]
+        else:
+            listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.host or None)
         for listener in listeners:
             if settings.ws_send_buffer_bytes:
                 # Accepted sockets inherit the listener's send buffer: it bounds
