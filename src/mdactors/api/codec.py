@@ -13,7 +13,7 @@ from typing import Any
 
 from mdactors.domain.tick import Tick
 
-__all__ = ["LIVE_SOURCE", "dumps", "rfc3339", "tick_fields", "tick_json"]
+__all__ = ["LIVE_SOURCE", "dumps", "rfc3339", "tick_fields", "tick_json", "tick_quote_fields"]
 
 LIVE_SOURCE = "market-data-simulator"
 
@@ -40,11 +40,9 @@ def dumps(payload: Any) -> bytes:
     return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False).encode()
 
 
-def tick_fields(tick: Tick) -> dict[str, Any]:
-    """The JSON object of a tick, shared by REST and the streams."""
+def tick_quote_fields(tick: Tick) -> dict[str, Any]:
+    """A tick's prices, volumes and time as JSON fields (without its identity)."""
     return {
-        "symbol": tick.symbol,
-        "sequence": tick.seq,
         "price": tick.price,
         "bid": tick.bid,
         "ask": tick.ask,
@@ -55,6 +53,15 @@ def tick_fields(tick: Tick) -> dict[str, Any]:
         "daily_low": tick.day_low,
         "daily_volume": tick.day_volume,
         "timestamp": rfc3339(tick.ts_ns),
+    }
+
+
+def tick_fields(tick: Tick) -> dict[str, Any]:
+    """The JSON object of a tick, shared by REST and the streams."""
+    return {
+        "symbol": tick.symbol,
+        "sequence": tick.seq,
+        **tick_quote_fields(tick),
         "timestamp_ns": tick.ts_ns,
         "source": LIVE_SOURCE,
     }

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdactors.api.codec import dumps, rfc3339
+from mdactors.api.codec import dumps, tick_quote_fields
 from mdactors.domain.book import OrderBook
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick, Trade
@@ -468,27 +468,12 @@ def _as_snapshot(update: bytes) -> bytes:
     return _SNAPSHOT_PREFIX + update[len(_UPDATE_PREFIX) :]
 
 
-def _ticker_data(tick: Tick) -> dict[str, Any]:
-    return {
-        "price": tick.price,
-        "bid": tick.bid,
-        "ask": tick.ask,
-        "volume": tick.volume,
-        "change": tick.change,
-        "change_percentage": tick.change_pct,
-        "daily_high": tick.day_high,
-        "daily_low": tick.day_low,
-        "daily_volume": tick.day_volume,
-        "timestamp": rfc3339(tick.ts_ns),
-    }
-
-
 def ticker_update(tick: Tick) -> bytes:
     """The ``ticker`` update of ``tick``, encoded once and cached in ``tick.wire``."""
     cached = tick.wire.get("ws:ticker")
     if cached is None:
         cached = tick.wire["ws:ticker"] = _data(
-            "update", "ticker", tick.symbol, tick.seq, tick.ts_ns, _ticker_data(tick)
+            "update", "ticker", tick.symbol, tick.seq, tick.ts_ns, tick_quote_fields(tick)
         )
     return cached
 
