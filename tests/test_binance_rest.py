@@ -135,6 +135,11 @@ async def test_every_binance_interval_is_served_with_time_windows(calm):
         ("/api/v3/ticker/price", {"symbols": '["BTCUSD","NOPE"]'}, 400, -1121),
         ("/api/v3/ticker/price", {"symbol": "BTCUSD", "symbols": '["BTCUSD"]'}, 400, -1128),
         ("/api/v3/order", {}, 404, -1000),
+        ("/api/v3/depth", {"symbol": "BTCUSD", "limit": "--5"}, 400, -1100),
+        ("/api/v3/depth", {"symbol": "BTCUSD", "limit": "\u00b2"}, 400, -1100),
+        ("/api/v3/klines", {"symbol": "BTCUSD", "interval": "1M", "endTime": "9" * 20}, 400, -1130),
+        ("/api/v3/klines", {"symbol": "BTCUSD", "interval": "1M", "startTime": -1}, 400, -1130),
+        ("/api/v3/ticker/price", {"symbols": "[" * 5000}, 400, -1100),
     ],
 )
 async def test_bad_requests_get_binance_errors(calm, path, params, status, code):

@@ -115,8 +115,11 @@ async def test_invalid_bodies_answer_422_naming_the_field() -> None:
             assert response.status_code == 422, (path, body, response.text)
             payload = response.json()
             assert payload["error"] == "invalid_field" and payload["field"] == field, payload
-        response = await client.post("/chaos/price-shock", content=b"{not json")
-        assert response.status_code in (400, 422) and response.json()["error"]
+        for bad in (b"{not json", b'{"symbol":"\xff\xfe"}', b"[" * 100_000 + b"]" * 100_000):
+            response = await client.post(
+                "/chaos/price-shock", content=bad, headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code in (400, 422) and response.json()["error"]
         assert (await client.get("/chaos/active-scenarios")).json()["count"] == 0
 
 

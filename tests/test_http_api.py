@@ -83,6 +83,7 @@ async def test_prices_move_between_calls(http: httpx.AsyncClient) -> None:
         ("/api/v1/prices/BTC-USD/history?limit=abc", 400, "invalid_parameter"),
         ("/api/v1/prices/BTC-USD/history?limit=5001", 400, "invalid_parameter"),
         ("/api/v1/prices/BTC-USD/history?start=yesterday", 400, "invalid_parameter"),
+        ("/api/v1/prices/BTC-USD/history?start=%C2%B2", 400, "invalid_parameter"),
         ("/api/v1/prices/BTC-USD/history?start=2000&end=1000", 400, "invalid_parameter"),
         ("/api/v1/orderbook/BTC-USD?depth=0", 400, "invalid_parameter"),
         ("/api/v1/orderbook/BTC-USD?depth=100000", 400, "invalid_parameter"),

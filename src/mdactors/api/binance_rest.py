@@ -12,6 +12,7 @@ response carries ``x-mbx-used-weight`` headers so clients that read them work.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -67,6 +68,18 @@ def _mandatory(name: str) -> BinanceError:
 
 def _invalid(name: str) -> BinanceError:
     return BinanceError(-1130, f"Data sent for parameter '{name}' is not valid.")
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_LATEST_MS = 32_503_680_000_000  # 3000-01-01: calendar maths past it is not defined here
+
+
+def _time_param(params: Params, name: str) -> int | None:
+    """An epoch-milliseconds parameter within 1970..3000 (``-1130`` outside)."""
+    value = params.integer(name)
+    if value is not None and not 0 <= value <= _LATEST_MS:
+        raise _invalid(name)
+    return value
 
 
 INVALID_SYMBOL = BinanceError(-1121, "Invalid symbol.")
@@ -150,7 +163,7 @@ class Params:
         value = self.text(name)
         if value is None:
             return default
-        if not value.lstrip("-").isdigit() or len(value) > 20:
+        if not _INTEGER.fullmatch(value) or len(value) > 20:
             raise BinanceError(
                 -1100,
                 f"Illegal characters found in parameter '{name}'; "
@@ -177,7 +190,7 @@ class Params:
             return None
         try:
             names = json.loads(many)
-        except ValueError:
+        except (ValueError, RecursionError):
             names = None
         if (
             not isinstance(names, list)
@@ -362,8 +375,8 @@ async def klines() -> Response:
         raise _mandatory("interval")
     if interval not in KLINE_INTERVALS:
         raise BinanceError(-1120, "Invalid interval.")
-    start = params.integer("startTime")
-    end = params.integer("endTime")
+    start = _time_param(params, "startTime")
+    end = _time_param(params, "endTime")
     limit = params.limit(500, MAX_KLINE_LIMIT)
     time_zone = params.text("timeZone")
     params.done()

@@ -101,6 +101,18 @@ def create_app(ctx: ApiContext) -> QuartTrio:
             ApiError(400, "invalid_parameter", f"{name}: {message}", parameter=name)
         )
 
+    @app.errorhandler(UnicodeDecodeError)
+    async def undecodable_body(error: UnicodeDecodeError) -> Response:
+        return _error_response(
+            ApiError(400, "invalid_body", "the request body is not text in its declared charset")
+        )
+
+    @app.errorhandler(RecursionError)
+    async def too_deep_body(error: RecursionError) -> Response:
+        return _error_response(
+            ApiError(400, "invalid_body", "the request body is nested too deeply")
+        )
+
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         code = error.code or 500

@@ -32,7 +32,7 @@ def parse_time_ms(name: str, text: str | None) -> int | None:
     if text is None or text == "":
         return None
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         value = int(text)
         if value > 10**15:
             raise invalid_parameter(name, "epoch milliseconds out of range")
