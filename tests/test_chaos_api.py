@@ -131,6 +131,7 @@ async def test_admin_token_is_required_and_never_echoed(caplog: pytest.LogCaptur
             for path in ("/chaos/active-scenarios", "/debug/subscribers"):
                 response = await client.get(path, headers=headers)
                 assert response.status_code == 401, (path, headers)
+                assert response.headers["www-authenticate"].startswith("Bearer")
                 assert secret not in response.text
         response = await client.post(
             "/chaos/price-shock", json={"symbol": "BTC/USD", "shock_percentage": -1}

@@ -36,7 +36,12 @@ async def _require_admin() -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), token.encode()
     ):
-        raise ApiError(401, "unauthorized", "a valid bearer token is required")
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="mdactors-admin"'},
+        )
 
 
 async def _invalid_body(error: RequestSchemaValidationError) -> Response:

@@ -12,11 +12,20 @@ __all__ = ["ApiError", "invalid_parameter", "validation_message"]
 class ApiError(Exception):
     """An error answered with ``status`` and a JSON body naming what went wrong."""
 
-    def __init__(self, status: int, error: str, message: str, **details: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
     def body(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ _CORS_HEADERS = {
 
 
 def _error_response(error: ApiError) -> Response:
-    return json_response(error.body(), error.status)
+    return json_response(error.body(), error.status, error.headers)
 
 
 def create_app(ctx: ApiContext) -> QuartTrio:
