@@ -80,7 +80,7 @@ def test_stream_names_parse(name: str, kind: str, detail: object):
 @pytest.mark.parametrize(
     "name",
     ["nope@trade", "BTCUSD@trade", "btcusd@kline_7m", "btcusd@depth7", "btcusd@depth@10ms",
-     "btcusd", "btcusd@bogus", "x" * 500, 7],
+     "btcusd@depth\u00b2", "btcusd", "btcusd@bogus", "x" * 500, 7],
 )  # fmt: skip
 def test_unknown_streams_are_invalid_requests(name: object):
     with pytest.raises(WsError) as caught:

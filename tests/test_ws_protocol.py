@@ -78,6 +78,7 @@ def test_channel_names_are_canonical(text: str, name: str) -> None:
         ("book:0", "bad_channel"),
         ("book:101", "bad_channel"),
         ("book:x", "bad_channel"),
+        ("book:\u00b2", "bad_channel"),
         (5, "bad_channel"),
     ],
 )

@@ -107,7 +107,7 @@ def parse_stream(name: object, symbols: BinanceSymbols) -> StreamSpec:
         body, _, speed = rest.removeprefix("depth").partition("@")
         if speed not in ("", "100ms", "1000ms"):
             raise _unknown_stream(name)
-        levels = int(body) if body.isdigit() else -1 if body else 0
+        levels = int(body) if body.isascii() and body.isdigit() else -1 if body else 0
         if levels != 0 and levels not in _PARTIAL_LEVELS:
             raise _unknown_stream(name)
         speed_ms = 100 if speed == "100ms" else 1000

@@ -92,7 +92,7 @@ def parse_timeout(header: str | None) -> float | None:
     if header is None:
         return None
     text = header.strip()
-    if not text.isdigit() or len(text) > _MAX_TIMEOUT_DIGITS:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_TIMEOUT_DIGITS:
         raise ValueError("Connect-Timeout-Ms must be a positive integer of at most 10 digits")
     return int(text) / 1000.0
 

@@ -121,7 +121,8 @@ class Channel:
         if kind == "book":
             if not sep:
                 return cls("book", depth=BOOK_DEFAULT_DEPTH)
-            if not arg.isdigit() or not 1 <= int(arg) <= BOOK_MAX_DEPTH:
+            # isascii: "²".isdigit() is true but int("²") fails
+            if not (arg.isascii() and arg.isdigit()) or not 1 <= int(arg) <= BOOK_MAX_DEPTH:
                 raise ProtocolError(
                     "bad_channel",
                     f"channel {shown!r}: book depth must be an integer within 1..{BOOK_MAX_DEPTH}",
