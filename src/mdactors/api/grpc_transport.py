@@ -54,6 +54,10 @@ from mdactors.api.rpc import Code, RpcError
 
 __all__ = ["MAX_RESPONSE_BYTES", "GrpcCall", "GrpcServer"]
 
+MAX_UNSENT_BYTES = 512 * 1024
+"""Outbound bytes one connection may have queued before its streams count as behind."""
+_UNSENT_POLL_S = 0.02
+
 # ~10 KB less per connection (see mdactors.api.h2_settings).
 compact_h2_settings()
 
@@ -382,11 +386,24 @@ class _Dispatcher:
         data = message.SerializeToString()
         connection = stream._grpc_connection
         needed = min(len(data) + 5, connection.h2_connection.max_outbound_frame_size)
-        if connection.flow_control_window(stream.stream_id) < needed:
+
+        def blocked() -> bool:
+            # A client may open a huge HTTP/2 window and stop reading: then the
+            # bytes pile up in h2's outbound buffer (purerpc's writer never
+            # pushes back), so that buffer is bounded as well as the window.
+            return (
+                connection.flow_control_window(stream.stream_id) < needed
+                or _unsent_bytes(connection) > MAX_UNSENT_BYTES
+            )
+
+        if blocked():
             call.behind = True
             with trio.move_on_after(self.slow_consumer_timeout) as waited:
-                while connection.flow_control_window(stream.stream_id) < needed:
-                    await stream._wait_flow_control_update()
+                while blocked():
+                    if connection.flow_control_window(stream.stream_id) < needed:
+                        await stream._wait_flow_control_update()
+                    else:
+                        await trio.sleep(_UNSENT_POLL_S)
             if waited.cancelled_caught:
                 raise RpcError(
                     Code.RESOURCE_EXHAUSTED,
@@ -399,6 +416,11 @@ class _Dispatcher:
             self.on_message(ts_ns)
         # purerpc's send is no schedule point while the window is open.
         await trio.lowlevel.checkpoint()
+
+
+def _unsent_bytes(connection: GRPCConnection) -> int:
+    """Bytes h2 holds for the connection that its writer has not taken yet."""
+    return len(connection.h2_connection._data_to_send)
 
 
 class GrpcServer(purerpc.Server):
