@@ -199,6 +199,9 @@ class BinanceSession(OutboxSession):
             self._send_later(reply)
         except WsError as error:
             self._send_later(error_reply(error))
+        except StreamClosed:
+            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+            return False
         return True
 
     # ------------------------------------------------------------------ run

@@ -281,8 +281,11 @@ class _Dispatcher:
             # Leaving the socket lets its writer flush what is queued, then close.
         except _PEER_GONE as error:
             log.debug("grpc connection closed: %r", error)
-        except Exception:
-            log.exception("grpc connection failed")
+        except Exception as error:
+            if _peer_gone(error):  # anyio's task group wraps the peer's disconnect
+                log.debug("grpc connection closed: %r", error)
+            else:
+                log.exception("grpc connection failed")
         finally:
             self.connections.discard(state)
             if not self.connections:
@@ -416,6 +419,13 @@ class _Dispatcher:
             self.on_message(ts_ns)
         # purerpc's send is no schedule point while the window is open.
         await trio.lowlevel.checkpoint()
+
+
+def _peer_gone(error: BaseException) -> bool:
+    """Whether ``error`` (possibly a group) only says that the peer went away."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(_PEER_GONE)[1] is None
+    return isinstance(error, _PEER_GONE)
 
 
 def _unsent_bytes(connection: GRPCConnection) -> int:
