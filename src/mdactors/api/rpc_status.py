@@ -8,8 +8,20 @@ service core that delegates to them. :mod:`mdactors.api.rpc` re-exports them.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TypeVar
 
-__all__ = ["Code", "RpcError", "draining_error"]
+from mdactors.domain.symbols import SymbolError, normalize_symbol
+
+E = TypeVar("E", bound=IntEnum)
+
+__all__ = [
+    "Code",
+    "RpcError",
+    "draining_error",
+    "invalid_argument",
+    "request_enum",
+    "request_symbol",
+]
 
 
 class Code(IntEnum):
@@ -51,3 +63,25 @@ class RpcError(Exception):
 def draining_error() -> RpcError:
     """The status of a stream ended, or refused, by the drain."""
     return RpcError(Code.UNAVAILABLE, "server is shutting down; reconnect to another instance")
+
+
+def invalid_argument(message: str) -> RpcError:
+    """``INVALID_ARGUMENT`` with ``message``."""
+    return RpcError(Code.INVALID_ARGUMENT, message)
+
+
+def request_symbol(raw: str) -> str:
+    """The canonical key of a request's symbol; ``INVALID_ARGUMENT`` when malformed."""
+    try:
+        return normalize_symbol(raw)
+    except SymbolError as error:
+        raise invalid_argument(str(error)) from None
+
+
+def request_enum(enum: type[E], value: int, field: str) -> E:
+    """``value`` as a member of ``enum``; ``INVALID_ARGUMENT`` naming ``field`` otherwise."""
+    try:
+        return enum(value)
+    except ValueError:
+        names = ", ".join(member.name for member in enum)
+        raise invalid_argument(f"unknown {field} {value}; expected one of {names}") from None

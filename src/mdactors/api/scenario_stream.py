@@ -24,10 +24,15 @@ import trio
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.context import ApiContext
 from mdactors.api.proto_codec import timestamp
-from mdactors.api.rpc_status import Code, RpcError, draining_error
+from mdactors.api.rpc_status import (
+    draining_error,
+    invalid_argument,
+    request_enum,
+    request_symbol,
+)
 from mdactors.domain.model_config import model_for
 from mdactors.domain.scenario_feed import FeedStep, ScenarioFeed, ScenarioPlan, ScenarioType
-from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
+from mdactors.domain.symbols import spec_for
 
 __all__ = ["SCENARIO_SOURCE", "ScenarioRequestPlan", "plan_scenario", "scenario_updates"]
 
@@ -50,45 +55,36 @@ class ScenarioRequestPlan:
     speed: float
 
 
-def _invalid(message: str) -> RpcError:
-    return RpcError(Code.INVALID_ARGUMENT, message)
-
-
 def _within(name: str, value: float, low: float, high: float, default: float) -> float:
     """``value`` (0 = ``default``) checked against ``low..high``."""
     if value == 0.0:
         return default
     if not (math.isfinite(value) and low <= value <= high):
-        raise _invalid(f"{name} must be within {low:g}..{high:g} (0 = {default:g}), got {value!r}")
+        raise invalid_argument(
+            f"{name} must be within {low:g}..{high:g} (0 = {default:g}), got {value!r}"
+        )
     return value
 
 
 def plan_scenario(request: pb.ScenarioRequest, now_ns: int) -> ScenarioRequestPlan:
     """Validate ``request``; :class:`RpcError` INVALID_ARGUMENT names what is wrong."""
-    try:
-        key = normalize_symbol(request.symbol)
-    except SymbolError as error:
-        raise _invalid(str(error)) from None
-    try:
-        kind = ScenarioType(request.scenario_type)
-    except ValueError:
-        names = ", ".join(kind.name for kind in ScenarioType)
-        raise _invalid(
-            f"unknown scenario_type {request.scenario_type}; expected one of {names}"
-        ) from None
+    key = request_symbol(request.symbol)
+    kind = request_enum(ScenarioType, request.scenario_type, "scenario_type")
     params = request.parameters
     intensity = _within("parameters.intensity", params.intensity, 0.1, 2.0, 1.0)
     duration_factor = _within("parameters.duration_factor", params.duration_factor, 0.1, 10, 1.0)
     recovery = params.recovery_factor
     if not (math.isfinite(recovery) and 0.0 <= recovery <= 1.0):
-        raise _invalid(f"parameters.recovery_factor must be within 0..1, got {recovery!r}")
+        raise invalid_argument(f"parameters.recovery_factor must be within 0..1, got {recovery!r}")
     minutes = request.duration_minutes
     if not 0 <= minutes <= MAX_MINUTES:
-        raise _invalid(f"duration_minutes must be within 1..{MAX_MINUTES} (0 = 10), got {minutes}")
+        raise invalid_argument(
+            f"duration_minutes must be within 1..{MAX_MINUTES} (0 = 10), got {minutes}"
+        )
     speed = _within("playback_speed", request.playback_speed, 1e-3, MAX_SPEED, 1.0)
     start_ns = request.start_time.ToNanoseconds() if request.HasField("start_time") else now_ns
     if start_ns < 0:
-        raise _invalid("start_time must not be before 1970")
+        raise invalid_argument("start_time must not be before 1970")
     window = (minutes or DEFAULT_MINUTES) * 60.0 * duration_factor
     step = max(1.0, window / MAX_UPDATES)
     plan = ScenarioPlan(kind, intensity, window, step, recovery, params.gradual_transition)

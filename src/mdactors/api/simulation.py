@@ -31,7 +31,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors.adapters.history import HistoryStore
 from mdactors.api.context import ApiContext
 from mdactors.api.proto_codec import Encoded
-from mdactors.api.rpc_status import Code, RpcError
+from mdactors.api.rpc_status import invalid_argument, request_enum, request_symbol
 from mdactors.api.simulation_codec import MAX_SECONDS, MIN_SECONDS, price_points
 from mdactors.domain.bars import Bars, grid_bars
 from mdactors.domain.candles import INTERVALS
@@ -47,7 +47,7 @@ from mdactors.domain.simulation import (
     bar_volatility,
     simulate,
 )
-from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
+from mdactors.domain.symbols import spec_for
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -90,10 +90,6 @@ class SimulationPlan:
         return [market_seed, zlib.crc32(repr(self).encode())]
 
 
-def _invalid(message: str) -> RpcError:
-    return RpcError(Code.INVALID_ARGUMENT, message)
-
-
 def _span(request: pb.SimulationRequest, now_ns: int) -> tuple[int, int]:
     end_ns = request.end_time.ToNanoseconds() if request.HasField("end_time") else now_ns
     if request.HasField("start_time"):
@@ -102,24 +98,24 @@ def _span(request: pb.SimulationRequest, now_ns: int) -> tuple[int, int]:
         start_ns = end_ns - _DAY_NS
     for name, value in (("start_time", start_ns), ("end_time", end_ns)):
         if not MIN_SECONDS * 10**9 <= value <= MAX_SECONDS * 10**9:
-            raise _invalid(f"{name} must lie between 1978 and 3058")
+            raise invalid_argument(f"{name} must lie between 1978 and 3058")
     if end_ns <= start_ns:
-        raise _invalid("end_time must be after start_time")
+        raise invalid_argument("end_time must be after start_time")
     if end_ns - start_ns > MAX_SPAN_NS:
-        raise _invalid("the span from start_time to end_time must be at most 366 days")
+        raise invalid_argument("the span from start_time to end_time must be at most 366 days")
     return start_ns, end_ns
 
 
 def _points(requested: int, span_ns: int) -> int:
     if requested < 0:
-        raise _invalid(f"data_points must be ≥ 0 (0 = one a minute), got {requested}")
+        raise invalid_argument(f"data_points must be ≥ 0 (0 = one a minute), got {requested}")
     if requested > MAX_POINTS:
-        raise _invalid(f"data_points must be at most {MAX_POINTS}, got {requested}")
+        raise invalid_argument(f"data_points must be at most {MAX_POINTS}, got {requested}")
     points = requested or min(DEFAULT_POINTS, max(_MIN_POINTS, span_ns // 60_000_000_000))
     if points < _MIN_POINTS:
-        raise _invalid(f"data_points must be at least {_MIN_POINTS} to compare series")
+        raise invalid_argument(f"data_points must be at least {_MIN_POINTS} to compare series")
     if span_ns // points < _MIN_STEP_NS:
-        raise _invalid(
+        raise invalid_argument(
             f"{points} data_points over {span_ns / 1e9:g} s is finer than one a millisecond"
         )
     return points
@@ -134,23 +130,14 @@ def _params(message: pb.SimulationParameters) -> SimulationParams:
             noise_level=message.noise_level or DEFAULT_NOISE_LEVEL,
         )
     except SimulationError as error:
-        raise _invalid(f"parameters.{error}") from None
+        raise invalid_argument(f"parameters.{error}") from None
 
 
 def plan_simulation(request: pb.SimulationRequest, now_ns: int) -> SimulationPlan:
     """Validate ``request``; :class:`RpcError` INVALID_ARGUMENT names what is wrong."""
     spelling = request.symbol
-    try:
-        key = normalize_symbol(spelling)
-    except SymbolError as error:
-        raise _invalid(str(error)) from None
-    try:
-        kind = SimulationKind(request.simulation_type)
-    except ValueError:
-        names = ", ".join(kind.name for kind in SimulationKind)
-        raise _invalid(
-            f"unknown simulation_type {request.simulation_type}; expected one of {names}"
-        ) from None
+    key = request_symbol(spelling)
+    kind = request_enum(SimulationKind, request.simulation_type, "simulation_type")
     params = _params(request.parameters)
     start_ns, end_ns = _span(request, now_ns)
     points = _points(request.parameters.data_points, end_ns - start_ns)
