@@ -33,6 +33,7 @@ from trio_websocket import WebSocketServer as _TrioWebSocketServer
 from mdactors import __version__
 from mdactors.api.binance_ws import BinanceStreams
 from mdactors.api.context import ApiContext
+from mdactors.api.ws_broadcast import Broadcasts
 from mdactors.api.ws_protocol import (
     Channel,
     ListRequest,
@@ -96,6 +97,7 @@ class WsSession(OutboxSession):
     client_type = CLIENT_TYPE
     outbox_limit = OUTBOX_LIMIT
     take_limit = MAX_TICKS_PER_SYMBOL
+    broadcast = True
 
     def __init__(self, server: WsServer, ws: WebSocketConnection) -> None:
         super().__init__(server, ws)
@@ -223,8 +225,11 @@ class WsSession(OutboxSession):
     def _heartbeat(self) -> bytes:
         return heartbeat_message(time.time_ns())
 
+    def _frame_payload(self, messages: list[bytes]) -> bytes:
+        return batch_frame(messages)
+
     def _frames(self, messages: list[bytes]) -> list[str]:
-        return [batch_frame(messages).decode()]
+        return [self._frame_payload(messages).decode()]
 
     def _updates(self, key: str, items: list[Tick], messages: list[bytes]) -> int:
         channels = self.state.channels.get(key)
@@ -267,6 +272,7 @@ class WsServer:
         self.prefix_routes: dict[str, Handler] = {}
         self.takeover: tuple[Callable[[str | bytes], bool], Takeover] | None = None
         self._no_sessions = trio.Event()
+        self.broadcasts = Broadcasts()
         self._state_cache: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     def route(self, path: str) -> Handler | None:
@@ -360,6 +366,7 @@ class WsServer:
                 )
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as handlers:
+            self.broadcasts.nursery = handlers
             server = _TrioWebSocketServer(
                 self._handle,
                 listeners,

@@ -34,7 +34,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from mdactors.api.ws_protocol import LagTracker
 from mdactors.engine.subscription import StreamClosed, Subscription
-from mdactors.engine.topic import Topic
+from mdactors.engine.topic import Reader, Topic
 
 if TYPE_CHECKING:
     from mdactors.api.ws import WsServer
@@ -77,6 +77,9 @@ class OutboxSession:
     """Most items of one Topic taken per frame; a client further behind loses the oldest."""
     heartbeat_interval = math.inf
     """Idle seconds after which :meth:`_heartbeat` is sent (``inf``: never)."""
+    broadcast = False
+    """Whether a single-symbol session is served by the fan-out fast path
+    (:mod:`mdactors.api.ws_broadcast`) while caught up; it needs :meth:`_frame_payload`."""
 
     def __init__(self, server: WsServer, ws: WebSocketConnection) -> None:
         self.server = server
@@ -90,6 +93,11 @@ class OutboxSession:
         self._closing: tuple[int, str] | None = None
         self._detached = False
         self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
+        self._last_sent = 0.0
+        self._broadcast_key: str | None = None
+        self._untake: tuple[Reader[Any], int, int] = (None, 0, 0)  # type: ignore[assignment]
+        self.fast = False
+        """Whether the writer is parked and the fast path serves this session."""
 
     # ------------------------------------------------------------------ control
 
@@ -97,14 +105,16 @@ class OutboxSession:
         """Ask the session to close with ``code`` after the frame being sent."""
         if self._closing is None:
             self._closing = (code, reason)
-        self._wake_writer()
+        self.wake_writer()
 
     def _detach(self) -> None:
         """End the session without closing the connection (its caller goes on using it)."""
         self._detached = True
-        self._wake_writer()
+        self.wake_writer()
 
-    def _wake_writer(self) -> None:
+    def wake_writer(self) -> None:
+        """Wake the writer task (it takes over from the fast path until caught up again)."""
+        self.fast = False
         if self._kick is not None:
             self._kick.cancel()
 
@@ -127,8 +137,16 @@ class OutboxSession:
         stack.enter_context(self.ctx.streams.open(self.client_type, subscription))
         self._stack = stack
         self.subscription = subscription
+        if self.broadcast and len(topics) == 1:
+            [(key, topic)] = topics.items()
+            if self.server.broadcasts.join(self, key, topic):
+                self._broadcast_key = key
 
     def _release(self) -> None:
+        if self._broadcast_key is not None:
+            self.server.broadcasts.leave(self, self._broadcast_key)
+            self._broadcast_key = None
+        self.fast = False
         if self._stack is not None:
             self._stack.close()
         self._stack = None
@@ -143,6 +161,10 @@ class OutboxSession:
     def _updates(self, key: str, items: list[Any], messages: list[bytes]) -> int:
         """Append the messages of ``key``'s pending ``items``; return the oldest
         stamp (ns) among those sent, ``0`` if none or unknown."""
+        raise NotImplementedError
+
+    def _frame_payload(self, messages: list[bytes]) -> bytes:
+        """The payload of the one text frame carrying ``messages`` (for :attr:`broadcast`)."""
         raise NotImplementedError
 
     def _frames(self, messages: list[bytes]) -> Iterable[str]:
@@ -180,7 +202,7 @@ class OutboxSession:
                 return
             if not self._on_message(data):
                 return
-            self._wake_writer()
+            self.wake_writer()
 
     async def _write_guarded(self) -> None:
         try:
@@ -228,25 +250,12 @@ class OutboxSession:
         return self.ctx.metrics.publication_latency.labels(self.client_type)
 
     async def _write_loop(self) -> None:
-        heartbeat = self.heartbeat_interval
         slow_after = self.ctx.settings.slow_consumer_timeout
-        last_sent = trio.current_time()
+        self._last_sent = trio.current_time()
         while self._closing is None and not self._detached:
             subscription = self.subscription
             if not self._outbox and not (subscription is not None and subscription.pending()):
-                with trio.CancelScope() as kick:
-                    self._kick = kick
-                    with trio.move_on_at(last_sent + heartbeat) as idle:
-                        try:
-                            if subscription is None:
-                                await trio.sleep_forever()
-                            else:
-                                await subscription.wait()
-                        except StreamClosed:
-                            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
-                    if idle.cancelled_caught:
-                        self._send_later(self._heartbeat())
-                self._kick = None
+                await self._idle(subscription)
                 continue
             messages = list(self._outbox)
             self._outbox.clear()
@@ -259,9 +268,89 @@ class OutboxSession:
                     raise _StuckClient(
                         f"slow consumer: one frame took over {slow_after:g}s to send"
                     )
-            last_sent = trio.current_time()
+            self._last_sent = trio.current_time()
             if oldest_ns:
                 self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
+
+    async def _idle(self, subscription: Subscription | None) -> None:
+        """Wait for news, a kick or the heartbeat; the fast path may serve the session meanwhile."""
+        heartbeat = self.heartbeat_interval
+        with trio.CancelScope() as kick:
+            self._kick = kick
+            with trio.move_on_at(self._last_sent + heartbeat) as idle:
+                try:
+                    if subscription is None:
+                        await trio.sleep_forever()
+                    elif self._broadcast_key is not None and self._served_fast(subscription):
+                        self.fast = True
+                        await trio.sleep_forever()
+                    else:
+                        await subscription.wait()
+                except StreamClosed:
+                    self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+            # The fast path may have sent since the deadline was set.
+            if idle.cancelled_caught and trio.current_time() - self._last_sent >= heartbeat:
+                self._send_later(self._heartbeat())
+        self.fast = False
+        self._kick = None
+
+    @staticmethod
+    def _served_fast(subscription: Subscription) -> bool:
+        """Whether the fast path can serve the stream (not ended, its Topic open)."""
+        return not subscription.stopped and not any(
+            topic.closed for topic in subscription.topics.values()
+        )
+
+    # ------------------------------------------------------------------ fast path
+
+    @property
+    def send_lock(self) -> trio.StrictFIFOLock:
+        """trio-websocket's lock serialising writes on the connection (0.12 keeps it private)."""
+        return self.ws._stream_lock
+
+    def socket_fd(self) -> int:
+        """The connection's socket descriptor, ``-1`` once closed (or not a TCP socket)."""
+        stream = getattr(self.ws, "_stream", None)
+        return stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+
+    def take_broadcast(self, key: str, now: float) -> bytes | None:
+        """Take the pending ticks of ``key`` and return their frame's payload, or
+        ``None``: nothing to send, or the writer must take over (it is woken)."""
+        subscription = self.subscription
+        reader = subscription.readers[key]  # type: ignore[union-attr]
+        lag = reader.lag
+        if lag <= 0:
+            return None
+        if (
+            lag > self.take_limit
+            or self._outbox
+            or self._closing is not None
+            or self.ws.closed is not None
+            or self.send_lock.locked()
+        ):
+            self.wake_writer()
+            return None
+        cursor = reader.cursor
+        items, _ = reader.take(lag)
+        self._lag.observe(now, 0, lag)
+        messages: list[bytes] = []
+        oldest_ns = self._updates(key, items, messages)
+        if not messages:
+            return None
+        self._untake = (reader, cursor, oldest_ns)
+        return self._frame_payload(messages)
+
+    def untake_broadcast(self) -> None:
+        """The last :meth:`take_broadcast` frame was not sent: its ticks are pending again."""
+        reader, cursor, _ = self._untake
+        reader.cursor = cursor
+
+    def sent_now(self) -> None:
+        """The frame of the last :meth:`take_broadcast` was written whole."""
+        self._last_sent = trio.current_time()
+        oldest_ns = self._untake[2]
+        if oldest_ns:
+            self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
 
     def _collect(self, subscription: Subscription, messages: list[bytes]) -> int:
         """Append the updates of every Topic with news; return the oldest stamp sent."""

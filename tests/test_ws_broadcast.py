@@ -1,0 +1,170 @@
+"""The WebSocket fan-out fast path: frames, caught-up sessions, partly written frames."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from wsproto.frame_protocol import FrameProtocol, Opcode
+
+from mdactors.api.ws import WsServer
+from mdactors.api.ws_broadcast import Broadcaster, text_frame
+from mdactors.app import Service
+
+from .conftest import running_service, wait_for
+from .test_ws import Client, connect, unwrap
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_text_frame_is_one_final_unmasked_text_frame(size: int) -> None:
+    payload = b"x" * size
+    parser = FrameProtocol(client=True, extensions=[])
+    parser.receive_bytes(text_frame(payload))
+    [frame] = list(parser.received_frames())
+    assert frame.opcode is Opcode.TEXT
+    assert frame.message_finished
+    assert frame.payload == payload.decode()
+
+
+@asynccontextmanager
+async def own_ws_server(service: Service) -> AsyncIterator[WsServer]:
+    """A second WebSocket server on the service's context, so tests can see its broadcasters."""
+    server = WsServer(service.context)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def small_window_client(
+    server: WsServer, nursery: trio.Nursery
+) -> AsyncIterator[WebSocketConnection]:
+    """A client with a tiny receive buffer (the application decides when it reads)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", server.port))
+    stream = trio.SocketStream(sock)
+    ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws")
+    try:
+        yield ws
+    finally:
+        await stream.aclose()
+
+
+def broadcaster(server: WsServer, key: str) -> Broadcaster:
+    return server.broadcasts.by_key[key]
+
+
+async def test_caught_up_sessions_are_served_by_the_fast_path() -> None:
+    async with running_service() as service, own_ws_server(service) as server:
+        service.ports["ws"] = server.port
+        async with connect(service) as first, connect(service) as second:
+            for client in (first, second):
+                await client.request({"type": "subscribe", "symbols": ["BTC"]}, "subscribed")
+            for client in (first, second):
+                seqs = [(await client.next_of("update"))["seq"] for _ in range(20)]
+                assert seqs == list(range(seqs[0], seqs[0] + 20)), "no tick lost or repeated"
+            fast = broadcaster(server, "BTC/USD")
+            assert fast.members == server.sessions
+            assert fast.writes >= 30, "most updates were written by the fast path"
+
+
+async def test_a_session_following_several_symbols_uses_its_own_writer() -> None:
+    async with running_service() as service, own_ws_server(service) as server:
+        service.ports["ws"] = server.port
+        async with connect(service) as client:
+            await client.request({"type": "subscribe", "symbols": ["BTC", "ETH"]}, "subscribed")
+            await client.next_of("update")
+            assert server.broadcasts.by_key == {}
+
+
+async def read_messages(ws: WebSocketConnection, count: int) -> list[dict[str, object]]:
+    messages: list[dict[str, object]] = []
+    while len(messages) < count:
+        messages.extend(unwrap(await ws.get_message()))
+    return messages
+
+
+async def test_a_partly_written_frame_is_finished_before_anything_else() -> None:
+    env = {"PRICE_UPDATE_INTERVAL": "5ms", "WS_SEND_BUFFER_BYTES": "4096"}
+    async with (
+        running_service(env) as service,
+        own_ws_server(service) as server,
+        trio.open_nursery() as nursery,
+        small_window_client(server, nursery) as ws,
+    ):
+        await ws.send_message(json.dumps({"type": "subscribe", "symbols": ["BTC"]}))
+        await read_messages(ws, 2)  # welcome, subscribed (+ the snapshot, maybe)
+        fast = broadcaster(server, "BTC/USD")
+        # Big frames, and nobody reads: the kernel buffers fill up mid-frame.
+        await ws.send_message(
+            json.dumps({"type": "subscribe", "symbols": ["BTC"], "channels": ["book:100"]})
+        )
+        await wait_for(lambda: bool(fast.owed))
+        # A ping now must wait for the rest of the frame: its pong comes whole, after it.
+        ponged = trio.Event()
+
+        async def ping() -> None:
+            await ws.ping(b"behind")
+            ponged.set()
+
+        nursery.start_soon(ping)
+        with trio.fail_after(10):
+            seqs: list[int] = []
+            while len(seqs) < 50:
+                for message in unwrap(await ws.get_message()):
+                    if message["type"] == "update" and message["channel"] == "ticker":
+                        seqs.append(message["seq"])
+        assert seqs == sorted(seqs), "every frame parsed, in order"
+        with trio.fail_after(5):
+            await ponged.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_stops_reading_is_closed_and_the_lock_released() -> None:
+    env = {
+        "PRICE_UPDATE_INTERVAL": "5ms",
+        "WS_SEND_BUFFER_BYTES": "4096",
+        "SLOW_CONSUMER_TIMEOUT": "500ms",
+    }
+    async with running_service(env) as service, own_ws_server(service) as server:
+        service.ports["ws"] = server.port
+        streams = service.context.streams
+        async with (
+            trio.open_nursery() as nursery,
+            connect(service) as steady,
+            small_window_client(server, nursery) as stalled,
+        ):
+            await steady.request({"type": "subscribe", "symbols": ["BTC"]}, "subscribed")
+            subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["book:100"]}
+            await stalled.send_message(json.dumps(subscribe))
+            await wait_for(lambda: streams.subscribers[("BTC/USD", "ws")] == 2)
+            seqs = await collect_updates(steady, until=lambda: len(server.sessions) == 1)
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "steady client: no gap"
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
+                while True:
+                    await stalled.get_message()
+            assert closed.value.reason.code in (1006, 1008)
+            fast = broadcaster(server, "BTC/USD")
+            await wait_for(lambda: not fast.owed)
+            assert streams.subscribers[("BTC/USD", "ws")] == 1
+            nursery.cancel_scope.cancel()
+
+
+async def collect_updates(client: Client, until: object) -> list[int]:
+    """The seqs of ``client``'s ticker updates, read until ``until()`` (at least 30)."""
+    seqs: list[int] = []
+    with trio.fail_after(15):
+        while not (until() and len(seqs) >= 30):  # type: ignore[operator]
+            message = await client.next()
+            if message["type"] == "update":
+                seqs.append(message["seq"])
+    return seqs
