@@ -33,7 +33,7 @@ from trio_websocket import WebSocketServer as _TrioWebSocketServer
 from mdactors import __version__
 from mdactors.api.binance_ws import BinanceStreams
 from mdactors.api.context import ApiContext
-from mdactors.api.ws_broadcast import Broadcasts
+from mdactors.api.ws_broadcast import broadcasts
 from mdactors.api.ws_protocol import (
     Channel,
     ListRequest,
@@ -272,7 +272,7 @@ class WsServer:
         self.prefix_routes: dict[str, Handler] = {}
         self.takeover: tuple[Callable[[str | bytes], bool], Takeover] | None = None
         self._no_sessions = trio.Event()
-        self.broadcasts = Broadcasts()
+        self.broadcasts = broadcasts()
         self._state_cache: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     def route(self, path: str) -> Handler | None:

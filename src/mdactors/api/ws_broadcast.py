@@ -1,4 +1,4 @@
-"""The WebSocket fan-out fast path: one task per Topic writes caught-up sessions' frames.
+"""The WebSocket fan-out fast path (see :mod:`mdactors.api.fanout`).
 
 Serving every session with its own writer task costs a task wake-up, three
 cancel scopes and trio-websocket's framing per message. A session that is
@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from mdactors.api.fanout import FanOut, FanOuts
 from mdactors.engine.topic import Topic
 
 if TYPE_CHECKING:
     from mdactors.api.ws_session import OutboxSession
 
-__all__ = ["OWED_RETRY_S", "Broadcaster", "Broadcasts", "text_frame"]
+__all__ = ["OWED_RETRY_S", "Broadcaster", "broadcasts", "text_frame"]
 
 OWED_RETRY_S = 0.02
 """How often the rest of a partly written frame is retried."""
@@ -49,45 +50,17 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-class Broadcaster:
-    """The fast path of one Topic: its member sessions and the bytes it owes them."""
+class Broadcaster(FanOut["OutboxSession"]):
+    """The WebSocket fast path of one Topic, and the bytes it owes its members."""
+
+    retry_every = OWED_RETRY_S
 
     def __init__(self, key: str, topic: Topic[Any]) -> None:
-        self.key = key
-        self.topic = topic
-        self.members: set[OutboxSession] = set()
+        super().__init__(key, topic)
         self.owed: dict[OutboxSession, memoryview] = {}
         """Sessions whose frame was partly written, with its rest (their send lock is held)."""
-        self.writes = 0
-        """Frames written whole by the fast path (for tests and benches)."""
 
-    async def run(self) -> None:
-        """Serve the members until none is left (or the Topic closes)."""
-        topic = self.topic
-        seen = topic.published
-        try:
-            while self.members or self.owed:
-                if topic.published == seen:
-                    if topic.closed:
-                        for session in self.members:
-                            session.wake_writer()
-                        return
-                    if self.owed:
-                        with trio.move_on_after(OWED_RETRY_S):
-                            await topic.wakeups.park()
-                        self._pay_owed()
-                    else:
-                        await topic.wakeups.park()
-                    continue
-                seen = topic.published
-                self._pay_owed()
-                self._fan_out()
-        finally:
-            for session in self.owed:
-                session.send_lock.release()
-            self.owed.clear()
-
-    def _fan_out(self) -> None:
+    def fan_out(self) -> None:
         key = self.key
         frames: dict[int, tuple[bytes, bytes]] = {}
         now = trio.current_time()
@@ -124,7 +97,11 @@ class Broadcaster:
             session.untake_broadcast()
         session.wake_writer()
 
-    def _pay_owed(self) -> None:
+    def busy(self) -> bool:
+        return bool(self.owed)
+
+    def retry(self) -> None:
+        """Write what is owed, as far as the sockets take it."""
         for session, rest in list(self.owed.items()):
             fd = session.socket_fd()
             try:
@@ -139,36 +116,12 @@ class Broadcaster:
             else:
                 self.owed[session] = rest[written:]
 
+    def finish(self) -> None:
+        for session in self.owed:
+            session.send_lock.release()
+        self.owed.clear()
 
-class Broadcasts:
-    """The broadcasters of one WebSocket server, started on a session's first join."""
 
-    def __init__(self) -> None:
-        self.nursery: trio.Nursery | None = None
-        """Where broadcaster tasks run; without one, sessions use their own writers."""
-        self.by_key: dict[str, Broadcaster] = {}
-
-    def join(self, session: OutboxSession, key: str, topic: Topic[Any]) -> bool:
-        """Serve ``session``'s ticks of ``key`` from the fast path; ``False`` when unavailable."""
-        nursery = self.nursery
-        if nursery is None:
-            return False
-        broadcaster = self.by_key.get(key)
-        if broadcaster is None or broadcaster.topic is not topic:
-            broadcaster = self.by_key[key] = Broadcaster(key, topic)
-            nursery.start_soon(self._run, broadcaster)
-        broadcaster.members.add(session)
-        return True
-
-    def leave(self, session: OutboxSession, key: str) -> None:
-        """Stop serving ``session`` (it keeps any rest it is owed until written)."""
-        broadcaster = self.by_key.get(key)
-        if broadcaster is not None:
-            broadcaster.members.discard(session)
-
-    async def _run(self, broadcaster: Broadcaster) -> None:
-        try:
-            await broadcaster.run()
-        finally:
-            if self.by_key.get(broadcaster.key) is broadcaster:
-                del self.by_key[broadcaster.key]
+def broadcasts() -> FanOuts[Broadcaster]:
+    """The WebSocket fan-outs of one server."""
+    return FanOuts(Broadcaster)
