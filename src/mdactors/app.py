@@ -29,6 +29,7 @@ from mdactors.api.context import ApiContext
 from mdactors.api.grpc import serve_grpc
 from mdactors.api.http import create_app
 from mdactors.api.readiness import monitor_dependencies
+from mdactors.api.write_guard import WriteGuard
 from mdactors.api.ws import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
@@ -85,9 +86,11 @@ class Service:
         config.graceful_timeout = settings.shutdown_timeout
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
-        app = create_app(self.context)
+        # hypercorn has no write timeout: the guard resets the connection of a
+        # stream whose client stopped reading (see mdactors.api.write_guard).
+        app = WriteGuard(create_app(self.context), settings.slow_consumer_timeout)
 
-        async def started(task_status: trio.TaskStatus[list[str]]) -> None:
+        async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             if not settings.reuse_port:
                 await hypercorn_serve(
                     app,
@@ -106,7 +109,12 @@ class Service:
                 task_status=task_status,
             )
 
+        async def started(task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve(task_status=task_status)
+            nursery.cancel_scope.cancel()  # served: stop the guard's watchdog
+
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(app.watch)
             binds = await nursery.start(started)
             self.ports["http"] = int(binds[0].rsplit(":", 1)[1])
             log.info("listening", extra={"event": "listening", "transport": "http", "binds": binds})

@@ -43,6 +43,7 @@ from mdactors.api.proto_codec import (
 from mdactors.api.rpc import Code, MarketDataRpc, RpcError
 from mdactors.api.scenario_stream import plan_scenario
 from mdactors.api.web import context
+from mdactors.api.write_guard import guard_writes, record_disconnect
 
 __all__ = ["CLIENT_TYPE", "SERVICE", "blueprint"]
 
@@ -176,6 +177,7 @@ def _stream(
         if method == "StreamScenario"
         else _price_stream(rpc, codec, message, deadline)
     )
+    guard_writes(request.scope)
     response = Response(
         body_stream,
         content_type=codec.content_type,
@@ -237,17 +239,21 @@ async def _price_stream(
                 chunk = b"".join(envelope(encode(name, tick)) for name, tick in batch)
                 started = trio.current_time()
                 yield chunk
-                now_ns = time.time_ns()
-                for _, tick in batch:
-                    latency.observe(max(0.0, (now_ns - tick.ts_ns) / 1e9))
                 took = trio.current_time() - started
                 # The transport's send time: a client that cannot keep up
-                # gets only the newest tick per symbol, then is disconnected.
-                behind = took > 0.05
+                # gets only the newest tick per symbol, then is disconnected
+                # (one that stopped reading got its connection reset by the
+                # write guard, which ended the send).
                 if took > slow_after:
+                    # PriceFeed (rpc.py) has no public accessor for its subscription yet.
+                    record_disconnect(ctx.streams, feed._subscription, CLIENT_TYPE)
                     raise RpcError(
                         Code.RESOURCE_EXHAUSTED,
                         f"client too slow: an update took {took:.1f} s to send",
                     )
+                behind = took > 0.05
+                now_ns = time.time_ns()
+                for _, tick in batch:
+                    latency.observe(max(0.0, (now_ns - tick.ts_ns) / 1e9))
     except RpcError as error:
         yield end_stream(error)

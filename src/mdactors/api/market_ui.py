@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 from pydantic import BaseModel, Field
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import validate_querystring
 
 from mdactors.api.codec import dumps
@@ -18,6 +18,7 @@ from mdactors.api.errors import ApiError, invalid_parameter
 from mdactors.api.rest import DepthQuery, candle_window, check_limit
 from mdactors.api.sse import sse_comment, sse_event, sse_retry
 from mdactors.api.web import context, json_response
+from mdactors.api.write_guard import guard_writes, record_disconnect
 from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import INTERVALS
 from mdactors.domain.symbols import DEFAULT_QUOTE, spec_for
@@ -220,6 +221,8 @@ async def stream_prices(query_args: StreamQuery) -> Response:
         raise ApiError(503, "draining", "server is shutting down")
     asset_of = {key: asset for asset, key in assets.items()}
     retry_ms = int(ctx.settings.sse_retry * 1000)
+    slow_after = ctx.settings.slow_consumer_timeout
+    guard_writes(request.scope)
 
     async def events() -> AsyncIterator[bytes]:
         # The stream is registered inside the generator, so a client that
@@ -229,18 +232,26 @@ async def stream_prices(query_args: StreamQuery) -> Response:
             with ctx.streams.open("sse", subscription):
                 seen: dict[str, tuple[str, str]] = {}
                 status = _status_events(ctx, asset_of, seen)
-                yield b"".join([sse_retry(retry_ms), _prices_event(ctx, assets), *status])
+                chunk = b"".join([sse_retry(retry_ms), _prices_event(ctx, assets), *status])
                 snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
                 keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
                 while True:
+                    if chunk:
+                        started = trio.current_time()
+                        yield chunk
+                        # Too slow a client; one that stopped reading got its
+                        # connection reset by the write guard, ending the send.
+                        if trio.current_time() - started > slow_after:
+                            record_disconnect(ctx.streams, subscription, "sse")
+                            return
+                        chunk = b""
                     with trio.move_on_after(SSE_STATUS_EVERY_S) as idle:
                         await subscription.wait()
                     chunks = _status_events(ctx, asset_of, seen)
                     if idle.cancelled_caught:
-                        if not chunks and time.monotonic() < keepalive_due:
-                            continue
-                        keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
-                        yield b"".join(chunks) if chunks else sse_comment("keep-alive")
+                        if chunks or time.monotonic() >= keepalive_due:
+                            keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
+                            chunk = b"".join(chunks) if chunks else sse_comment("keep-alive")
                         continue
                     for key, ticks, gap in subscription.take(1):
                         ctx.streams.record_drop(key, "sse", "conflated", gap)
@@ -249,7 +260,7 @@ async def stream_prices(query_args: StreamQuery) -> Response:
                         chunks.append(_prices_event(ctx, assets))
                         snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
                     keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
-                    yield b"".join(chunks)
+                    chunk = b"".join(chunks)
         except TooManyStreams as error:
             yield sse_event("error", dumps({"error": "too_many_streams", "message": str(error)}))
         except StreamClosed:
