@@ -102,17 +102,17 @@ class FanOuts(Generic[F]):
         """Where fan-out tasks run; without one, every stream is served by its own task."""
         self.by_key: dict[str, F] = {}
 
-    def join(self, member: Member, key: str, topic: Topic[Any]) -> bool:
-        """Let ``key``'s fan-out serve ``member``; ``False`` when there is no fast path."""
+    def join(self, member: Member, key: str, topic: Topic[Any]) -> F | None:
+        """Let ``key``'s fan-out serve ``member`` and return it; ``None``: no fast path."""
         nursery = self.nursery
         if nursery is None:
-            return False
+            return None
         fan_out = self.by_key.get(key)
         if fan_out is None or fan_out.topic is not topic:
             fan_out = self.by_key[key] = self._factory(key, topic)
             nursery.start_soon(self._run, fan_out)
         fan_out.members.add(member)
-        return True
+        return fan_out
 
     def leave(self, member: Member, key: str) -> None:
         """Stop serving ``member``."""

@@ -19,6 +19,8 @@ from mdactors._proto import marketdata_grpc
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_grpc, health_pb2
 from mdactors.api.context import ApiContext
+from mdactors.api.fanout import FanOuts
+from mdactors.api.grpc_fanout import PriceFanOut, follow_fast, price_fan_outs
 from mdactors.api.grpc_transport import GrpcCall, GrpcServer
 from mdactors.api.proto_codec import Encoded, price_update_pb, symbol_prefix
 from mdactors.api.rpc import HEALTH_SERVICES, Code, MarketDataRpc, RpcError, draining_error
@@ -34,8 +36,9 @@ CLIENT_TYPE = "grpc"
 class MarketDataServicer(marketdata_grpc.MarketDataServiceServicer):
     """``marketdata.MarketDataService`` over :class:`MarketDataRpc`."""
 
-    def __init__(self, rpc: MarketDataRpc) -> None:
+    def __init__(self, rpc: MarketDataRpc, fan_outs: FanOuts[PriceFanOut]) -> None:
         self.rpc = rpc
+        self.fan_outs = fan_outs
 
     async def GetPrice(
         self, input_message: pb.GetPriceRequest, request: GrpcCall
@@ -56,6 +59,8 @@ class MarketDataServicer(marketdata_grpc.MarketDataServiceServicer):
                 # adds a checkpoint per message.
                 for spelling, tick in await feed.next_batch(request.take_behind()):
                     yield Encoded(price_update_pb(tick, prefixes[spelling]), tick.ts_ns)
+                # Caught up: the symbol's fan-out may serve the call for a while.
+                await follow_fast(self.fan_outs, feed, request, prefixes)
 
     async def GenerateSimulation(
         self, input_message: pb.SimulationRequest, request: GrpcCall
@@ -128,8 +133,9 @@ class HealthServicer(health_grpc.HealthServicer):
         raise draining_error()
 
 
-def build_server(ctx: ApiContext) -> GrpcServer:
-    """A gRPC server for ``ctx`` on the configured host and port (not started)."""
+def build_server(ctx: ApiContext, fan_outs: FanOuts[PriceFanOut]) -> GrpcServer:
+    """A gRPC server for ``ctx`` on the configured host and port (not started);
+    its streams use ``fan_outs`` once they have a nursery."""
     settings = ctx.settings
     latency = ctx.metrics.publication_latency.labels(CLIENT_TYPE)
 
@@ -145,7 +151,7 @@ def build_server(ctx: ApiContext) -> GrpcServer:
         reuse_port=settings.reuse_port,
     )
     rpc = MarketDataRpc(ctx)
-    server.add_service(MarketDataServicer(rpc).service)
+    server.add_service(MarketDataServicer(rpc, fan_outs).service)
     server.add_service(HealthServicer(ctx, rpc).service)
     return server
 
@@ -154,5 +160,9 @@ async def serve_grpc(
     ctx: ApiContext, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve gRPC until the drain closes the listeners; reports the bound port."""
-    server = build_server(ctx)
-    await server.serve(ctx.lifecycle.draining.wait, task_status=task_status)
+    fan_outs = price_fan_outs()
+    server = build_server(ctx, fan_outs)
+    async with trio.open_nursery() as nursery:
+        fan_outs.nursery = nursery
+        await server.serve(ctx.lifecycle.draining.wait, task_status=task_status)
+        nursery.cancel_scope.cancel()

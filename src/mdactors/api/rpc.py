@@ -28,7 +28,7 @@ from mdactors.domain.quotes import quote
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
 from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
-from mdactors.engine.topic import Topic
+from mdactors.engine.topic import Reader, Topic
 
 __all__ = [
     "HEALTH_SERVICES",
@@ -131,6 +131,22 @@ class PriceFeed:
             spelling = spellings[key]
             out.extend((spelling, tick) for tick in ticks)
         return out
+
+    def fast_path(self, max_pending: int) -> tuple[str, Topic[Tick], Reader[Tick]] | None:
+        """``(key, topic, reader)`` when a fan-out may serve the feed for now: one
+        symbol, every tick, at most ``max_pending`` ticks pending, not ended."""
+        subscription = self._subscription
+        if self.plan.interval or len(subscription.topics) != 1 or subscription.stopped:
+            return None
+        [(key, reader)] = subscription.readers.items()
+        topic = subscription.topics[key]
+        if reader.lag > max_pending or topic.closed:
+            return None
+        return key, topic, reader
+
+    async def wait_ended(self) -> None:
+        """Wait until the stream is ended by the server (drain)."""
+        await self._subscription.ended.wait()
 
 
 class MarketDataRpc:

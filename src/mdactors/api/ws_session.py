@@ -139,7 +139,7 @@ class OutboxSession:
         self.subscription = subscription
         if self.broadcast and len(topics) == 1:
             [(key, topic)] = topics.items()
-            if self.server.broadcasts.join(self, key, topic):
+            if self.server.broadcasts.join(self, key, topic) is not None:
                 self._broadcast_key = key
 
     def _release(self) -> None:
