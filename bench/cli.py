@@ -154,7 +154,7 @@ def _engine(args: argparse.Namespace) -> int:
     from bench.engine import engine_deliveries
 
     for readers in (int(part) for part in args.readers.split(",")):
-        for kind in ("subscription", "reader"):
+        for kind in ("subscription", "reader", "fanout"):
             print(json.dumps(engine_deliveries(readers, args.seconds, kind)))
     return 0
 

@@ -2,8 +2,11 @@
 
 Each reader is a trio task doing what a stream does before it writes: wait
 on its :class:`~mdactors.engine.subscription.Subscription` (what gRPC, WS
-and SSE streams use), or on a bare :class:`~mdactors.engine.topic.Reader`
-(``kind="reader"``), then take the pending ticks. The publisher publishes
+and SSE streams use while behind), or on a bare
+:class:`~mdactors.engine.topic.Reader` (``kind="reader"``), then take the
+pending ticks. With ``kind="fanout"`` the readers are members of the Topic's
+:class:`~mdactors.engine.fanout.FanOut` (what caught-up gRPC and WS streams
+use): one task takes each member's ticks in one pass per publish. The publisher publishes
 one tick, then yields until every reader has taken it (each tick reaches
 every reader on its own, as live ticks far apart do), then publishes the
 next. A delivery is one tick taken by one reader. The time is cut into
@@ -19,13 +22,41 @@ import time
 import trio
 
 from mdactors.domain.tick import Tick
+from mdactors.engine.fanout import FanOut, FanOuts
 from mdactors.engine.subscription import Subscription
-from mdactors.engine.topic import Topic
+from mdactors.engine.topic import Reader, Topic
 
 __all__ = ["engine_deliveries"]
 
 
 _ROUND_S = 0.25
+
+
+class _Member:
+    """A fan-out member that only takes its ticks (a stream's work before it writes)."""
+
+    __slots__ = ("fast", "reader")
+
+    def __init__(self, reader: Reader[Tick]) -> None:
+        self.reader = reader
+        self.fast = True
+
+    def wake_writer(self) -> None:
+        self.fast = False
+
+
+class _CountingFanOut(FanOut[_Member]):
+    """Counts the ticks its members take."""
+
+    delivered = [0]
+
+    def fan_out(self) -> None:
+        taken = 0
+        for member in self.members:
+            if member.fast and member.reader.lag > 0:
+                ticks, _ = member.reader.take(256)
+                taken += len(ticks)
+        self.delivered[0] += taken
 
 
 async def _run(readers: int, seconds: float, kind: str) -> dict[str, float]:
@@ -48,7 +79,13 @@ async def _run(readers: int, seconds: float, kind: str) -> dict[str, float]:
             delivered[0] += len(ticks)
 
     async with trio.open_nursery() as nursery:
-        for _ in range(readers):
+        if kind == "fanout":
+            _CountingFanOut.delivered = delivered
+            fan_outs = FanOuts(_CountingFanOut)
+            fan_outs.nursery = nursery
+            for _ in range(readers):
+                fan_outs.join(_Member(topic.reader(from_latest=False)), topic.name, topic)
+        for _ in range(readers if kind != "fanout" else 0):
             nursery.start_soon(reader if kind == "reader" else subscriber)
         await trio.sleep(0.1)
         rates: list[float] = []
@@ -80,5 +117,6 @@ async def _run(readers: int, seconds: float, kind: str) -> dict[str, float]:
 
 
 def engine_deliveries(readers: int, seconds: float, kind: str = "subscription") -> dict[str, float]:
-    """Deliveries/s of one Topic to ``readers`` readers (``subscription`` or ``reader``)."""
+    """Deliveries/s of one Topic to ``readers`` readers (``subscription``, ``reader``
+    or ``fanout``)."""
     return trio.run(_run, readers, seconds, kind)

@@ -14,11 +14,11 @@ import pytest
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.fanout import FanOuts
 from mdactors.api.grpc import build_server
 from mdactors.api.grpc_fanout import PriceFanOut, price_fan_outs
 from mdactors.api.grpc_transport import grpc_message
 from mdactors.app import Service
+from mdactors.engine.fanout import FanOuts
 
 from .conftest import running_service, wait_for
 from .test_grpc import BTC, call, stub, take

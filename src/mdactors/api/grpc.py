@@ -19,11 +19,11 @@ from mdactors._proto import marketdata_grpc
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_grpc, health_pb2
 from mdactors.api.context import ApiContext
-from mdactors.api.fanout import FanOuts
 from mdactors.api.grpc_fanout import PriceFanOut, follow_fast, price_fan_outs
 from mdactors.api.grpc_transport import GrpcCall, GrpcServer
 from mdactors.api.proto_codec import Encoded, price_update_pb, symbol_prefix
 from mdactors.api.rpc import HEALTH_SERVICES, Code, MarketDataRpc, RpcError, draining_error
+from mdactors.engine.fanout import FanOuts
 
 __all__ = ["CLIENT_TYPE", "HealthServicer", "MarketDataServicer", "build_server", "serve_grpc"]
 

@@ -1,4 +1,4 @@
-"""The gRPC fast path of ``StreamPrices`` (see :mod:`mdactors.api.fanout`).
+"""The gRPC fast path of ``StreamPrices`` (see :mod:`mdactors.engine.fanout`).
 
 A ``StreamPrices`` call following one symbol at every tick parks once it is
 caught up; the :class:`PriceFanOut` of that symbol's Topic then frames each
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import trio
 
-from mdactors.api.fanout import FanOut, FanOuts
 from mdactors.api.grpc_transport import GrpcCall, Lane, Writer, grpc_message
 from mdactors.api.proto_codec import price_update_pb
 from mdactors.api.rpc import PriceFeed
 from mdactors.domain.tick import Tick
+from mdactors.engine.fanout import FanOut, FanOuts
 from mdactors.engine.topic import Reader
 
 __all__ = ["MAX_PENDING", "FastStream", "PriceFanOut", "follow_fast", "price_fan_outs"]

@@ -1,4 +1,4 @@
-"""The WebSocket fan-out fast path (see :mod:`mdactors.api.fanout`).
+"""The WebSocket fan-out fast path (see :mod:`mdactors.engine.fanout`).
 
 Serving every session with its own writer task costs a task wake-up, three
 cancel scopes and trio-websocket's framing per message. A session that is
@@ -11,7 +11,7 @@ Anything else goes back to the session's own writer, which is woken
 (:meth:`~mdactors.api.ws_session.OutboxSession.wake_writer`): queued replies,
 more pending ticks than fit in one frame, a close in progress, a send under
 way in trio-websocket (a pong, a close frame), or a socket whose buffer is
-full. A write that is only partly taken leaves the rest *owed*: the
+full. A frame the socket takes only part of (or none of) is *owed*: the
 broadcaster holds the connection's send lock (so no other frame can be
 interleaved) until it has written the rest, retrying every
 :data:`OWED_RETRY_S`; meanwhile the session's writer waits on that lock, so a
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from mdactors.api.fanout import FanOut, FanOuts
+from mdactors.engine.fanout import FanOut, FanOuts
 from mdactors.engine.topic import Topic
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class Broadcaster(FanOut["OutboxSession"]):
     def _write(self, session: OutboxSession, frame: bytes) -> None:
         fd = session.socket_fd()
         try:
-            written = os.write(fd, frame) if fd >= 0 else 0
+            written = os.write(fd, frame) if fd >= 0 else -1
         except BlockingIOError:
             written = 0
         except OSError:
@@ -89,12 +89,10 @@ class Broadcaster(FanOut["OutboxSession"]):
             self.writes += 1
             session.sent_now()
             return
-        if written > 0:
-            # Nothing may be written on this connection before the rest of this frame.
+        if written >= 0:
+            # The frame is owed, and nothing may be written on this connection before it.
             session.send_lock.acquire_nowait()
             self.owed[session] = memoryview(frame)[written:]
-        else:
-            session.untake_broadcast()
         session.wake_writer()
 
     def busy(self) -> bool:

@@ -34,7 +34,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from mdactors.api.ws_protocol import LagTracker
 from mdactors.engine.subscription import StreamClosed, Subscription
-from mdactors.engine.topic import Reader, Topic
+from mdactors.engine.topic import Topic
 
 if TYPE_CHECKING:
     from mdactors.api.ws import WsServer
@@ -95,7 +95,7 @@ class OutboxSession:
         self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
         self._last_sent = 0.0
         self._broadcast_key: str | None = None
-        self._untake: tuple[Reader[Any], int, int] = (None, 0, 0)  # type: ignore[assignment]
+        self._taken_ns = 0
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
 
@@ -330,25 +330,18 @@ class OutboxSession:
         ):
             self.wake_writer()
             return None
-        cursor = reader.cursor
         items, _ = reader.take(lag)
         self._lag.observe(now, 0, lag)
         messages: list[bytes] = []
-        oldest_ns = self._updates(key, items, messages)
+        self._taken_ns = self._updates(key, items, messages)
         if not messages:
             return None
-        self._untake = (reader, cursor, oldest_ns)
         return self._frame_payload(messages)
-
-    def untake_broadcast(self) -> None:
-        """The last :meth:`take_broadcast` frame was not sent: its ticks are pending again."""
-        reader, cursor, _ = self._untake
-        reader.cursor = cursor
 
     def sent_now(self) -> None:
         """The frame of the last :meth:`take_broadcast` was written whole."""
         self._last_sent = trio.current_time()
-        oldest_ns = self._untake[2]
+        oldest_ns = self._taken_ns
         if oldest_ns:
             self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
 
