@@ -75,9 +75,9 @@ class Broadcaster(FanOut["OutboxSession"]):
             cached = frames.get(id(payload))
             if cached is None or cached[0] is not payload:
                 cached = frames[id(payload)] = (payload, text_frame(payload))
-            self._write(session, cached[1])
+            self._write(session, cached[1], now)
 
-    def _write(self, session: OutboxSession, frame: bytes) -> None:
+    def _write(self, session: OutboxSession, frame: bytes, now: float) -> None:
         fd = session.socket_fd()
         try:
             written = os.write(fd, frame) if fd >= 0 else -1
@@ -87,7 +87,7 @@ class Broadcaster(FanOut["OutboxSession"]):
             written = -1
         if written == len(frame):
             self.writes += 1
-            session.sent_now()
+            session.sent_now(now)
             return
         if written >= 0:
             # The frame is owed, and nothing may be written on this connection before it.

@@ -310,8 +310,12 @@ class OutboxSession:
 
     def socket_fd(self) -> int:
         """The connection's socket descriptor, ``-1`` once closed (or not a TCP socket)."""
+        return self._socket.fileno() if self._socket is not None else -1
+
+    @cached_property
+    def _socket(self) -> trio.socket.SocketType | None:
         stream = getattr(self.ws, "_stream", None)
-        return stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        return stream.socket if isinstance(stream, trio.SocketStream) else None
 
     def take_broadcast(self, key: str, now: float) -> bytes | None:
         """Take the pending ticks of ``key`` and return their frame's payload, or
@@ -338,9 +342,9 @@ class OutboxSession:
             return None
         return self._frame_payload(messages)
 
-    def sent_now(self) -> None:
-        """The frame of the last :meth:`take_broadcast` was written whole."""
-        self._last_sent = trio.current_time()
+    def sent_now(self, now: float) -> None:
+        """The frame of the last :meth:`take_broadcast` was written whole at ``now``."""
+        self._last_sent = now
         oldest_ns = self._taken_ns
         if oldest_ns:
             self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
