@@ -19,6 +19,7 @@ from mdactors.api.connect_protocol import (
 )
 from mdactors.api.rpc import Code, RpcError
 from mdactors.app import Service
+from tests.conftest import running_service
 
 PATH = "/marketdata.MarketDataService"
 
@@ -151,6 +152,46 @@ async def test_unary_errors_are_connect_error_json(
     assert response.headers["access-control-allow-origin"] == "*"
 
 
+async def _chunked(size: int) -> AsyncIterator[bytes]:
+    """``size`` bytes of JSON whitespace sent without a Content-Length (chunked)."""
+    chunk = b" " * 65536
+    for _ in range(size // len(chunk)):
+        yield chunk
+
+
+async def test_chunked_unary_request_over_the_body_cap_is_connect_resource_exhausted(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        f"{PATH}/GetPrice",
+        content=_chunked(2 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 429
+    body = response.json()
+    assert body["code"] == "resource_exhausted" and "bytes" in body["message"]
+    assert "error" not in body
+
+
+async def test_unary_request_over_the_body_cap_is_connect_error_when_max_request_is_larger() -> (
+    None
+):
+    async with running_service({"MAX_REQUEST_BYTES": str(4 * 1024 * 1024)}) as service:
+        base = f"http://127.0.0.1:{service.ports['http']}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            response = await client.post(
+                f"{PATH}/GetPrice",
+                content=b" " * (2 * 1024 * 1024),
+                headers={"Content-Type": "application/json"},
+            )
+    assert response.status_code == 429
+    body = response.json()
+    assert body == {
+        "code": "resource_exhausted",
+        "message": f"request larger than {1024 * 1024} bytes",
+    }
+
+
 # -- streaming ---------------------------------------------------------------
 
 
@@ -206,3 +247,18 @@ async def test_bad_stream_requests_end_with_an_error_envelope(
     assert len(frames) == 1 and frames[0][0] == 0x02
     error = json.loads(frames[0][1])["error"]
     assert error["code"] == "invalid_argument" and needle in error["message"]
+
+
+async def test_chunked_stream_request_over_the_body_cap_ends_with_resource_exhausted(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        f"{PATH}/StreamPrices",
+        content=_chunked(2 * 1024 * 1024),
+        headers={"Content-Type": "application/connect+json"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/connect+json"
+    frames = split_envelopes(response.content)
+    assert len(frames) == 1 and frames[0][0] == 0x02
+    assert json.loads(frames[0][1])["error"]["code"] == "resource_exhausted"

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 from google.protobuf.message import Message
 from quart import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.codec import dumps
@@ -70,12 +71,26 @@ def _error(error: RpcError, status: int | None = None) -> Response:
 
 
 async def _read_body(limit: int) -> bytes:
+    """The request body; RESOURCE_EXHAUSTED past ``limit`` or the app's body cap.
+
+    The app-wide cap (``MAX_CONTENT_LENGTH``) also bounds Connect bodies, so
+    the limit named is the smaller of the two. Quart raises its generic 413
+    when a body without ``Content-Length`` (chunked) outgrows the cap; the
+    caller answers that in Connect's shape instead.
+    """
+    cap = request.max_content_length
+    if cap is not None:
+        limit = min(limit, cap)
+    too_large = RpcError(Code.RESOURCE_EXHAUSTED, f"request larger than {limit} bytes")
     length = request.content_length
     if length is not None and length > limit:
-        raise RpcError(Code.RESOURCE_EXHAUSTED, f"request larger than {limit} bytes")
-    body = await request.get_data(cache=False)
+        raise too_large
+    try:
+        body = await request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise too_large from None
     if len(body) > limit:
-        raise RpcError(Code.RESOURCE_EXHAUSTED, f"request larger than {limit} bytes")
+        raise too_large
     return body
 
 
