@@ -115,6 +115,17 @@ async def test_wrong_method_is_405_json(http: httpx.AsyncClient) -> None:
     assert response.json()["error"] == "method_not_allowed"
 
 
+async def test_405_names_the_allowed_methods_in_allow(http: httpx.AsyncClient) -> None:
+    response = await http.post("/api/v1/market/prices")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    allowed = {method.strip() for method in response.headers["allow"].split(",")}
+    assert {"GET", "HEAD"} <= allowed and "POST" not in allowed
+    response = await http.delete("/api/v1/health")
+    assert response.status_code == 405
+    assert {"GET", "HEAD"} <= {method.strip() for method in response.headers["allow"].split(",")}
+
+
 async def test_history_returns_candles_ending_with_the_forming_one(
     http: httpx.AsyncClient,
 ) -> None:

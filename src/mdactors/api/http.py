@@ -12,7 +12,7 @@ import time
 from quart import Response, g, request
 from quart_schema import QuartSchema, RequestSchemaValidationError, hide
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mdactors import __version__
 from mdactors.api import binance_rest, chaos, connect, debug, market_ui, rest
@@ -121,7 +121,16 @@ def create_app(ctx: ApiContext) -> QuartTrio:
             404: f"no route for {request.method} {request.path[:200]}",
             405: f"method {request.method} not allowed on {request.path[:200]}",
         }.get(code, error.description or error.name)
-        return _error_response(ApiError(code, names.get(code, "http_error"), message))
+        # Keep the exception's own headers (405's Allow, RFC 9110 §15.5.6),
+        # but not its HTML Content-Type: the body is our JSON.
+        headers = {
+            name: value for name, value in error.get_headers() if name.lower() != "content-type"
+        }
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return _error_response(
+            ApiError(code, names.get(code, "http_error"), message, headers=headers)
+        )
 
     @app.errorhandler(Exception)
     async def internal_error(error: Exception) -> Response:
