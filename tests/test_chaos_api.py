@@ -152,6 +152,43 @@ async def test_chaos_and_debug_are_404_when_disabled() -> None:
         assert (await client.get("/debug/price-buffers")).status_code == 404
 
 
+UNKNOWN_ADMIN_PATHS = ("/chaos", "/chaos/", "/chaos/no-such-route", "/debug/nope/deeper")
+
+
+async def test_without_the_token_unknown_admin_paths_are_401_like_known_ones() -> None:
+    secret = "s3cret-token-value"
+    async with _client({"ADMIN_TOKEN": secret}) as (_, client):
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            for path in UNKNOWN_ADMIN_PATHS:
+                response = await client.get(path, headers=headers)
+                assert response.status_code == 401, (path, headers)
+                assert response.headers["www-authenticate"].startswith("Bearer")
+                assert response.json()["error"] == "unauthorized"
+            # A wrong method on a known route does not reveal it either (405).
+            response = await client.get("/chaos/price-shock", headers=headers)
+            assert response.status_code == 401
+        # Paths that only share the prefix's letters are not admin paths.
+        assert (await client.get("/chaosx")).status_code == 404
+        good = {"Authorization": f"Bearer {secret}"}
+        for path in UNKNOWN_ADMIN_PATHS:
+            response = await client.get(path, headers=good)
+            assert response.status_code == 404, path
+            assert response.json()["error"] == "not_found"
+        assert (await client.get("/chaos/price-shock", headers=good)).status_code == 405
+
+
+async def test_without_a_token_configured_unknown_admin_paths_are_404() -> None:
+    async with _client() as (_, client):
+        for path in UNKNOWN_ADMIN_PATHS:
+            assert (await client.get(path)).status_code == 404, path
+
+
+async def test_when_disabled_admin_paths_are_404_even_with_a_token_configured() -> None:
+    async with _client({"CHAOS_ENABLED": "false", "ADMIN_TOKEN": "t0ken"}) as (_, client):
+        for path in ("/chaos/active-scenarios", "/debug/subscribers", *UNKNOWN_ADMIN_PATHS):
+            assert (await client.get(path)).status_code == 404, path
+
+
 async def test_debug_routes_show_state() -> None:
     async with _client() as (service, client):
         await client.post("/chaos/volatility-spike", json={"symbol": "BTC", "duration_seconds": 5})

@@ -1,8 +1,9 @@
 """What the chaos and debug blueprints share: bearer-token guard, 422 errors, scenario views.
 
-Both blueprints are registered only when ``CHAOS_ENABLED`` is true, so with
-it false every route under ``/chaos`` and ``/debug`` is a plain 404. When
-``ADMIN_TOKEN`` is set, a request needs ``Authorization: Bearer <token>``
+Both blueprints are registered (:func:`register_admin`) only when
+``CHAOS_ENABLED`` is true, so with it false every route under ``/chaos`` and
+``/debug`` is a plain 404. When ``ADMIN_TOKEN`` is set, every request under
+those prefixes, routed or not, needs ``Authorization: Bearer <token>``
 (compared in constant time; the token is never logged or echoed).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Quart, Response, request
 from quart_schema import RequestSchemaValidationError
 
 from mdactors.api.codec import rfc3339
@@ -19,7 +20,7 @@ from mdactors.api.errors import ApiError, validation_message
 from mdactors.api.web import context, json_response
 from mdactors.domain.overlay import Scenario
 
-__all__ = ["admin_blueprint", "invalid_field", "scenario_view"]
+__all__ = ["admin_blueprint", "invalid_field", "register_admin", "scenario_view"]
 
 
 def invalid_field(name: str, message: str) -> ApiError:
@@ -55,6 +56,30 @@ def admin_blueprint(name: str, prefix: str) -> Blueprint:
     blueprint.before_request(_require_admin)
     blueprint.register_error_handler(RequestSchemaValidationError, _invalid_body)
     return blueprint
+
+
+def register_admin(app: Quart, *blueprints: Blueprint) -> None:
+    """Mount admin blueprints, the token guarding their whole prefixes.
+
+    The blueprints' own guard runs only for requests that matched one of their
+    routes, so an unknown path (or a wrong method) under ``/chaos`` would
+    answer 404 (405) without a token while a known one answers 401 — enough
+    to map the admin API. This app-level guard runs before routing errors are
+    raised (and after the CORS preflight answer), so without a valid token
+    every path under the prefixes is a 401; with one, unknown paths are 404.
+    """
+    prefixes = []
+    for blueprint in blueprints:
+        if not blueprint.url_prefix:
+            raise ValueError(f"admin blueprint {blueprint.name!r} needs a url_prefix")
+        prefixes.append(blueprint.url_prefix.rstrip("/"))
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def guard_admin_prefixes() -> None:
+        path = request.path
+        if any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes):
+            await _require_admin()
 
 
 def _wall(scenario: Scenario, t: float) -> str:

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mdactors import __version__
 from mdactors.api import binance_rest, chaos, connect, debug, market_ui, rest
+from mdactors.api.admin import register_admin
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
 from mdactors.api.errors import ApiError, validation_message
@@ -191,6 +192,5 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
     if settings.chaos_enabled:
-        app.register_blueprint(chaos.blueprint)
-        app.register_blueprint(debug.blueprint)
+        register_admin(app, chaos.blueprint, debug.blueprint)
     return app
