@@ -189,6 +189,14 @@ async def test_when_disabled_admin_paths_are_404_even_with_a_token_configured() 
             assert (await client.get(path)).status_code == 404, path
 
 
+async def test_openapi_document_leaves_out_the_admin_routes() -> None:
+    async with _client() as (_, client):
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "/api/v1/market/prices" in paths
+    admin = [path for path in paths if path.startswith(("/chaos", "/debug"))]
+    assert admin == []
+
+
 async def test_debug_routes_show_state() -> None:
     async with _client() as (service, client):
         await client.post("/chaos/volatility-spike", json={"symbol": "BTC", "duration_seconds": 5})

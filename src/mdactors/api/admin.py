@@ -4,7 +4,8 @@ Both blueprints are registered (:func:`register_admin`) only when
 ``CHAOS_ENABLED`` is true, so with it false every route under ``/chaos`` and
 ``/debug`` is a plain 404. When ``ADMIN_TOKEN`` is set, every request under
 those prefixes, routed or not, needs ``Authorization: Bearer <token>``
-(compared in constant time; the token is never logged or echoed).
+(compared in constant time; the token is never logged or echoed). The admin
+routes are left out of the public OpenAPI document.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hmac
 from typing import Any
 
 from quart import Blueprint, Quart, Response, request
-from quart_schema import RequestSchemaValidationError
+from quart_schema import RequestSchemaValidationError, hide
 
 from mdactors.api.codec import rfc3339
 from mdactors.api.errors import ApiError, validation_message
@@ -59,7 +60,7 @@ def admin_blueprint(name: str, prefix: str) -> Blueprint:
 
 
 def register_admin(app: Quart, *blueprints: Blueprint) -> None:
-    """Mount admin blueprints, the token guarding their whole prefixes.
+    """Mount admin blueprints: the token guards their whole prefixes; OpenAPI omits them.
 
     The blueprints' own guard runs only for requests that matched one of their
     routes, so an unknown path (or a wrong method) under ``/chaos`` would
@@ -74,6 +75,10 @@ def register_admin(app: Quart, *blueprints: Blueprint) -> None:
             raise ValueError(f"admin blueprint {blueprint.name!r} needs a url_prefix")
         prefixes.append(blueprint.url_prefix.rstrip("/"))
         app.register_blueprint(blueprint)
+    names = {blueprint.name for blueprint in blueprints}
+    for endpoint, view in app.view_functions.items():
+        if endpoint.partition(".")[0] in names:
+            hide(view)
 
     @app.before_request
     async def guard_admin_prefixes() -> None:
