@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
+import statistics
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from mdactors.api.binance_codec import book_diff, decimal, depth_json, symbol_info
+from mdactors.api.binance_codec import DiffWindow, book_diff, decimal, depth_json, symbol_info
 from mdactors.api.binance_protocol import (
     SessionStreams,
     WsError,
@@ -18,9 +20,10 @@ from mdactors.api.binance_protocol import (
     parse_stream,
 )
 from mdactors.api.binance_symbols import BinanceSymbols
-from mdactors.domain.book import synthesize_book
+from mdactors.domain.book import Level, OrderBook, synthesize_book
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, aggregate
+from mdactors.domain.quotes import quote
 from mdactors.domain.symbols import spec_for
 from mdactors.domain.trade_backfill import backfill_trades
 from mdactors.settings import ConfigError, load_settings
@@ -204,8 +207,7 @@ def test_backfilled_trades_stay_inside_their_candles():
 def test_an_aggregated_diff_also_fixes_a_book_taken_in_between():
     spec = spec_for("BTC/USD")
     books = [synthesize_book(spec, 43000.0 + 7 * i, 43002.0 + 7 * i, 30, i, 0) for i in range(4)]
-    seen = ({p for b in books[1:3] for p, _ in b.bids}, {p for b in books[1:3] for p, _ in b.asks})
-    bids, asks = book_diff(books[0], books[3], seen)
+    bids, asks = book_diff(books[0], books[3], books[1:3])
     for middle in books[:3]:
         local = {"bids": dict(middle.bids), "asks": dict(middle.asks)}
         for side, changes in (("bids", bids), ("asks", asks)):
@@ -216,3 +218,72 @@ def test_an_aggregated_diff_also_fixes_a_book_taken_in_between():
                     local[side][price] = qty
         assert sorted(local["bids"].items(), reverse=True) == books[3].bids
         assert sorted(local["asks"].items()) == books[3].asks
+
+
+def _apply(
+    book: OrderBook, bids: list[Level], asks: list[Level]
+) -> tuple[list[Level], list[Level]]:
+    local = {"bids": dict(book.bids), "asks": dict(book.asks)}
+    for side, changes in (("bids", bids), ("asks", asks)):
+        for price, qty in changes:
+            if qty == 0:
+                local[side].pop(price, None)
+            else:
+                local[side][price] = qty
+    return sorted(local["bids"].items(), reverse=True), sorted(local["asks"].items())
+
+
+def test_a_diff_carries_only_the_levels_that_changed():
+    spec = spec_for("BTC/USD")
+    old = synthesize_book(spec, 43000.10, 43004.50, 100, 7, 0)
+    new = synthesize_book(spec, 43000.10, 43004.50, 100, 8, 0)
+    bids, asks = book_diff(old, new)
+    assert 0 < len(bids) + len(asks) < 20
+    assert all(dict(old.bids).get(p) != q for p, q in bids)
+    assert all(dict(old.asks).get(p) != q for p, q in asks)
+    assert _apply(old, bids, asks) == (new.bids, new.asks)
+    # The quote crossing a grid line: levels enter at the top, leave at the bottom (qty 0).
+    moved = synthesize_book(spec, 43012.20, 43016.00, 100, 8, 0)
+    bids, asks = book_diff(new, moved)
+    assert len(bids) + len(asks) < 100
+    assert (new.bids[-1][0], 0.0) in bids and (moved.asks[-1][0], moved.asks[-1][1]) in asks
+    assert _apply(new, bids, asks) == (moved.bids, moved.asks)
+
+
+def test_a_level_that_changed_and_came_back_in_between_is_still_sent():
+    old = OrderBook("X/USD", [(10.0, 1.0), (9.0, 2.0)], [(11.0, 1.0), (12.0, 2.0)], 0, 1)
+    middle = OrderBook("X/USD", [(10.0, 1.5), (8.0, 3.0)], [(11.0, 1.0), (12.0, 2.0)], 0, 2)
+    new = OrderBook("X/USD", [(10.0, 1.0), (9.0, 2.0)], [(11.0, 1.0), (12.0, 2.0)], 0, 3)
+    bids, asks = book_diff(old, new, [middle])
+    assert sorted(bids) == [(8.0, 0.0), (9.0, 2.0), (10.0, 1.0)] and asks == []
+    for start in (old, middle):
+        assert _apply(start, bids, asks) == (new.bids, new.asks)
+
+
+@pytest.mark.parametrize("key", ["BTC/USD", "ADA/USD", "USDT/USD"])
+def test_aggregated_diffs_along_a_walk_rebuild_every_book_exactly(key: str):
+    spec = spec_for(key)
+    rng = random.Random(5)
+    mid, books = spec.seed_price, []
+    for seq in range(120):
+        mid *= 1 + rng.gauss(0, 2e-5)
+        bid, ask = quote(spec, mid, rng.random())
+        books.append(synthesize_book(spec, bid, ask, 50, seq, 0))
+    held, start, sizes = books[0], 0, []
+    while start < len(books) - 1:
+        end = min(len(books) - 1, start + rng.randint(1, 6))
+        window = DiffWindow(books[start])
+        for book in books[start + 1 : end + 1]:
+            window.see(book)
+        bids, asks = window.diff(books[end])
+        for snapshot in books[start : end + 1]:  # a REST snapshot taken anywhere in between
+            assert _apply(snapshot, bids, asks) == (books[end].bids, books[end].asks)
+        assert _apply(held, bids, asks) == (books[end].bids, books[end].asks)
+        # Nothing is sent that every book of the window already had.
+        for side, changes in (("bids", bids), ("asks", asks)):
+            for price, qty in changes:
+                values = {dict(getattr(b, side)).get(price) for b in books[start : end + 1]}
+                assert values != {qty if qty else None}
+        held, start = books[end], end
+        sizes.append(len(bids) + len(asks))
+    assert statistics.mean(sizes) < 100

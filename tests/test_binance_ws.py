@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from itertools import pairwise
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -53,14 +54,20 @@ async def send(ws: WebSocketConnection, method: str, params: list[Any], request_
 
 
 async def test_depth_diffs_are_contiguous_and_rebuild_the_exact_book(service: Service):
+    """Binance's procedure: buffer the diffs, take a REST snapshot, drop the diffs it
+    already holds (``u`` ≤ ``lastUpdateId``), apply the rest; the local book then
+    equals every partial book at the same update id."""
     streams = [f"{s}@depth@100ms" for s in SYMBOLS[:4]] + [
         f"{s}@depth20@100ms" for s in SYMBOLS[:4]
     ]
     path = "/stream?streams=" + "/".join(streams)
     last_u: dict[str, int] = {}
     books: dict[str, dict[str, dict[str, str]]] = {}
+    synced: set[str] = set()
     diffs = partials = 0
-    async with open_websocket_url(url(service, path)) as ws:
+    levels: list[int] = []
+    rest = httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ports['http']}", timeout=10)
+    async with rest, open_websocket_url(url(service, path)) as ws:
         while diffs < 100 or partials < 20:
             message = await receive(ws)
             stream, data = message["stream"], message["data"]
@@ -75,14 +82,28 @@ async def test_depth_diffs_are_contiguous_and_rebuild_the_exact_book(service: Se
                     partials += 1
                 continue
             assert data["e"] == "depthUpdate" and data["U"] <= data["u"]
-            if symbol in last_u:
+            if symbol not in last_u:
+                # The stream (this event included) is buffered while we take a snapshot.
+                snapshot = (
+                    await rest.get(
+                        "/api/v3/depth", params={"symbol": symbol.upper(), "limit": 5000}
+                    )
+                ).json()
+                assert snapshot["lastUpdateId"] >= data["U"] - 1
+                books[symbol] = {
+                    "b": dict(map(tuple, snapshot["bids"])),
+                    "a": dict(map(tuple, snapshot["asks"])),
+                }
+                last_u[symbol] = snapshot["lastUpdateId"]
+            if data["u"] <= last_u[symbol]:
+                continue  # the snapshot already holds it
+            if symbol in synced:
                 assert data["U"] == last_u[symbol] + 1, (symbol, data["U"], last_u[symbol])
                 diffs += 1
-            local = books.setdefault(symbol, {"b": {}, "a": {}})
-            if symbol not in last_u:
-                # The first event starts from a book we do not hold: seed from its levels.
-                local["b"].clear()
-                local["a"].clear()
+            else:
+                assert data["U"] <= last_u[symbol] + 1 <= data["u"]
+                synced.add(symbol)
+            local = books[symbol]
             for side in ("b", "a"):
                 for price, qty in data[side]:
                     if float(qty) == 0:
@@ -90,6 +111,9 @@ async def test_depth_diffs_are_contiguous_and_rebuild_the_exact_book(service: Se
                     else:
                         local[side][price] = qty
             last_u[symbol] = data["u"]
+            levels.append(len(data["b"]) + len(data["a"]))
+    # Diffs carry what changed, not the whole book (100 levels a side, 200 in all).
+    assert sum(levels) / len(levels) < 100
 
 
 async def test_control_messages_get_their_replies(service: Service):

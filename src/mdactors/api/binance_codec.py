@@ -26,6 +26,7 @@ from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
     "TRADE_ID_BASE",
+    "DiffWindow",
     "agg_trade_event",
     "agg_trade_json",
     "all_tickers_event",
@@ -164,28 +165,62 @@ def depth_json(market: BinanceMarket, book: OrderBook, limit: int) -> dict[str, 
     }
 
 
-def book_diff(
-    old: OrderBook,
-    new: OrderBook,
-    seen: tuple[set[float], set[float]] = (set(), set()),
-) -> tuple[list[Level], list[Level]]:
-    """The changes taking ``old`` to ``new``: ``(bids, asks)``, quantity 0 = level removed.
+class DiffWindow:
+    """The books between two depth events, folded into what the next diff must carry.
 
-    ``seen`` holds the (bid, ask) prices of the books between the two: they
-    are all sent with their final quantity, so applying the changes to the
-    book of *any* update in between (a REST snapshot taken mid-interval)
-    gives exactly ``new``, as Binance's aggregated diffs do.
+    Start it at the book of the last event (the book a client holds), :meth:`see`
+    every book after it, then :meth:`diff` gives the changes to the newest book.
+    A level is sent when *some* book of the window had a different quantity
+    there (or none), so applying the diff to the book of any update in the
+    window (a REST snapshot taken in between) gives exactly the newest book,
+    as Binance's aggregated diffs do, while a level unchanged throughout is
+    left out. Memory is a book's worth of levels, whatever the window's length.
     """
 
-    def side(before: Sequence[Level], after: Sequence[Level], touched: set[float]) -> list[Level]:
-        previous = dict(before)
-        current = dict(after)
-        changes = [(p, q) for p, q in after if p in touched or previous.get(p) != q]
-        gone = (previous.keys() | touched) - current.keys()
+    __slots__ = ("_common", "_varied")
+
+    def __init__(self, start: OrderBook) -> None:
+        self._common = (dict(start.bids), dict(start.asks))
+        """Per side, levels with the same quantity in every book of the window."""
+        self._varied: tuple[set[float], set[float]] = (set(), set())
+        """Per side, the other prices some book of the window had."""
+
+    def see(self, book: OrderBook) -> None:
+        """Add ``book`` to the window."""
+        for side, levels in ((0, book.bids), (1, book.asks)):
+            common, varied = self._common[side], self._varied[side]
+            current = dict(levels)
+            stale = [price for price, _ in common.items() - current.items()]
+            for price in stale:
+                del common[price]
+            varied.update(stale)
+            varied.update(current.keys() - common.keys())
+
+    def diff(self, new: OrderBook) -> tuple[list[Level], list[Level]]:
+        """The changes taking any book of the window to ``new``: ``(bids, asks)``,
+        best first, then removed levels (quantity 0) by price."""
+        return self._side(0, new.bids), self._side(1, new.asks)
+
+    def _side(self, side: int, after: Sequence[Level]) -> list[Level]:
+        common = self._common[side]
+        changes = [(price, qty) for price, qty in after if common.get(price) != qty]
+        gone = (common.keys() | self._varied[side]).difference(price for price, _ in after)
         changes.extend((price, 0.0) for price in sorted(gone))
         return changes
 
-    return side(old.bids, new.bids, seen[0]), side(old.asks, new.asks, seen[1])
+
+def book_diff(
+    old: OrderBook, new: OrderBook, between: Sequence[OrderBook] = ()
+) -> tuple[list[Level], list[Level]]:
+    """The changes taking ``old`` to ``new``: ``(bids, asks)``, quantity 0 = level removed.
+
+    ``between`` are the books of the updates in between: the changes also take
+    any of them to ``new`` (see :class:`DiffWindow`).
+    """
+    window = DiffWindow(old)
+    for book in between:
+        window.see(book)
+    return window.diff(new)
 
 
 def depth_update_event(

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import trio
 
 from mdactors.adapters.history import HistoryStore
-from mdactors.api.binance_codec import TRADE_ID_BASE, book_diff
+from mdactors.api.binance_codec import TRADE_ID_BASE, DiffWindow
 from mdactors.domain.book import Level, OrderBook, synthesize_book
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, KlineInterval, aggregate, kline_of
@@ -86,9 +86,10 @@ FeedItem = Tick | DepthUpdate | KlineUpdate | AllTickers
 @dataclass(slots=True)
 class _DepthState:
     book: OrderBook
+    """The book of the last event (what its subscribers hold)."""
     next_at: float
-    seen: tuple[set[float], set[float]] = field(default_factory=lambda: (set(), set()))
-    """Prices of the books of the ticks since ``book`` (sent again in the next diff)."""
+    window: DiffWindow
+    """The books of the ticks since ``book``: a snapshot may have been taken at any."""
 
 
 @dataclass(slots=True)
@@ -168,7 +169,8 @@ class SymbolFeed:
             return
         if kind == "depth":
             assert isinstance(arg, int)
-            self._depth[arg] = _DepthState(self.book_at(self.actor.latest), trio.current_time())
+            book = self.book_at(self.actor.latest)
+            self._depth[arg] = _DepthState(book, trio.current_time(), DiffWindow(book))
         else:
             assert isinstance(arg, str)
             self._klines[arg] = _KlineState(KLINE_INTERVALS[arg])
@@ -197,14 +199,11 @@ class SymbolFeed:
         return book
 
     def _see(self, tick: Tick) -> None:
-        """Remember the levels of ``tick``'s book: a snapshot may be taken at it."""
+        """Fold ``tick``'s book into the next diffs: a snapshot may be taken at it."""
         book = self.book_at(tick)
-        bids = [price for price, _ in book.bids]
-        asks = [price for price, _ in book.asks]
         for state in self._depth.values():
             if tick.seq > state.book.seq:
-                state.seen[0].update(bids)
-                state.seen[1].update(asks)
+                state.window.see(book)
 
     def _push_depth(self, now: float) -> None:
         tick = self.actor.latest
@@ -215,8 +214,8 @@ class SymbolFeed:
             if tick.seq <= state.book.seq:
                 continue
             book = self.book_at(tick)
-            bids, asks = book_diff(state.book, book, state.seen)
-            state.seen = (set(), set())
+            bids, asks = state.window.diff(book)
+            state.window = DiffWindow(book)
             event_ms = self._now_ms()
             self.topic.publish(
                 DepthUpdate(speed, state.book.seq + 1, tick.seq, event_ms, bids, asks, book)
