@@ -261,7 +261,7 @@ async def _price_stream(
                 # write guard, which ended the send).
                 if took > slow_after:
                     # PriceFeed (rpc.py) has no public accessor for its subscription yet.
-                    record_disconnect(ctx.streams, feed._subscription, CLIENT_TYPE)
+                    record_disconnect(ctx.streams, feed.subscription, CLIENT_TYPE)
                     raise RpcError(
                         Code.RESOURCE_EXHAUSTED,
                         f"client too slow: an update took {took:.1f} s to send",

@@ -104,6 +104,11 @@ class PriceFeed:
         )
         self._due = 0.0
 
+    @property
+    def subscription(self) -> Subscription:
+        """The registered subscription the feed reads (for drop accounting)."""
+        return self._subscription
+
     async def next_batch(self, behind: bool = False) -> list[tuple[str, Tick]]:
         """Wait for news; return ``(spelling, tick)`` pairs, oldest first per symbol.
 
