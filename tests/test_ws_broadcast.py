@@ -101,6 +101,9 @@ async def test_a_partly_written_frame_is_finished_before_anything_else() -> None
                 await ws.get_message()
         # Big frames from the fast path, and nobody reads: a write is only partly taken.
         await wait_for(lambda: bool(fast.owed))
+        [session] = fast.members
+        reader = session.subscription.readers["BTC/USD"]
+        await wait_for(lambda: reader.lag > session.take_limit)
         # A ping now must wait for the rest of the frame: its pong comes whole, after it.
         ponged = trio.Event()
 
@@ -118,6 +121,10 @@ async def test_a_partly_written_frame_is_finished_before_anything_else() -> None
         assert seqs == sorted(seqs), "every frame parsed, in order"
         with trio.fail_after(5):
             await ponged.wait()
+        # Behind by more than a frame holds, it lost the oldest ticks but stayed on the fast path.
+        dropped = service.context.streams.dropped
+        assert dropped[("BTC/USD", "ws", "conflated")] > 0
+        assert len(fast.members) == 1
         nursery.cancel_scope.cancel()
 
 

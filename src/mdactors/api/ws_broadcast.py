@@ -7,15 +7,18 @@ caught up and idle needs none of that: when its Topic publishes, the
 per tick for every session with the same payload) and writes it straight to
 the socket without blocking, in one pass over all such sessions.
 
-Anything else goes back to the session's own writer, which is woken
-(:meth:`~mdactors.api.ws_session.OutboxSession.wake_writer`): queued replies,
-more pending ticks than fit in one frame, a close in progress, a send under
-way in trio-websocket (a pong, a close frame), or a socket whose buffer is
-full. A frame the socket takes only part of (or none of) is *owed*: the
-broadcaster holds the connection's send lock (so no other frame can be
-interleaved) until it has written the rest, retrying every
-:data:`OWED_RETRY_S`; meanwhile the session's writer waits on that lock, so a
-client that stops reading is still closed after ``SLOW_CONSUMER_TIMEOUT``.
+A session that falls behind stays here: its pending ticks go out several
+per frame, the oldest beyond ``take_limit`` dropped (conflation) — its own
+writer, a task switch and trio-websocket's framing per frame, would only
+make a loaded server slower. A frame the socket takes only part of (or none
+of) is *owed*: the broadcaster holds the connection's send lock (so no other
+frame, not even trio-websocket's pong, can be interleaved) and writes the
+rest every :data:`OWED_RETRY_S` and on every publish; the session gets
+nothing else meanwhile. The session's writer is woken
+(:meth:`~mdactors.api.ws_session.OutboxSession.wake_writer`) only for what
+it must do itself: send queued replies, or end the session — closed with
+1008 when it stayed behind for ``SLOW_CONSUMER_TIMEOUT``, reset when a frame
+stayed owed that long.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+class _Owed:
+    """The rest of a partly written frame, and since when it is owed."""
+
+    __slots__ = ("rest", "since")
+
+    def __init__(self, rest: memoryview, since: float) -> None:
+        self.rest = rest
+        self.since = since
+
+
 class Broadcaster(FanOut["OutboxSession"]):
     """The WebSocket fast path of one Topic, and the bytes it owes its members."""
 
@@ -57,7 +70,7 @@ class Broadcaster(FanOut["OutboxSession"]):
 
     def __init__(self, key: str, topic: Topic[Any]) -> None:
         super().__init__(key, topic)
-        self.owed: dict[OutboxSession, memoryview] = {}
+        self.owed: dict[OutboxSession, _Owed] = {}
         """Sessions whose frame was partly written, with its rest (their send lock is held)."""
 
     def fan_out(self) -> None:
@@ -77,6 +90,14 @@ class Broadcaster(FanOut["OutboxSession"]):
                 cached = frames[id(payload)] = (payload, text_frame(payload))
             self._write(session, cached[1], now)
 
+    def catch_up(self, member: OutboxSession) -> None:
+        now = trio.current_time()
+        payload = member.take_broadcast(self.key, now)
+        if payload is not None:
+            self._write(member, text_frame(payload), now)
+            if self.owed:
+                self.poke()  # the task may be parked until the next publish
+
     def _write(self, session: OutboxSession, frame: bytes, now: float) -> None:
         fd = session.socket_fd()
         try:
@@ -88,31 +109,34 @@ class Broadcaster(FanOut["OutboxSession"]):
         if written == len(frame):
             self.writes += 1
             session.sent_now(now)
-            return
-        if written >= 0:
+        elif written >= 0:
             # The frame is owed, and nothing may be written on this connection before it.
             session.send_lock.acquire_nowait()
-            self.owed[session] = memoryview(frame)[written:]
-        session.wake_writer()
+            self.owed[session] = _Owed(memoryview(frame)[written:], now)
+        else:
+            session.wake_writer()  # the connection is gone: the writer ends the session
 
     def busy(self) -> bool:
         return bool(self.owed)
 
     def retry(self) -> None:
-        """Write what is owed, as far as the sockets take it."""
-        for session, rest in list(self.owed.items()):
+        """Write what is owed, as far as the sockets take it; give up on stuck clients."""
+        now = trio.current_time()
+        for session, owed in list(self.owed.items()):
             fd = session.socket_fd()
             try:
-                written = os.write(fd, rest) if fd >= 0 else -1
+                written = os.write(fd, owed.rest) if fd >= 0 else -1
             except BlockingIOError:
-                continue
+                written = 0
             except OSError:
                 written = -1
-            if written == len(rest) or written < 0:
+            if written == len(owed.rest) or written < 0:
                 del self.owed[session]
                 session.send_lock.release()
-            else:
-                self.owed[session] = rest[written:]
+                continue
+            owed.rest = owed.rest[written:]
+            if now - owed.since >= session.slow_after:
+                session.stuck(f"slow consumer: one frame took over {session.slow_after:g}s to send")
 
     def finish(self) -> None:
         for session in self.owed:

@@ -38,6 +38,7 @@ from mdactors.engine.topic import Topic
 
 if TYPE_CHECKING:
     from mdactors.api.ws import WsServer
+    from mdactors.api.ws_broadcast import Broadcaster
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_GRACE_S", "CLOSE_POLICY", "OutboxSession"]
 
@@ -95,7 +96,10 @@ class OutboxSession:
         self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
         self._last_sent = 0.0
         self._broadcast_key: str | None = None
+        self._fan_out: Broadcaster | None = None
         self._taken_ns = 0
+        self._ending: _SlowClient | None = None
+        self.slow_after = self.ctx.settings.slow_consumer_timeout
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
 
@@ -139,13 +143,15 @@ class OutboxSession:
         self.subscription = subscription
         if self.broadcast and len(topics) == 1:
             [(key, topic)] = topics.items()
-            if self.server.broadcasts.join(self, key, topic) is not None:
+            self._fan_out = self.server.broadcasts.join(self, key, topic)
+            if self._fan_out is not None:
                 self._broadcast_key = key
 
     def _release(self) -> None:
         if self._broadcast_key is not None:
             self.server.broadcasts.leave(self, self._broadcast_key)
             self._broadcast_key = None
+            self._fan_out = None
         self.fast = False
         if self._stack is not None:
             self._stack.close()
@@ -250,13 +256,19 @@ class OutboxSession:
         return self.ctx.metrics.publication_latency.labels(self.client_type)
 
     async def _write_loop(self) -> None:
-        slow_after = self.ctx.settings.slow_consumer_timeout
+        slow_after = self.slow_after
         self._last_sent = trio.current_time()
         while self._closing is None and not self._detached:
+            if self._ending is not None:
+                raise self._ending
             subscription = self.subscription
-            if not self._outbox and not (subscription is not None and subscription.pending()):
-                await self._idle(subscription)
-                continue
+            if not self._outbox:
+                if self._fan_out is not None and self._served_fast(subscription):
+                    await self._idle(subscription, self._fan_out)
+                    continue
+                if not (subscription is not None and subscription.pending()):
+                    await self._idle(subscription, None)
+                    continue
             messages = list(self._outbox)
             self._outbox.clear()
             self._space.unpark_all()
@@ -272,8 +284,8 @@ class OutboxSession:
             if oldest_ns:
                 self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
 
-    async def _idle(self, subscription: Subscription | None) -> None:
-        """Wait for news, a kick or the heartbeat; the fast path may serve the session meanwhile."""
+    async def _idle(self, subscription: Subscription | None, fan_out: Broadcaster | None) -> None:
+        """Wait for a kick or the heartbeat, and for news unless ``fan_out`` serves it."""
         heartbeat = self.heartbeat_interval
         with trio.CancelScope() as kick:
             self._kick = kick
@@ -281,8 +293,9 @@ class OutboxSession:
                 try:
                     if subscription is None:
                         await trio.sleep_forever()
-                    elif self._broadcast_key is not None and self._served_fast(subscription):
+                    elif fan_out is not None:
                         self.fast = True
+                        fan_out.catch_up(self)  # may wake the writer at once
                         await trio.sleep_forever()
                     else:
                         await subscription.wait()
@@ -295,10 +308,12 @@ class OutboxSession:
         self._kick = None
 
     @staticmethod
-    def _served_fast(subscription: Subscription) -> bool:
+    def _served_fast(subscription: Subscription | None) -> bool:
         """Whether the fast path can serve the stream (not ended, its Topic open)."""
-        return not subscription.stopped and not any(
-            topic.closed for topic in subscription.topics.values()
+        return (
+            subscription is not None
+            and not subscription.stopped
+            and not any(topic.closed for topic in subscription.topics.values())
         )
 
     # ------------------------------------------------------------------ fast path
@@ -318,29 +333,41 @@ class OutboxSession:
         return stream.socket if isinstance(stream, trio.SocketStream) else None
 
     def take_broadcast(self, key: str, now: float) -> bytes | None:
-        """Take the pending ticks of ``key`` and return their frame's payload, or
-        ``None``: nothing to send, or the writer must take over (it is woken)."""
+        """Take the pending ticks of ``key`` (the newest ``take_limit``, the rest
+        counted as dropped) and return their frame's payload; ``None`` when
+        there is nothing to send now (the writer is woken if it has work)."""
         subscription = self.subscription
         reader = subscription.readers[key]  # type: ignore[union-attr]
         lag = reader.lag
         if lag <= 0:
             return None
-        if (
-            lag > self.take_limit
-            or self._outbox
-            or self._closing is not None
-            or self.ws.closed is not None
-            or self.send_lock.locked()
-        ):
+        if self._outbox:
             self.wake_writer()
             return None
-        items, _ = reader.take(lag)
-        self._lag.observe(now, 0, lag)
+        if self._closing is not None or self.ws.closed is not None or self.send_lock.locked():
+            return None  # closing, or a frame (ours owed, or a pong) is being written
+        items, gap = reader.take(self.take_limit)
+        if gap:
+            self.ctx.streams.record_drop(key, self.client_type, "conflated", gap)
+        if self._lag.observe(now, gap, len(items)):
+            self._end(
+                _SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s")
+            )
+            return None
         messages: list[bytes] = []
         self._taken_ns = self._updates(key, items, messages)
         if not messages:
             return None
         return self._frame_payload(messages)
+
+    def stuck(self, why: str) -> None:
+        """A frame stayed owed too long: the writer resets the connection."""
+        self._end(_StuckClient(why))
+
+    def _end(self, why: _SlowClient) -> None:
+        if self._ending is None:
+            self._ending = why
+        self.wake_writer()
 
     def sent_now(self, now: float) -> None:
         """The frame of the last :meth:`take_broadcast` was written whole at ``now``."""

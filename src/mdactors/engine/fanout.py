@@ -53,11 +53,17 @@ class FanOut(ABC, Generic[M]):
         self.members: set[M] = set()
         self.writes = 0
         """Messages (or frames) this fan-out wrote, for tests and benches."""
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def poke(self) -> None:
+        """Wake the task before the next publish (work for :meth:`retry` appeared)."""
+        self._lot.unpark_all()
 
     async def run(self) -> None:
         """Serve the members until none is left and nothing :meth:`busy`, or the Topic closes."""
         topic = self.topic
         seen = topic.published
+        topic.attach(self._lot)
         try:
             while self.members or self.busy():
                 if topic.published == seen:
@@ -66,18 +72,23 @@ class FanOut(ABC, Generic[M]):
                             member.wake_writer()
                         return
                     with trio.move_on_after(self.retry_every if self.busy() else math.inf):
-                        await topic.wakeups.park()
+                        await self._lot.park()
                     self.retry()
                     continue
                 seen = topic.published
                 self.retry()
                 self.fan_out()
         finally:
+            topic.detach(self._lot)
             self.finish()
 
     @abstractmethod
     def fan_out(self) -> None:
         """Serve every member with :attr:`Member.fast` set (news was published)."""
+
+    @abstractmethod
+    def catch_up(self, member: M) -> None:
+        """Serve one member now, from its own task (it joined, or came back, with news pending)."""
 
     def busy(self) -> bool:
         """Whether work is left that does not wait for a publish (see :meth:`retry`)."""
