@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -71,13 +72,22 @@ class Broadcaster(FanOut["OutboxSession"]):
     def __init__(self, key: str, topic: Topic[Any]) -> None:
         super().__init__(key, topic)
         self.owed: dict[OutboxSession, _Owed] = {}
-        """Sessions whose frame was partly written, with its rest (their send lock is held)."""
+        """Sessions whose frame was partly written, with its rest (their send lock is held
+        by this fan-out's task: every write and lock operation happens in that task)."""
+        self._catching_up: set[OutboxSession] = set()
 
     def fan_out(self) -> None:
+        self._serve(self.members, trio.current_time())
+
+    def catch_up(self, member: OutboxSession) -> None:
+        # Served from the fan-out's task, which owns the send locks of owed frames.
+        self._catching_up.add(member)
+        self.poke()
+
+    def _serve(self, sessions: Iterable[OutboxSession], now: float) -> None:
         key = self.key
         frames: dict[int, tuple[bytes, bytes]] = {}
-        now = trio.current_time()
-        for session in self.members:
+        for session in sessions:
             if not session.fast:
                 continue
             payload = session.take_broadcast(key, now)
@@ -89,14 +99,6 @@ class Broadcaster(FanOut["OutboxSession"]):
             if cached is None or cached[0] is not payload:
                 cached = frames[id(payload)] = (payload, text_frame(payload))
             self._write(session, cached[1], now)
-
-    def catch_up(self, member: OutboxSession) -> None:
-        now = trio.current_time()
-        payload = member.take_broadcast(self.key, now)
-        if payload is not None:
-            self._write(member, text_frame(payload), now)
-            if self.owed:
-                self.poke()  # the task may be parked until the next publish
 
     def _write(self, session: OutboxSession, frame: bytes, now: float) -> None:
         fd = session.socket_fd()
@@ -117,10 +119,11 @@ class Broadcaster(FanOut["OutboxSession"]):
             session.wake_writer()  # the connection is gone: the writer ends the session
 
     def busy(self) -> bool:
-        return bool(self.owed)
+        return bool(self.owed or self._catching_up)
 
     def retry(self) -> None:
-        """Write what is owed, as far as the sockets take it; give up on stuck clients."""
+        """Write what is owed, as far as the sockets take it, giving up on stuck
+        clients; then serve the sessions catching up."""
         now = trio.current_time()
         for session, owed in list(self.owed.items()):
             fd = session.socket_fd()
@@ -137,6 +140,9 @@ class Broadcaster(FanOut["OutboxSession"]):
             owed.rest = owed.rest[written:]
             if now - owed.since >= session.slow_after:
                 session.stuck(f"slow consumer: one frame took over {session.slow_after:g}s to send")
+        if self._catching_up:
+            catching_up, self._catching_up = self._catching_up, set()
+            self._serve(catching_up, now)
 
     def finish(self) -> None:
         for session in self.owed:

@@ -295,7 +295,7 @@ class OutboxSession:
                         await trio.sleep_forever()
                     elif fan_out is not None:
                         self.fast = True
-                        fan_out.catch_up(self)  # may wake the writer at once
+                        fan_out.catch_up(self)  # pending ticks go out from its task
                         await trio.sleep_forever()
                     else:
                         await subscription.wait()

@@ -88,7 +88,8 @@ class FanOut(ABC, Generic[M]):
 
     @abstractmethod
     def catch_up(self, member: M) -> None:
-        """Serve one member now, from its own task (it joined, or came back, with news pending)."""
+        """Serve one member soon (it joined, or came back, with news pending); called
+        from the member's own task."""
 
     def busy(self) -> bool:
         """Whether work is left that does not wait for a publish (see :meth:`retry`)."""
