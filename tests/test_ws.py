@@ -269,13 +269,13 @@ async def test_metrics_count_ws_subscribers_and_latency(service: Service) -> Non
 
 
 @asynccontextmanager
-async def never_reading_client(
-    service: Service, nursery: trio.Nursery
+async def small_window_client(
+    port: int, nursery: trio.Nursery
 ) -> AsyncIterator[WebSocketConnection]:
-    """A client with a tiny receive buffer whose application never reads."""
+    """A client with a tiny receive buffer (the application decides when it reads)."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", service.ports["ws"]))
+    await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
     ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws")
     try:
@@ -291,7 +291,7 @@ async def test_slow_client_is_disconnected_while_fast_client_gets_every_tick() -
         everything = {"type": "subscribe", "symbols": service.settings.symbols}
         async with trio.open_nursery() as nursery, connect(service) as fast:
             await fast.request({"type": "subscribe", "symbols": ["BTC/USD"]}, "subscribed")
-            async with never_reading_client(service, nursery) as slow:
+            async with small_window_client(service.ports["ws"], nursery) as slow:
                 await slow.send_message(
                     json.dumps({**everything, "channels": ["ticker", "book:100", "trades"]})
                 )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from trio_websocket import ConnectionClosed
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from mdactors.api.ws import WsServer
@@ -17,7 +16,7 @@ from mdactors.api.ws_broadcast import Broadcaster, text_frame
 from mdactors.app import Service
 
 from .conftest import running_service, wait_for
-from .test_ws import Client, connect, unwrap
+from .test_ws import Client, connect, small_window_client, unwrap
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -41,22 +40,6 @@ async def own_ws_server(service: Service) -> AsyncIterator[WsServer]:
         await nursery.start(server.run)
         yield server
         nursery.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def small_window_client(
-    server: WsServer, nursery: trio.Nursery
-) -> AsyncIterator[WebSocketConnection]:
-    """A client with a tiny receive buffer (the application decides when it reads)."""
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", server.port))
-    stream = trio.SocketStream(sock)
-    ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws")
-    try:
-        yield ws
-    finally:
-        await stream.aclose()
 
 
 def broadcaster(server: WsServer, key: str) -> Broadcaster:
@@ -92,7 +75,7 @@ async def test_a_partly_written_frame_is_finished_before_anything_else() -> None
         running_service(env) as service,
         own_ws_server(service) as server,
         trio.open_nursery() as nursery,
-        small_window_client(server, nursery) as ws,
+        small_window_client(server.port, nursery) as ws,
     ):
         subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["ticker", "book:100"]}
         await ws.send_message(json.dumps(subscribe))
@@ -140,7 +123,7 @@ async def test_a_client_that_stops_reading_is_closed_and_the_lock_released() -> 
         async with (
             trio.open_nursery() as nursery,
             connect(service) as steady,
-            small_window_client(server, nursery) as stalled,
+            small_window_client(server.port, nursery) as stalled,
         ):
             await steady.request({"type": "subscribe", "symbols": ["BTC"]}, "subscribed")
             subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["book:100"]}
