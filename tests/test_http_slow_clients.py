@@ -8,8 +8,10 @@ for as long as it keeps the connection open.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import httpx
+import pytest
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
@@ -60,30 +62,21 @@ def lost(service: Service, client_type: str) -> int:
     )
 
 
-async def test_sse_client_that_stops_reading_is_disconnected_and_frees_its_slot() -> None:
+@pytest.mark.parametrize(
+    ("request_bytes", "client_type"), [(sse_request, "sse"), (connect_request, "connect")]
+)
+async def test_stream_whose_client_stops_reading_is_disconnected_and_frees_its_slot(
+    request_bytes: Callable[[], bytes], client_type: str
+) -> None:
     async with running_service(STUCK_ENV) as service:
         streams = service.context.streams
         with trio.fail_after(20):
-            sock = await stuck_client(service, sse_request())
+            sock = await stuck_client(service, request_bytes())
             with sock:
                 await wait_for(lambda: streams.active == 1)
                 await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
-        assert streams.subscribers[("BTC/USD", "sse")] == 0
-        assert lost(service, "sse") > 0
-
-
-async def test_connect_stream_whose_client_stops_reading_is_disconnected_and_frees_its_slot() -> (
-    None
-):
-    async with running_service(STUCK_ENV) as service:
-        streams = service.context.streams
-        with trio.fail_after(20):
-            sock = await stuck_client(service, connect_request())
-            with sock:
-                await wait_for(lambda: streams.active == 1)
-                await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
-        assert streams.subscribers[("BTC/USD", "connect")] == 0
-        assert lost(service, "connect") > 0
+        assert streams.subscribers[("BTC/USD", client_type)] == 0
+        assert lost(service, client_type) > 0
 
 
 async def test_sse_client_that_keeps_reading_is_not_disconnected() -> None:
