@@ -15,13 +15,14 @@ import trio
 
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.grpc import build_server
-from mdactors.api.grpc_fanout import PriceFanOut, price_fan_outs
+from mdactors.api.grpc_fanout import FastStream, PriceFanOut, price_fan_outs
 from mdactors.api.grpc_transport import grpc_message
+from mdactors.api.proto_codec import symbol_prefix
 from mdactors.app import Service
 from mdactors.engine.fanout import FanOuts
 
 from .conftest import running_service, wait_for
-from .test_grpc import BTC, call, stub, take
+from .test_grpc import BTC, call, rpc_error, stub, take
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -193,3 +194,34 @@ async def test_bytes_the_socket_did_not_take_go_out_first_and_whole() -> None:
             for seen in client.sequences.values():
                 assert seen == sorted(set(seen)), "in order, none repeated"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_fan_out_failure_for_one_stream_hands_it_back_and_spares_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running_service() as service, own_grpc_server(service) as (channel, fan_outs):
+        calls = [
+            stub(channel).StreamPrices(pb.StreamPricesRequest(symbols=[spelling]), timeout=20)
+            for spelling in ("BTC/USD", "BTC-USD")
+        ]
+        for stream in calls:
+            await call(lambda stream=stream: take(stream, 2))
+        await wait_for(lambda: BTC in fan_outs.by_key and len(fan_outs.by_key[BTC].members) == 2)
+        deliver = PriceFanOut._deliver
+        victim = symbol_prefix("BTC-USD")
+
+        def failing(self: PriceFanOut, member: FastStream, messages: dict) -> bool:
+            if member.prefix == victim:
+                raise RuntimeError("a framing bug")
+            return deliver(self, member, messages)
+
+        monkeypatch.setattr(PriceFanOut, "_deliver", failing)
+        spared, failed = calls
+        updates = await call(lambda: take(spared, 10))
+        sequences = [update.sequence for update in updates]
+        assert sequences == list(range(sequences[0], sequences[0] + 10))
+        # The failing stream went back to its own task, which fails alone when it retries.
+        error = await call(lambda: rpc_error(lambda: take(failed, 10)))
+        assert error.code() is grpc.StatusCode.INTERNAL
+        spared.cancel()
+        await wait_for(lambda: service.context.streams.active == 0)

@@ -150,3 +150,68 @@ async def collect_updates(client: Client, until: object) -> list[int]:
             if message["type"] == "update":
                 seqs.append(message["seq"])
     return seqs
+
+
+def latency_count(service: Service) -> float:
+    registry = service.context.metrics.registry
+    count = registry.get_sample_value(
+        "market_data_publication_latency_seconds_count", {"client_type": "ws"}
+    )
+    return count or 0.0
+
+
+async def test_frames_written_in_several_pieces_count_as_sent() -> None:
+    """Latency is observed and the heartbeat timer reset for owed frames too."""
+    env = {
+        "PRICE_UPDATE_INTERVAL": "5ms",
+        "WS_SEND_BUFFER_BYTES": "4096",
+        "WS_HEARTBEAT_INTERVAL": "1s",
+    }
+    async with (
+        running_service(env) as service,
+        own_ws_server(service) as server,
+        trio.open_nursery() as nursery,
+        small_window_client(server.port, nursery) as ws,
+    ):
+        subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["ticker", "book:100"]}
+        await ws.send_message(json.dumps(subscribe))
+        frames = heartbeats = owed_seen = 0
+        observed_before = None
+        with trio.fail_after(10):
+            reading_until = trio.current_time() + 2.0
+            while trio.current_time() < reading_until:
+                message = json.loads(await ws.get_message())
+                fast = server.broadcasts.by_key.get("BTC/USD")
+                owed_seen += bool(fast and fast.owed)
+                if observed_before is None:
+                    if message["type"] in ("update", "batch"):
+                        observed_before = latency_count(service)
+                    continue
+                frames += 1
+                heartbeats += message["type"] == "heartbeat"
+                await trio.sleep(0.004)  # a client reading a little slower than the feed
+        assert owed_seen > 0, "frames went out in several pieces"
+        assert heartbeats == 0, "no heartbeat while updates flow"
+        assert latency_count(service) - observed_before >= 0.9 * frames
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failure_serving_one_session_ends_that_session_only() -> None:
+    async with running_service() as service, own_ws_server(service) as server:
+        service.ports["ws"] = server.port
+        async with connect(service) as victim, connect(service) as other:
+            for client in (victim, other):
+                await client.request({"type": "subscribe", "symbols": ["BTC"]}, "subscribed")
+                await client.next_of("update")
+            [broken] = [s for s in server.sessions if s.ws.remote.port == victim.ws.local.port]
+
+            def fail(key: str, now: float) -> bytes | None:
+                raise RuntimeError("a rendering bug")
+
+            broken.take_broadcast = fail  # type: ignore[method-assign]
+            with pytest.raises(ConnectionClosed), trio.fail_after(5):
+                while True:
+                    await victim.next()
+            seqs = [(await other.next_of("update"))["seq"] for _ in range(5)]
+            assert seqs == list(range(seqs[0], seqs[0] + 5))
+            await wait_for(lambda: len(server.sessions) == 1)

@@ -13,6 +13,8 @@ slow-consumer timeout live there).
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from mdactors.api.grpc_transport import GrpcCall, Lane, Writer, grpc_message
@@ -23,6 +25,8 @@ from mdactors.engine.fanout import FanOut, FanOuts
 from mdactors.engine.topic import Reader
 
 __all__ = ["MAX_PENDING", "FastStream", "PriceFanOut", "follow_fast", "price_fan_outs"]
+
+log = logging.getLogger("mdactors.grpc")
 
 MAX_PENDING = 8
 """Most pending ticks a member may have and still be served by the fan-out."""
@@ -53,7 +57,13 @@ class PriceFanOut(FanOut[FastStream]):
         messages: dict[tuple[bytes, int], bytes] = {}
         writers: dict[int, Writer] = {}
         for member in self.members:
-            if member.fast and self._deliver(member, messages):
+            try:
+                delivered = member.fast and self._deliver(member, messages)
+            except Exception:  # one call's bug must not end every stream
+                log.exception("grpc fan-out failed for a stream")
+                member.wake_writer()  # its own task serves it (and fails alone if it must)
+                continue
+            if delivered:
                 writer = member.lane.writer
                 writers[id(writer)] = writer
         for writer in writers.values():

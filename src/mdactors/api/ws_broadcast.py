@@ -23,6 +23,7 @@ stayed owed that long.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections.abc import Iterable
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from mdactors.api.ws_session import OutboxSession
 
 __all__ = ["OWED_RETRY_S", "Broadcaster", "broadcasts", "text_frame"]
+
+log = logging.getLogger("mdactors.ws")
 
 OWED_RETRY_S = 0.02
 """How often the rest of a partly written frame is retried."""
@@ -55,13 +58,14 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class _Owed:
-    """The rest of a partly written frame, and since when it is owed."""
+    """The rest of a partly written frame, since when it is owed, and its oldest stamp."""
 
-    __slots__ = ("rest", "since")
+    __slots__ = ("oldest_ns", "rest", "since")
 
-    def __init__(self, rest: memoryview, since: float) -> None:
+    def __init__(self, rest: memoryview, since: float, oldest_ns: int) -> None:
         self.rest = rest
         self.since = since
+        self.oldest_ns = oldest_ns
 
 
 class Broadcaster(FanOut["OutboxSession"]):
@@ -88,17 +92,21 @@ class Broadcaster(FanOut["OutboxSession"]):
         key = self.key
         frames: dict[int, tuple[bytes, bytes]] = {}
         for session in sessions:
-            if not session.fast:
+            if not session.fast or session.fan_out is not self:
                 continue
-            payload = session.take_broadcast(key, now)
-            if payload is None:
-                continue
-            # Payloads are cached per tick: the same object for every session that
-            # renders the same messages. Keep the payload to compare identity.
-            cached = frames.get(id(payload))
-            if cached is None or cached[0] is not payload:
-                cached = frames[id(payload)] = (payload, text_frame(payload))
-            self._write(session, cached[1], now)
+            try:
+                payload = session.take_broadcast(key, now)
+                if payload is None:
+                    continue
+                # Payloads are cached per tick: the same object for every session that
+                # renders the same messages. Keep the payload to compare identity.
+                cached = frames.get(id(payload))
+                if cached is None or cached[0] is not payload:
+                    cached = frames[id(payload)] = (payload, text_frame(payload))
+                self._write(session, cached[1], now)
+            except Exception as error:  # one session's bug must not end every session
+                log.exception("websocket fan-out failed for a session")
+                session.end(error)
 
     def _write(self, session: OutboxSession, frame: bytes, now: float) -> None:
         fd = session.socket_fd()
@@ -110,11 +118,11 @@ class Broadcaster(FanOut["OutboxSession"]):
             written = -1
         if written == len(frame):
             self.writes += 1
-            session.sent_now(now)
+            session.sent_now(now, session.taken_ns)
         elif written >= 0:
             # The frame is owed, and nothing may be written on this connection before it.
             session.send_lock.acquire_nowait()
-            self.owed[session] = _Owed(memoryview(frame)[written:], now)
+            self.owed[session] = _Owed(memoryview(frame)[written:], now, session.taken_ns)
         else:
             session.wake_writer()  # the connection is gone: the writer ends the session
 
@@ -136,6 +144,9 @@ class Broadcaster(FanOut["OutboxSession"]):
             if written == len(owed.rest) or written < 0:
                 del self.owed[session]
                 session.send_lock.release()
+                if written > 0:
+                    self.writes += 1
+                    session.sent_now(now, owed.oldest_ns)
                 continue
             owed.rest = owed.rest[written:]
             if now - owed.since >= session.slow_after:
@@ -145,7 +156,9 @@ class Broadcaster(FanOut["OutboxSession"]):
             self._serve(catching_up, now)
 
     def finish(self) -> None:
+        # A half-written frame cannot be followed by anything: drop those connections.
         for session in self.owed:
+            session.abort()
             session.send_lock.release()
         self.owed.clear()
 

@@ -96,9 +96,11 @@ class OutboxSession:
         self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
         self._last_sent = 0.0
         self._broadcast_key: str | None = None
-        self._fan_out: Broadcaster | None = None
-        self._taken_ns = 0
-        self._ending: _SlowClient | None = None
+        self.fan_out: Broadcaster | None = None
+        """The fan-out serving this session's one symbol, if any."""
+        self.taken_ns = 0
+        """The oldest stamp (ns) in the frame of the last :meth:`take_broadcast`."""
+        self._ending: Exception | None = None
         self.slow_after = self.ctx.settings.slow_consumer_timeout
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
@@ -143,15 +145,15 @@ class OutboxSession:
         self.subscription = subscription
         if self.broadcast and len(topics) == 1:
             [(key, topic)] = topics.items()
-            self._fan_out = self.server.broadcasts.join(self, key, topic)
-            if self._fan_out is not None:
+            self.fan_out = self.server.broadcasts.join(self, key, topic)
+            if self.fan_out is not None:
                 self._broadcast_key = key
 
     def _release(self) -> None:
         if self._broadcast_key is not None:
             self.server.broadcasts.leave(self, self._broadcast_key)
             self._broadcast_key = None
-            self._fan_out = None
+            self.fan_out = None
         self.fast = False
         if self._stack is not None:
             self._stack.close()
@@ -229,17 +231,22 @@ class OutboxSession:
             self._closing = None
 
     async def _reset(self) -> None:
-        """Drop the TCP connection at once (RST), discarding what the kernel still holds.
+        """Drop the TCP connection at once (RST), discarding what the kernel still holds."""
+        self.abort()
+        await trio.lowlevel.checkpoint()
+
+    def abort(self) -> None:
+        """Reset the TCP connection now, from any task (trio wakes whoever waits on it).
 
         trio-websocket 0.12 has no public abort; its connection keeps the
         transport in ``_stream``. Without it, the connection is closed the
         ordinary way when the handler returns.
         """
-        stream = getattr(self.ws, "_stream", None)
-        if isinstance(stream, trio.SocketStream):
+        sock = self._socket
+        if sock is not None and sock.fileno() >= 0:
             with suppress(OSError):
-                stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            await trio.aclose_forcefully(stream)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            sock.close()
 
     def _count_lost(self) -> None:
         subscription = self.subscription
@@ -263,8 +270,8 @@ class OutboxSession:
                 raise self._ending
             subscription = self.subscription
             if not self._outbox:
-                if self._fan_out is not None and self._served_fast(subscription):
-                    await self._idle(subscription, self._fan_out)
+                if self.fan_out is not None and self._served_fast(subscription):
+                    await self._idle(subscription, self.fan_out)
                     continue
                 if not (subscription is not None and subscription.pending()):
                     await self._idle(subscription, None)
@@ -350,29 +357,30 @@ class OutboxSession:
         if gap:
             self.ctx.streams.record_drop(key, self.client_type, "conflated", gap)
         if self._lag.observe(now, gap, len(items)):
-            self._end(
-                _SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s")
-            )
+            self.ctx.streams.record_drop(key, self.client_type, "disconnected", len(items))
+            self.end(_SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s"))
             return None
         messages: list[bytes] = []
-        self._taken_ns = self._updates(key, items, messages)
+        self.taken_ns = self._updates(key, items, messages)
         if not messages:
             return None
         return self._frame_payload(messages)
 
     def stuck(self, why: str) -> None:
         """A frame stayed owed too long: the writer resets the connection."""
-        self._end(_StuckClient(why))
+        self.end(_StuckClient(why))
 
-    def _end(self, why: _SlowClient) -> None:
+    def end(self, why: Exception) -> None:
+        """End the session from outside its tasks: its writer raises ``why``
+        (a slow client is closed with 1008, a stuck one reset; anything else is
+        logged as a session failure)."""
         if self._ending is None:
             self._ending = why
         self.wake_writer()
 
-    def sent_now(self, now: float) -> None:
-        """The frame of the last :meth:`take_broadcast` was written whole at ``now``."""
+    def sent_now(self, now: float, oldest_ns: int) -> None:
+        """A frame whose oldest stamp is ``oldest_ns`` was handed to the kernel at ``now``."""
         self._last_sent = now
-        oldest_ns = self._taken_ns
         if oldest_ns:
             self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
 

@@ -65,6 +65,9 @@ class FanOut(ABC, Generic[M]):
         seen = topic.published
         topic.attach(self._lot)
         try:
+            # Members that joined (or asked to catch up) before this task started.
+            self.retry()
+            self.fan_out()
             while self.members or self.busy():
                 if topic.published == seen:
                     if topic.closed:
