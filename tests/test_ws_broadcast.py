@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from mdactors.api.ws import WsServer
@@ -69,16 +69,27 @@ async def test_a_session_following_several_symbols_uses_its_own_writer() -> None
             assert server.broadcasts.by_key == {}
 
 
-async def test_a_partly_written_frame_is_finished_before_anything_else() -> None:
-    env = {"PRICE_UPDATE_INTERVAL": "5ms", "WS_SEND_BUFFER_BYTES": "4096"}
+@asynccontextmanager
+async def big_frame_subscriber(
+    env: dict[str, str],
+) -> AsyncIterator[tuple[Service, WsServer, trio.Nursery, WebSocketConnection]]:
+    """Fast ticks, a small kernel buffer, and a small-window client subscribed to
+    BTC's ticker and 100-level book (~8 KB frames)."""
+    env = {"PRICE_UPDATE_INTERVAL": "5ms", "WS_SEND_BUFFER_BYTES": "4096", **env}
+    subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["ticker", "book:100"]}
     async with (
         running_service(env) as service,
         own_ws_server(service) as server,
         trio.open_nursery() as nursery,
         small_window_client(server.port, nursery) as ws,
     ):
-        subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["ticker", "book:100"]}
         await ws.send_message(json.dumps(subscribe))
+        yield service, server, nursery, ws
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_partly_written_frame_is_finished_before_anything_else() -> None:
+    async with big_frame_subscriber({}) as (service, server, nursery, ws):
         with trio.fail_after(5):  # snapshots sent by the session's writer, then updates
             while not (fast := server.broadcasts.by_key.get("BTC/USD")) or fast.writes == 0:
                 await ws.get_message()
@@ -108,7 +119,6 @@ async def test_a_partly_written_frame_is_finished_before_anything_else() -> None
         dropped = service.context.streams.dropped
         assert dropped[("BTC/USD", "ws", "conflated")] > 0
         assert len(fast.members) == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_client_that_stops_reading_is_closed_and_the_lock_released() -> None:
@@ -162,19 +172,7 @@ def latency_count(service: Service) -> float:
 
 async def test_frames_written_in_several_pieces_count_as_sent() -> None:
     """Latency is observed and the heartbeat timer reset for owed frames too."""
-    env = {
-        "PRICE_UPDATE_INTERVAL": "5ms",
-        "WS_SEND_BUFFER_BYTES": "4096",
-        "WS_HEARTBEAT_INTERVAL": "1s",
-    }
-    async with (
-        running_service(env) as service,
-        own_ws_server(service) as server,
-        trio.open_nursery() as nursery,
-        small_window_client(server.port, nursery) as ws,
-    ):
-        subscribe = {"type": "subscribe", "symbols": ["BTC"], "channels": ["ticker", "book:100"]}
-        await ws.send_message(json.dumps(subscribe))
+    async with big_frame_subscriber({"WS_HEARTBEAT_INTERVAL": "1s"}) as (service, server, _, ws):
         frames = heartbeats = owed_seen = 0
         observed_before = None
         with trio.fail_after(10):
@@ -193,7 +191,6 @@ async def test_frames_written_in_several_pieces_count_as_sent() -> None:
         assert owed_seen > 0, "frames went out in several pieces"
         assert heartbeats == 0, "no heartbeat while updates flow"
         assert latency_count(service) - observed_before >= 0.9 * frames
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_failure_serving_one_session_ends_that_session_only() -> None:
