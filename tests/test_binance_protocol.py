@@ -209,15 +209,7 @@ def test_an_aggregated_diff_also_fixes_a_book_taken_in_between():
     books = [synthesize_book(spec, 43000.0 + 7 * i, 43002.0 + 7 * i, 30, i, 0) for i in range(4)]
     bids, asks = book_diff(books[0], books[3], books[1:3])
     for middle in books[:3]:
-        local = {"bids": dict(middle.bids), "asks": dict(middle.asks)}
-        for side, changes in (("bids", bids), ("asks", asks)):
-            for price, qty in changes:
-                if qty == 0:
-                    local[side].pop(price, None)
-                else:
-                    local[side][price] = qty
-        assert sorted(local["bids"].items(), reverse=True) == books[3].bids
-        assert sorted(local["asks"].items()) == books[3].asks
+        assert _apply(middle, bids, asks) == (books[3].bids, books[3].asks)
 
 
 def _apply(
