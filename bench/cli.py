@@ -46,7 +46,9 @@ def _load_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline servers")
     parser.add_argument("--target", help="host:port of a running server (no server started)")
-    parser.add_argument("--target-pid", type=int, help="its pid, for CPU and RSS (local only)")
+    parser.add_argument(
+        "--target-pid", type=int, help="its pid, for CPU and RSS, children included (local only)"
+    )
     parser.add_argument("--quick", action="store_true", help="short points (whole run < 30 s)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
 

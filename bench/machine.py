@@ -1,7 +1,8 @@
 """What the numbers were measured on, and a process's CPU time and RSS from ``/proc``.
 
 Linux only: CPU seconds come from ``/proc/<pid>/stat`` (user + system, all
-threads), RSS from ``/proc/<pid>/status``.
+threads), RSS from ``/proc/<pid>/status``, each summed over the process and
+its descendants (``mdactors serve --workers N`` is a parent and N workers).
 """
 
 from __future__ import annotations
@@ -11,25 +12,60 @@ import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "describe_machine", "git_commit", "load_average", "rss_bytes"]
+__all__ = [
+    "cpu_seconds",
+    "describe_machine",
+    "git_commit",
+    "load_average",
+    "process_tree",
+    "rss_bytes",
+]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                pending.extend(int(child) for child in children.read_text().split())
+            except OSError:  # the thread or process ended meanwhile
+                continue
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid``."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    """User + system CPU seconds used so far by process ``pid`` and its live descendants."""
+    return sum(_own_cpu_seconds(one) for one in process_tree(pid))
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0.0
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident set size of process ``pid`` in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+    """Resident set size of process ``pid`` and its live descendants, in bytes."""
+    return sum(_own_rss_bytes(one) for one in process_tree(pid))
+
+
+def _own_rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # ended meanwhile
+        pass
     return 0
 
 

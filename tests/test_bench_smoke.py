@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +78,33 @@ def test_sweep_plot_draws_both_servers(tmp_path: Path) -> None:
     ]
     path = plot_sweep(rows, tmp_path / "sweep.png", p99_bound_ms=50)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+_CHILD = (
+    "import time\n"
+    "end = time.process_time() + 0.3\n"
+    "while time.process_time() < end: pass\n"
+    "print('burnt', flush=True)\n"
+    "time.sleep(60)\n"
+)
+_PARENT = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {_CHILD!r}])\n"
+
+
+@pytest.mark.timeout(30)
+def test_server_cpu_and_rss_cover_worker_processes() -> None:
+    """A server's figures include its workers (``serve --workers``: one parent, N children)."""
+    from bench.machine import cpu_seconds, process_tree, rss_bytes
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline() == "burnt\n"  # the child has used 0.3 s of CPU
+        tree = process_tree(parent.pid)
+        assert len(tree) == 2 and tree[0] == parent.pid
+        child = tree[1]
+        assert cpu_seconds(parent.pid) >= cpu_seconds(child) >= 0.3
+        assert rss_bytes(parent.pid) > rss_bytes(child) > 0
+    finally:
+        for pid in reversed(process_tree(parent.pid)):
+            os.kill(pid, signal.SIGKILL)
+        parent.wait()
