@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from functools import partial
 
 import trio
 
@@ -46,17 +47,16 @@ class _Member:
 
 
 class _CountingFanOut(FanOut[_Member]):
-    """Counts the ticks its members take."""
+    """Counts the ticks its members take into ``delivered[0]``."""
 
-    delivered = [0]
+    def __init__(self, key: str, topic: Topic[Tick], delivered: list[int]) -> None:
+        super().__init__(key, topic)
+        self.delivered = delivered
 
     def fan_out(self) -> None:
-        taken = 0
         for member in self.members:
-            if member.fast and member.reader.lag > 0:
-                ticks, _ = member.reader.take(256)
-                taken += len(ticks)
-        self.delivered[0] += taken
+            if member.fast:
+                self.catch_up(member)
 
     def catch_up(self, member: _Member) -> None:
         ticks, _ = member.reader.take(256)
@@ -84,8 +84,7 @@ async def _run(readers: int, seconds: float, kind: str) -> dict[str, float]:
 
     async with trio.open_nursery() as nursery:
         if kind == "fanout":
-            _CountingFanOut.delivered = delivered
-            fan_outs = FanOuts(_CountingFanOut)
+            fan_outs = FanOuts(partial(_CountingFanOut, delivered=delivered))
             fan_outs.nursery = nursery
             for _ in range(readers):
                 fan_outs.join(_Member(topic.reader(from_latest=False)), topic.name, topic)

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=150, help="bytes per write")
     parser.add_argument("--rate", type=float, default=10.0, help="writes per connection per s")
     args = parser.parse_args(argv)
+    if args.connections < 1 or args.seconds <= 0 or args.size < 1 or args.rate <= 0:
+        parser.error("--connections and --size must be >= 1, --seconds and --rate > 0")
     micros = write_floor(args.connections, args.seconds, args.size, args.rate)
     print(
         f"{args.connections} connections x {args.rate:g}/s, {args.size} B: "

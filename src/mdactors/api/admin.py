@@ -52,9 +52,9 @@ async def _invalid_body(error: RequestSchemaValidationError) -> Response:
 
 
 def admin_blueprint(name: str, prefix: str) -> Blueprint:
-    """A blueprint under ``prefix`` guarded by the admin token, with 422 body errors."""
+    """A blueprint under ``prefix`` with 422 body errors; :func:`register_admin` mounts
+    it behind the admin token."""
     blueprint = Blueprint(name, __name__, url_prefix=prefix)
-    blueprint.before_request(_require_admin)
     blueprint.register_error_handler(RequestSchemaValidationError, _invalid_body)
     return blueprint
 
@@ -62,12 +62,13 @@ def admin_blueprint(name: str, prefix: str) -> Blueprint:
 def register_admin(app: Quart, *blueprints: Blueprint) -> None:
     """Mount admin blueprints: the token guards their whole prefixes; OpenAPI omits them.
 
-    The blueprints' own guard runs only for requests that matched one of their
-    routes, so an unknown path (or a wrong method) under ``/chaos`` would
-    answer 404 (405) without a token while a known one answers 401 — enough
-    to map the admin API. This app-level guard runs before routing errors are
-    raised (and after the CORS preflight answer), so without a valid token
-    every path under the prefixes is a 401; with one, unknown paths are 404.
+    The guard is app-level, not per blueprint: a blueprint's guard runs only
+    for requests that matched one of its routes, so an unknown path (or a
+    wrong method) under ``/chaos`` would answer 404 (405) without a token
+    while a known one answers 401 — enough to map the admin API. This one
+    runs before routing errors are raised (and after the CORS preflight
+    answer), so without a valid token every path under the prefixes is a
+    401; with one, unknown paths are 404.
     """
     prefixes = []
     for blueprint in blueprints:

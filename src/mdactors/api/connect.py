@@ -260,7 +260,6 @@ async def _price_stream(
                 # (one that stopped reading got its connection reset by the
                 # write guard, which ended the send).
                 if took > slow_after:
-                    # PriceFeed (rpc.py) has no public accessor for its subscription yet.
                     record_disconnect(ctx.streams, feed.subscription, CLIENT_TYPE)
                     raise RpcError(
                         Code.RESOURCE_EXHAUSTED,

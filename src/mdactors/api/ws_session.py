@@ -79,8 +79,8 @@ class OutboxSession:
     heartbeat_interval = math.inf
     """Idle seconds after which :meth:`_heartbeat` is sent (``inf``: never)."""
     broadcast = False
-    """Whether a single-symbol session is served by the fan-out fast path
-    (:mod:`mdactors.api.ws_broadcast`) while caught up; it needs :meth:`_frame_payload`."""
+    """Whether a single-symbol session's updates are sent by its symbol's fan-out
+    (:mod:`mdactors.api.ws_broadcast`) rather than its writer; needs :meth:`_frame_payload`."""
 
     def __init__(self, server: WsServer, ws: WebSocketConnection) -> None:
         self.server = server
@@ -95,7 +95,6 @@ class OutboxSession:
         self._detached = False
         self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
         self._last_sent = 0.0
-        self._broadcast_key: str | None = None
         self.fan_out: Broadcaster | None = None
         """The fan-out serving this session's one symbol, if any."""
         self.taken_ns = 0
@@ -146,13 +145,10 @@ class OutboxSession:
         if self.broadcast and len(topics) == 1:
             [(key, topic)] = topics.items()
             self.fan_out = self.server.broadcasts.join(self, key, topic)
-            if self.fan_out is not None:
-                self._broadcast_key = key
 
     def _release(self) -> None:
-        if self._broadcast_key is not None:
-            self.server.broadcasts.leave(self, self._broadcast_key)
-            self._broadcast_key = None
+        if self.fan_out is not None:
+            self.server.broadcasts.leave(self, self.fan_out.key)
             self.fan_out = None
         self.fast = False
         if self._stack is not None:
