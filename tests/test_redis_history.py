@@ -10,6 +10,7 @@ import logging
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -205,6 +206,28 @@ async def test_full_backlog_drops_the_oldest_and_counts_them(redis_server: Redis
     assert await history.flush() is True
     stored = redis_server.client().zrange(f"market_data:ticks:{KEY}", 0, -1)
     assert [decode_tick(KEY, raw).seq for raw in stored] == list(range(16, 26))
+
+
+async def test_a_batch_being_written_still_counts_as_backlog(redis_server: RedisServer) -> None:
+    history = store(redis_server)
+    history.warm_start([KEY])
+    history.record_ticks(make_ticks(KEY, 30, time.time_ns()))
+    entered, release = threading.Event(), threading.Event()
+    write = history._write
+
+    def slow_write(ticks: list[Tick], candles: list[Candle]) -> None:
+        entered.set()
+        release.wait(5)
+        write(ticks, candles)
+
+    history._write = slow_write  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(history.flush)
+        await trio.to_thread.run_sync(entered.wait, 5)
+        assert history.backlog["tick"] == 30  # taken, not written: still waiting
+        release.set()
+    assert history.backlog["tick"] == 0
+    assert history.persisted["tick"] == 30
 
 
 async def test_one_log_line_per_state_change(

@@ -151,12 +151,18 @@ def _union(
 
 
 class _Backlog:
-    """Items waiting for Redis, oldest first, at most ``bound``; overflow drops the oldest."""
+    """Items waiting for Redis, oldest first, at most ``bound``; overflow drops the oldest.
+
+    ``in_flight`` counts items taken for a write that has not finished: they
+    are still waiting (a failed write gives them back), so :attr:`waiting`
+    includes them.
+    """
 
     def __init__(self, bound: int) -> None:
         self.bound = bound
         self.items: deque[Any] = deque()
         self.dropped = 0
+        self.in_flight = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -172,12 +178,24 @@ class _Backlog:
         self.items.extend(items)
         self._trim()
 
+    @property
+    def waiting(self) -> int:
+        """Items not written yet: queued plus in flight."""
+        return len(self.items) + self.in_flight
+
     def take(self, count: int) -> list[Any]:
         items = self.items
-        return [items.popleft() for _ in range(min(count, len(items)))]
+        batch = [items.popleft() for _ in range(min(count, len(items)))]
+        self.in_flight += len(batch)
+        return batch
+
+    def written(self, batch: list[Any]) -> None:
+        """A batch from :meth:`take` is in Redis."""
+        self.in_flight -= len(batch)
 
     def give_back(self, batch: list[Any]) -> None:
         """Return a batch that could not be written, ahead of newer items."""
+        self.in_flight -= len(batch)
         self.items.extendleft(reversed(batch))
         self._trim()
 
@@ -244,7 +262,7 @@ class RedisHistory:
         if not self.up:
             log.info(
                 "redis history up",
-                extra={"event": "redis_up", "backlog": len(self._ticks) + len(self._candles)},
+                extra={"event": "redis_up", "backlog": self._ticks.waiting + self._candles.waiting},
             )
         self.up = self._known = True
 
@@ -314,8 +332,8 @@ class RedisHistory:
 
     @property
     def backlog(self) -> dict[str, int]:
-        """Items waiting for Redis, per kind."""
-        return {"tick": len(self._ticks), "candle": len(self._candles)}
+        """Items not written to Redis yet (queued or in a write), per kind."""
+        return {"tick": self._ticks.waiting, "candle": self._candles.waiting}
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -365,11 +383,15 @@ class RedisHistory:
         candles = self._candles.take(limit)
         try:
             await trio.to_thread.run_sync(self._write, ticks, candles)
-        except FAILURES as error:
+        except BaseException as error:
             self._ticks.give_back(ticks)
             self._candles.give_back(candles)
+            if not isinstance(error, FAILURES):
+                raise
             self._failed(error)
             return False
+        self._ticks.written(ticks)
+        self._candles.written(candles)
         self.persisted["tick"] += len(ticks)
         self.persisted["candle"] += len(candles)
         self._succeeded()
@@ -466,7 +488,7 @@ class RedisHistory:
             "backend": "redis",
             "status": "ok" if self.up else "degraded",
             "breaker": self.breaker.state.value,
-            "backlog": len(self._ticks) + len(self._candles),
+            "backlog": self._ticks.waiting + self._candles.waiting,
             "dropped": self._ticks.dropped + self._candles.dropped,
         }
         if not self.up:
