@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from mdactors.adapters.breaker import CircuitBreaker
+from mdactors.adapters.latency_histogram import LatencyHistogram
 from mdactors.domain.scenarios import ScenarioKind
 
 __all__ = ["REQUEST_BUCKETS", "FeedSnapshot", "Metrics"]
@@ -167,13 +168,13 @@ class Metrics:
             labels,
             registry=self.registry,
         )
-        self.publication_latency = Histogram(
+        self.publication_latency = LatencyHistogram(
             "market_data_publication_latency_seconds",
             "Tick publish to hand-off to the transport.",
-            ["client_type"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            "client_type",
+            LATENCY_BUCKETS,
         )
+        self.registry.register(self.publication_latency)
         self._feeds: list[_FeedCollector] = []
         self._breakers = _BreakerCollector()
         self.registry.register(self._breakers)

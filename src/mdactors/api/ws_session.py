@@ -29,9 +29,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import trio
-from prometheus_client import Histogram
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from mdactors.adapters.latency_histogram import LatencySeries
 from mdactors.api.ws_protocol import LagTracker
 from mdactors.engine.subscription import StreamClosed, Subscription
 from mdactors.engine.topic import Topic
@@ -254,7 +254,7 @@ class OutboxSession:
     # ------------------------------------------------------------------ writer
 
     @cached_property
-    def _latency(self) -> Histogram:
+    def _latency(self) -> LatencySeries:
         # Bound on the first stamped frame: a protocol without stamps adds no series.
         return self.ctx.metrics.publication_latency.labels(self.client_type)
 
