@@ -129,7 +129,8 @@ async def test_health_check_details_count_active_streams() -> None:
 async def test_standard_health_check_and_watch_follow_the_drain() -> None:
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-    async with grpc_service({"DRAIN_DELAY": "300ms"}) as (service, channel):
+    # Long enough for the Check below to be answered before the listeners stop.
+    async with grpc_service({"DRAIN_DELAY": "1500ms"}) as (service, channel):
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "market-data"):
             response = await call(
@@ -161,6 +162,7 @@ async def test_standard_health_check_and_watch_follow_the_drain() -> None:
 
 async def test_stream_starts_with_current_state_then_every_tick() -> None:
     async with grpc_service() as (service, channel):
+        await call(lambda: grpc.channel_ready_future(channel).result(timeout=10))
         before = service.context.market.latest(BTC).seq
         stream = stub(channel).StreamPrices(
             pb.StreamPricesRequest(symbols=["btc-usd", "ETH", "BTC/USD"]), timeout=10
@@ -173,7 +175,7 @@ async def test_stream_starts_with_current_state_then_every_tick() -> None:
         assert set(by_key) == {BTC, "ETH/USD"}
         btc = by_key[BTC]
         assert {update.symbol for update in btc} == {"btc-usd"}  # first spelling echoed
-        assert before <= btc[0].sequence <= before + 2
+        assert before <= btc[0].sequence <= before + 10  # the live tick (50 ms apart), not history
         sequences = [update.sequence for update in btc]
         assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
         first = btc[0]
@@ -192,9 +194,10 @@ async def test_update_interval_conflates_to_newest_per_interval() -> None:
         stream.cancel()
         stamps = [update.timestamp_ns for update in updates]
         sequences = [update.sequence for update in updates]
-        # 50 ms ticks, 250 ms interval: each update is the newest, ~5 ticks apart.
+        # 50 ms ticks, 250 ms interval: each update is the newest, ~5 ticks apart (a tick
+        # due at the same instant as the batch may land just after it: 150 ms leaves room).
         for earlier, later in itertools.pairwise(stamps[1:]):
-            assert later - earlier >= 200_000_000
+            assert later - earlier >= 150_000_000
         assert all(b - a >= 3 for a, b in itertools.pairwise(sequences[1:]))
         assert service.context.streams.dropped[(BTC, "grpc", "conflated")] == 0
 
@@ -240,14 +243,14 @@ async def test_bad_stream_requests_get_a_status_naming_the_problem(
 async def test_cancel_mid_stream_releases_the_subscription() -> None:
     async with grpc_service() as (service, channel):
         stream = stub(channel).StreamPrices(
-            pb.StreamPricesRequest(symbols=[BTC], update_interval_ms=1000), timeout=30
+            pb.StreamPricesRequest(symbols=[BTC], update_interval_ms=5000), timeout=30
         )
         await call(lambda: next(stream))
         streams = service.context.streams
         assert streams.active == 1 and streams.subscribers[(BTC, "grpc")] == 1
         stream.cancel()
-        # The stream waits out a 1 s interval: the reset must end it sooner.
-        await wait_for(lambda: streams.active == 0, within=0.8)
+        # The stream waits out a 5 s interval: the reset must end it sooner.
+        await wait_for(lambda: streams.active == 0, within=3)
         assert streams.subscribers[(BTC, "grpc")] == 0
 
 
