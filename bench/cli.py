@@ -1,9 +1,11 @@
-"""``python -m bench`` / ``mdactors bench``: run, sweep, engine, ticks.
+"""``python -m bench`` / ``mdactors bench``: run, sweep, plot, engine, ticks.
 
     python -m bench run --transport grpc --subscribers 1000 --interval 100ms --duration 20
     python -m bench run --transport grpc,ws,sse --quick
     python -m bench sweep --transport ws --steps 10,100,1000,2000,4000 --p99-bound 50
     python -m bench run --transport grpc --target 127.0.0.1:50051 --target-pid 1234
+    python -m bench sweep --transport grpc --target 127.0.0.1:50051 --label "2 workers"
+    python -m bench plot bench/results/A-sweep.json bench/results/B-sweep.json
     python -m bench engine --readers 100,1000
     python -m bench ticks
 
@@ -21,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.loadgen import Load
-from bench.report import RESULTS_DIR, document, format_table, write_json
+from bench.report import RESULTS_DIR, document, format_table, stamp, write_json
 from bench.runner import run_point, servers_for, sweep
 from bench.servers import running_server
 from mdactors.settings import parse_duration
@@ -49,6 +51,9 @@ def _load_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-pid", type=int, help="its pid, for CPU and RSS, children included (local only)"
     )
+    parser.add_argument(
+        "--label", help="name of the mdactors series in results and plots (e.g. '2 workers')"
+    )
     parser.add_argument("--quick", action="store_true", help="short points (whole run < 30 s)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
 
@@ -66,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     _load_flags(swept)
     swept.add_argument("--steps", help="subscriber counts (default 10,100,1000,2000,4000,8000)")
     swept.add_argument("--p99-bound", type=float, default=50.0, help="ms; stop past it")
+    plot = commands.add_parser("plot", help="one chart from the rows of several result files")
+    plot.add_argument("results", nargs="+", type=Path, help="run or sweep JSON documents")
+    plot.add_argument("--p99-bound", type=float, help="ms; drawn as a line")
+    plot.add_argument("--out", type=Path, default=RESULTS_DIR, help="where <time>-plot.png goes")
     engine = commands.add_parser("engine", help="Topic → in-process readers, deliveries/s")
     engine.add_argument("--readers", default="100,1000", help="comma-separated reader counts")
     engine.add_argument("--seconds", type=float, default=3.0)
@@ -110,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         for name in servers_for(load.transport, not args.no_baseline):
             print(f"… {name} {load.transport} {count} subscribers", file=sys.stderr, flush=True)
             rows.append(run_point(name, load, args.interval, _target(args, load.transport)))
+    _label(rows, args.label)
     doc = document("run", _parameters(args), rows)
     path = write_json(doc, args.out)
     print(json.dumps(doc, indent=2, default=str) if args.json else format_table(rows))
@@ -131,6 +141,7 @@ def _sweep(args: argparse.Namespace) -> int:
             args.p99_bound,
             _target(args, transport),
         )
+    _label(rows, args.label)
     doc = document("sweep", {**_parameters(args), "steps": steps}, rows)
     path = write_json(doc, args.out)
     print(format_table(rows))
@@ -141,6 +152,29 @@ def _sweep(args: argparse.Namespace) -> int:
         print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
     else:
         print(f"plot: {plot_sweep(rows, path.with_suffix('.png'), args.p99_bound)}")
+    return 0
+
+
+def _label(rows: list[dict[str, object]], label: str | None) -> None:
+    """Name the mdactors rows' series ``label`` (the ``server`` field stays, for ratios)."""
+    if label:
+        for row in rows:
+            if row["server"] == "mdactors":
+                row["label"] = label
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from bench.plot import plot_sweep
+
+    rows = []
+    for path in args.results:
+        try:
+            rows += json.loads(path.read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"{path}: not a bench result document ({error})") from None
+    if not rows:
+        raise SystemExit("no rows in the given results")
+    print(f"plot: {plot_sweep(rows, args.out / f'{stamp()}-plot.png', args.p99_bound)}")
     return 0
 
 
@@ -174,4 +208,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["ticks"]:
         return _ticks(argv[1:])
     args = _parser().parse_args(argv)
-    return {"run": _run, "sweep": _sweep, "engine": _engine}[args.command](args)
+    commands = {"run": _run, "sweep": _sweep, "plot": _plot, "engine": _engine}
+    return commands[args.command](args)

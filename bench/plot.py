@@ -6,29 +6,41 @@ from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 
-__all__ = ["plot_sweep"]
+__all__ = ["plot_sweep", "sweep_series"]
+
+Row = dict[str, object]
 
 
-def plot_sweep(
-    rows: Sequence[dict[str, object]], path: Path, p99_bound_ms: float | None = None
-) -> Path:
-    """Draw every (server, transport) series of ``rows`` on one chart; write ``path``."""
+def sweep_series(rows: Sequence[Row]) -> list[tuple[str, bool, list[Row]]]:
+    """``(name, is_baseline, rows by subscribers)`` per series of ``rows``.
+
+    A row's series is its ``label`` when it has one (``--label``), else its
+    server, and its transport: ``"2 workers grpc"``, ``"baseline ws"``.
+    """
+
+    def series_of(row: Row) -> tuple[str, str, str]:
+        return str(row["server"]), str(row.get("label") or row["server"]), str(row["transport"])
+
+    ordered = sorted(rows, key=lambda row: (*series_of(row), row["subscribers"]))
+    return [
+        (f"{label} {transport}", server == "baseline", list(points))
+        for (server, label, transport), points in groupby(ordered, key=series_of)
+    ]
+
+
+def plot_sweep(rows: Sequence[Row], path: Path, p99_bound_ms: float | None = None) -> Path:
+    """Draw every series of ``rows`` (:func:`sweep_series`) on one chart; write ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, (latency, cpu) = plt.subplots(1, 2, figsize=(13, 5))
-    ordered = sorted(rows, key=lambda row: (row["server"], row["transport"], row["subscribers"]))
     colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
-    for (server, transport), series in groupby(
-        ordered, key=lambda row: (row["server"], row["transport"])
-    ):
-        points = list(series)
+    for name, baseline, points in sweep_series(rows):
         subscribers = [row["subscribers"] for row in points]
-        name = f"{server} {transport}"
         # One colour per series; mdactors solid, baselines dashed; a marker per percentile.
-        look = {"color": next(colours), "linestyle": "-" if server == "mdactors" else "--"}
+        look = {"color": next(colours), "linestyle": "--" if baseline else "-"}
         for percentile, marker in (("p50", "o"), ("p99", "s"), ("p99.9", "^")):
             values = [row["latency_ms"][percentile] for row in points]  # type: ignore[index]
             latency.plot(subscribers, values, marker=marker, label=f"{name} {percentile}", **look)

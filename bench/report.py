@@ -48,11 +48,15 @@ def document(kind: str, parameters: dict[str, object], rows: list[dict[str, obje
     }
 
 
+def stamp() -> str:
+    """The current UTC time as results' file names start with it."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def write_json(doc: dict, directory: Path = RESULTS_DIR, stem: str | None = None) -> Path:
     """Write ``doc`` as ``<directory>/<UTC time>-<kind>.json``; return the path."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory / f"{stem or stamp + '-' + doc['kind']}.json"
+    path = directory / f"{stem or stamp() + '-' + doc['kind']}.json"
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return path
 

@@ -29,7 +29,8 @@ def _bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_quick_run_measures_every_transport_and_baseline(tmp_path: Path) -> None:
     result = _bench(
         "run", "--transport", "grpc,ws,sse", "--quick", "--subscribers", "3",
-        "--duration", "0.5", "--warmup", "0.2", "--idle", "0.2", tmp_path=tmp_path,
+        "--duration", "0.5", "--warmup", "0.2", "--idle", "0.2", "--label", "one process",
+        tmp_path=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("*-run.json")
@@ -44,6 +45,7 @@ def test_quick_run_measures_every_transport_and_baseline(tmp_path: Path) -> None
         ("mdactors", "sse"),
     }
     for row in doc["rows"]:
+        assert row.get("label") == ("one process" if row["server"] == "mdactors" else None)
         assert row["connected"] == 3, row
         assert row["messages"] > 0, row
         assert row["client_errors"] == 0, row
@@ -109,3 +111,37 @@ def test_server_cpu_and_rss_cover_worker_processes() -> None:
         for pid in reversed(process_tree(parent.pid)):
             os.kill(pid, signal.SIGKILL)
         parent.wait()
+
+
+def test_plot_draws_labelled_series_from_several_results(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(ROOT))
+    from bench.plot import sweep_series
+
+    def row(server: str, count: int, label: str | None = None) -> dict[str, object]:
+        latency = {"p50": 1.0 * count, "p99": 2.0 * count, "p99.9": 3.0 * count}
+        point = {"server": server, "transport": "ws", "subscribers": count}
+        return {**point, "latency_ms": latency, "server_cpu_us_per_msg": 5.0, "label": label}
+
+    one = [row("mdactors", n, "1 worker") for n in (100, 10)] + [row("baseline", 10)]
+    two = [row("mdactors", n, "2 workers") for n in (10, 100)]
+    files = []
+    for name, rows in (("one", one), ("two", two)):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({"kind": "sweep", "rows": rows}))
+    series = sweep_series(one + two)
+    assert [
+        (name, baseline, [p["subscribers"] for p in points]) for name, baseline, points in series
+    ] == [
+        ("baseline ws", True, [10]),
+        ("1 worker ws", False, [10, 100]),
+        ("2 workers ws", False, [10, 100]),
+    ]
+    result = _bench("plot", *map(str, files), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (png,) = tmp_path.glob("*-plot.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    result = _bench("plot", str(broken), tmp_path=tmp_path)
+    assert result.returncode != 0 and "not a bench result document" in result.stderr
