@@ -1,4 +1,4 @@
-"""``mdactors serve --workers N``: processes sharing the ports and one market through Redis."""
+"""``mdactors serve --workers N``: processes sharing the ports and one market (Redis or a feed)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from mdactors.settings import load_settings
+from mdactors.settings import ConfigError, load_settings
 from mdactors.tools.workers import check_workers
 
 from .conftest import RedisServer
@@ -24,38 +26,36 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_workers_need_redis_and_fixed_ports() -> None:
+def test_workers_need_fixed_ports() -> None:
     plain = load_settings(environ={}, dotenv=None)
     assert check_workers(plain, 1) is None
-    assert "REDIS_URL" in (check_workers(plain, 2) or "")
+    assert check_workers(plain, 2) is None
     zero = load_settings(environ={"REDIS_URL": "redis://x:1/0", "WS_PORT": "0"}, dotenv=None)
     assert "ws_port" in (check_workers(zero, 2) or "")
 
 
-def test_cli_refuses_workers_without_redis() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mdactors", "serve", "--workers", "2", "--env-file", "/x"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-    )
-    assert result.returncode == 2
-    assert "REDIS_URL" in result.stderr
+def test_a_feed_subscriber_neither_publishes_nor_joins_a_cluster() -> None:
+    for extra in (
+        {"FEED_PUBLISH": "/tmp/a.sock"},
+        {"CLUSTER_MODE": "redis", "REDIS_URL": "redis://x:1/0"},
+    ):
+        with pytest.raises(ConfigError) as raised:
+            load_settings(environ={"FEED_SUBSCRIBE": "/tmp/b.sock", **extra}, dotenv=None)
+        assert raised.value.variable == "FEED_SUBSCRIBE"
 
 
-def test_two_workers_share_the_ports_and_stop_together(redis_server: RedisServer) -> None:
+@contextmanager
+def workers(extra: dict[str, str]) -> Iterator[str]:
+    """``serve --workers 2`` on free ports with ``extra`` env; yields the HTTP base URL."""
     ports = {"HTTP_PORT": _free_port(), "GRPC_PORT": _free_port(), "WS_PORT": _free_port()}
     env = {
         **os.environ,
         **{name: str(port) for name, port in ports.items()},
         "HOST": "127.0.0.1",
-        "REDIS_URL": redis_server.url,
         "PRICE_UPDATE_INTERVAL": "100ms",
-        "CLUSTER_LEASE_TTL": "1s",
-        "CLUSTER_RENEW_INTERVAL": "300ms",
         "DRAIN_DELAY": "0s",
         "LOG_LEVEL": "WARNING",
+        **extra,
     }
     parent = subprocess.Popen(
         [sys.executable, "-m", "mdactors", "serve", "--workers", "2", "--env-file", "/x"],
@@ -66,22 +66,7 @@ def test_two_workers_share_the_ports_and_stop_together(redis_server: RedisServer
     )
     url = f"http://127.0.0.1:{ports['HTTP_PORT']}"
     try:
-        seen: set[str] = set()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(seen) < 2:
-            try:
-                # a new connection each time: the kernel picks a worker per connection
-                with httpx.Client(base_url=url, timeout=2) as client:
-                    body = client.get("/api/v1/ready").json()
-            except httpx.HTTPError:
-                time.sleep(0.05)
-                continue
-            if body.get("status") == "ready":
-                seen.add(body["instance"])
-        assert seen == {"market-data-simulator-w1", "market-data-simulator-w2"}
-        with httpx.Client(base_url=url, timeout=2) as client:
-            price = client.get("/api/v1/prices/BTC-USD/current").json()
-        assert price["price"] > 0
+        yield url
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=20) == 0
         with pytest.raises(httpx.ConnectError):
@@ -90,3 +75,47 @@ def test_two_workers_share_the_ports_and_stop_together(redis_server: RedisServer
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
             parent.wait()
+
+
+def each_worker(url: str, read: Callable[[httpx.Client], object]) -> dict[str, object]:
+    """``read`` once per worker, keyed by instance name: new connections until both answered
+    (the kernel picks a worker per connection; ``read`` runs on the same connection)."""
+    answers: dict[str, object] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(answers) < 2:
+        try:
+            with httpx.Client(base_url=url, timeout=2) as client:
+                ready = client.get("/api/v1/ready").json()
+                if ready.get("status") == "ready" and ready["instance"] not in answers:
+                    answers[ready["instance"]] = read(client)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    assert set(answers) == {"market-data-simulator-w1", "market-data-simulator-w2"}
+    return answers
+
+
+def test_two_workers_share_the_ports_and_stop_together(redis_server: RedisServer) -> None:
+    cluster = {"REDIS_URL": redis_server.url, "CLUSTER_LEASE_TTL": "1s",
+               "CLUSTER_RENEW_INTERVAL": "300ms"}  # fmt: skip
+    with workers(cluster) as url:
+        prices = each_worker(url, lambda c: c.get("/api/v1/prices/BTC-USD/current").json())
+        assert all(price["price"] > 0 for price in prices.values())  # type: ignore[index]
+
+
+def test_without_redis_one_market_process_feeds_the_other_worker() -> None:
+    def ticks(client: httpx.Client) -> dict[int, tuple[float, int]]:
+        time.sleep(1.0)  # some ticks from the feed first
+        params = {"interval": "tick", "limit": 40}  # 4 s: the two reads overlap
+        rows = client.get("/api/v1/prices/BTC-USD/history", params=params).json()["data"]
+        return {row["sequence"]: (row["price"], row["timestamp_ns"]) for row in rows}
+
+    with workers({"REDIS_URL": ""}) as url:
+        seen = each_worker(url, ticks)
+        first, second = seen["market-data-simulator-w1"], seen["market-data-simulator-w2"]
+        # Sequence 1 is each process's opening tick (same price, own clock); the feed follows.
+        common = (first.keys() & second.keys()) - {1}  # type: ignore[union-attr]
+        assert len(common) >= 3
+        assert {s: first[s] for s in common} == {s: second[s] for s in common}  # type: ignore[index]
+        feeds = each_worker(url, lambda c: c.get("/api/v1/ready").json()["checks"].get("feed"))
+        assert feeds["market-data-simulator-w1"] is None  # the market process
+        assert feeds["market-data-simulator-w2"]["connected"] is True  # type: ignore[index]

@@ -34,6 +34,7 @@ from mdactors.api.ws import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
+from mdactors.engine.market_feed import FeedPublisher, FeedRelay
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.replay import ReplayDriver, ReplayOptions
 from mdactors.engine.scenarios import ScenarioEngine
@@ -63,6 +64,8 @@ class Service:
     """With ``CLUSTER_MODE=redis``: runs the actors this instance owns instead of the market."""
     replay: ReplayDriver | None = None
     """With ``mdactors replay``: plays the recorded file through the actors."""
+    feed_relay: FeedRelay | None = None
+    """With ``FEED_SUBSCRIBE``: serves the market process's ticks instead of running actors."""
 
     def feed_snapshot(self) -> FeedSnapshot:
         """Copies of the engine's counters, taken on the event loop."""
@@ -208,6 +211,8 @@ class Service:
             return Child("replay", self.replay.run)
         if self.cluster is not None:
             return Child("cluster", self.cluster.run)
+        if self.feed_relay is not None:
+            return Child("feed", self.feed_relay.run)
         return Child(
             "market", partial(self.context.market.run, on_give_up=self.context.lifecycle.fail)
         )
@@ -273,6 +278,9 @@ def build_service(
         models=settings.model_config,
         start_prices=start_prices,
     )
+    if settings.feed_publish and replay is None:
+        publisher = FeedPublisher(market, settings.feed_publish)
+        background.append(Child("feed", publisher.run, restart=True))
     if settings.price_breaker_threshold:
         for actor in market.actors.values():
             actor.breaker = PriceBreaker(
@@ -301,6 +309,9 @@ def build_service(
         service.replay = ReplayDriver(market, replay)
     elif settings.cluster_mode == "redis":
         service.cluster = _cluster(settings, context, service.instance_id)
+    elif settings.feed_subscribe:
+        service.feed_relay = FeedRelay(market, settings.feed_subscribe)
+        context.checks["feed"] = service.feed_relay.describe
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)
     return service
 

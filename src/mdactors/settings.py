@@ -322,6 +322,12 @@ FIELDS: tuple[Field, ...] = (
     Field("cluster_mode", "CLUSTER_MODE", _choice("off", "redis"), "off",
           "redis = share the symbols with other instances through Redis leases (needs "
           "REDIS_URL); off = this instance simulates every symbol."),
+    Field("feed_publish", "FEED_PUBLISH", _text, "",
+          "Unix socket path on which this process serves every tick to workers "
+          "(set by serve --workers without Redis)."),
+    Field("feed_subscribe", "FEED_SUBSCRIBE", _text, "",
+          "Unix socket path of the market process: run no actors, serve its ticks "
+          "(set by serve --workers without Redis)."),
     Field("cluster_lease_ttl", "CLUSTER_LEASE_TTL", _positive_duration, "3s",
           "TTL of a symbol's lease: a dead owner's symbols are taken over within about "
           "this plus CLUSTER_RENEW_INTERVAL."),
@@ -396,6 +402,8 @@ class Settings:
     discovery_ttl: float
     discovery_hash_scheme: bool
     cluster_mode: str
+    feed_publish: str
+    feed_subscribe: str
     cluster_lease_ttl: float
     cluster_renew_interval: float
     ws_heartbeat_interval: float
@@ -446,6 +454,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
 def _check_cluster(values: Mapping[str, Any]) -> None:
     if values["cluster_mode"] == "redis" and not values["redis_url"]:
         raise ConfigError("CLUSTER_MODE", "redis needs REDIS_URL (the leases and ticks live there)")
+    if values["feed_subscribe"] and (values["feed_publish"] or values["cluster_mode"] != "off"):
+        raise ConfigError(
+            "FEED_SUBSCRIBE",
+            "a process that takes the market feed neither publishes it nor joins a Redis cluster",
+        )
     if values["cluster_renew_interval"] * 3 > values["cluster_lease_ttl"]:
         raise ConfigError(
             "CLUSTER_RENEW_INTERVAL",

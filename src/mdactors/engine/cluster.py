@@ -41,6 +41,7 @@ from mdactors.adapters.redis_cluster import ClusterStats, LeaseView, RedisCluste
 from mdactors.adapters.redis_history import FAILURES
 from mdactors.domain.tick import Tick
 from mdactors.engine.market import Market
+from mdactors.engine.relay import relay_ticks
 from mdactors.engine.restarts import RestartBudget, keep_running
 from mdactors.engine.subscription import Subscription
 
@@ -299,18 +300,8 @@ class ClusterCoordinator:
 
     def relay(self, ticks: list[Tick]) -> None:
         """Publish ticks received from their owners into the local topics."""
-        now_ns = self.market.wall_clock()
         stats = self.stats
-        for tick in ticks:
-            key = tick.symbol
-            if key in self._running or key not in stats.relayed:
-                continue
-            actor = self.market.actor(key)
-            if tick.seq <= actor.latest.seq:
-                continue
-            actor.publish(tick)
-            stats.relayed[key] += 1
-            stats.relay_lag[key] = max(0.0, (now_ns - tick.ts_ns) / 1e9)
+        relay_ticks(self.market, ticks, stats.relayed, stats.relay_lag, skip=self._running)
 
     async def _relay_loop(self) -> None:
         symbols = self.market.symbols

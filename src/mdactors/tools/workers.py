@@ -1,12 +1,20 @@
 """``mdactors serve --workers N``: N service processes sharing the ports, one market.
 
 Every worker is an ordinary ``mdactors serve`` with ``REUSE_PORT=true`` (the
-kernel spreads new connections over the workers) and ``CLUSTER_MODE=redis``:
-each symbol is simulated by exactly one worker and relayed to the others
-through Redis, so every connection sees the same market whichever worker
-accepted it. The parent forwards SIGTERM/SIGINT to the workers and exits
-with the worst exit code once all have stopped; if one worker dies, the
-others are stopped too.
+kernel spreads new connections over the workers), and the market is
+simulated once, so every connection sees the same market whichever worker
+accepted it:
+
+- with ``REDIS_URL``, ``CLUSTER_MODE=redis``: each symbol is simulated by
+  exactly one worker and relayed to the others through Redis (history in
+  Redis, failover between workers);
+- without, worker 1 is the market process: it runs every actor and serves
+  its ticks on a Unix socket (``FEED_PUBLISH``); the others run no actors
+  and serve the ticks they read from it (``FEED_SUBSCRIBE``).
+
+The parent forwards SIGTERM/SIGINT to the workers and exits with the worst
+exit code once all have stopped; if one worker dies, the others are stopped
+too.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -30,8 +39,6 @@ def check_workers(settings: Settings, workers: int) -> str | None:
     """Why ``workers`` processes cannot serve with ``settings`` (``None`` if they can)."""
     if workers < 2:
         return None
-    if not settings.redis_url:
-        return "--workers needs REDIS_URL: the workers share one market through Redis"
     zero = [name for name in ("http_port", "grpc_port", "ws_port") if getattr(settings, name) == 0]
     if zero:
         return f"--workers needs fixed ports (not 0): {', '.join(zero)}"
@@ -40,15 +47,25 @@ def check_workers(settings: Settings, workers: int) -> str | None:
 
 def run_workers(settings: Settings, workers: int, argv: Sequence[str]) -> int:
     """Start ``workers`` copies of ``mdactors <argv>`` and supervise them."""
-    children = []
-    for index in range(1, workers + 1):
-        env = {
-            **os.environ,
-            "REUSE_PORT": "true",
-            "CLUSTER_MODE": "redis",
-            "SERVICE_INSTANCE_NAME": f"{settings.instance_name}-w{index}"[:63].rstrip("-"),
-        }
-        children.append(subprocess.Popen([sys.executable, "-m", "mdactors", *argv], env=env))
+    with tempfile.TemporaryDirectory(prefix="mdactors-feed-") as feed_dir:
+        feed = os.path.join(feed_dir, "market.sock")
+        children = []
+        for index in range(1, workers + 1):
+            env = {
+                **os.environ,
+                "REUSE_PORT": "true",
+                "SERVICE_INSTANCE_NAME": f"{settings.instance_name}-w{index}"[:63].rstrip("-"),
+            }
+            if settings.redis_url:
+                env["CLUSTER_MODE"] = "redis"
+            else:
+                env["FEED_PUBLISH" if index == 1 else "FEED_SUBSCRIBE"] = feed
+            children.append(subprocess.Popen([sys.executable, "-m", "mdactors", *argv], env=env))
+        return _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    """Forward SIGTERM/SIGINT to ``children``, stop all if one fails; the worst exit code."""
     stopping = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:

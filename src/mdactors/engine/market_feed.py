@@ -1,0 +1,177 @@
+"""One market process feeding the other workers of ``serve --workers N`` (no Redis).
+
+The market process (``FEED_PUBLISH=<socket path>``) runs the actors as usual
+and serves every tick on a Unix socket (:class:`FeedPublisher`). A worker
+(``FEED_SUBSCRIBE=<socket path>``) runs no actors: its :class:`FeedRelay`
+publishes the ticks it reads into the worker's own topics, so its clients,
+recorder, candles and books see the same ticks — same sequence numbers, same
+prices — as the market process's.
+
+Wire format: one line per tick, ``<symbol>\\t<JSON array>\\n`` (the array of
+Redis history and the Redis cluster feed). A connection starts with each
+symbol's latest tick. Each connection reads the topics through its own
+cursors, so the topics' rings bound what a slow worker can hold back
+(skipped ticks are counted); a worker that takes nothing for
+``stall_timeout`` is disconnected, reconnects and resumes from the latest
+ticks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterable
+
+import trio
+
+from mdactors.adapters.redis_history import decode_tick, encode_tick
+from mdactors.domain.tick import Tick
+from mdactors.engine.market import Market
+from mdactors.engine.relay import relay_ticks
+from mdactors.engine.subscription import StreamClosed, Subscription
+
+__all__ = ["FeedPublisher", "FeedRelay", "decode_lines", "encode_lines"]
+
+log = logging.getLogger("mdactors.feed")
+
+MAX_LINE = 4_096
+"""Longest line a worker accepts (a tick's line is ~200 bytes)."""
+_BATCH = 1_024
+"""Most ticks per symbol taken for one write."""
+_RETRY_S = 0.1
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def encode_lines(ticks: Iterable[Tick]) -> bytes:
+    """The wire form of ``ticks``."""
+    return "".join(f"{tick.symbol}\t{encode_tick(tick)}\n" for tick in ticks).encode()
+
+
+def decode_lines(lines: Iterable[bytes]) -> tuple[list[Tick], int]:
+    """The ticks of ``lines`` (without their newlines), and how many were malformed."""
+    ticks, bad = [], 0
+    for line in lines:
+        symbol, _, raw = line.partition(b"\t")
+        try:
+            ticks.append(decode_tick(symbol.decode(), raw))
+        except (ValueError, TypeError):  # UnicodeDecodeError and JSON errors included
+            bad += 1
+    return ticks, bad
+
+
+class FeedPublisher:
+    """Serves every tick of ``market`` on the Unix socket at ``path``."""
+
+    def __init__(self, market: Market, path: str, *, stall_timeout: float = 5.0) -> None:
+        self.market = market
+        self.path = path
+        self.stall_timeout = stall_timeout
+        self.workers = 0
+        self.skipped = 0
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept workers until cancelled."""
+        _remove(self.path)  # left by a previous run
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await sock.bind(self.path)
+            sock.listen(64)
+            listener = trio.SocketListener(sock)
+            log.info("market feed published", extra={"event": "feed_publish", "path": self.path})
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(self._serve, stream)
+        finally:
+            sock.close()
+            _remove(self.path)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        topics = {key: actor.topic for key, actor in self.market.actors.items()}
+        self.workers += 1
+        try:
+            async with stream:
+                with Subscription(topics) as feed:
+                    while True:
+                        await feed.wait()
+                        ticks = []
+                        for _, items, skipped in feed.take(_BATCH):
+                            ticks += items
+                            self.skipped += skipped
+                        with trio.move_on_after(self.stall_timeout) as stalled:
+                            await stream.send_all(encode_lines(ticks))
+                        if stalled.cancelled_caught:
+                            log.warning("market feed: a worker stopped reading; disconnected")
+                            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, StreamClosed):
+            pass  # the worker left, or the market closed
+        finally:
+            self.workers -= 1
+
+
+class FeedRelay:
+    """Publishes the ticks of the market process at ``path`` into ``market``'s topics."""
+
+    def __init__(self, market: Market, path: str) -> None:
+        self.market = market
+        self.path = path
+        self.connected = False
+        self.lost = 0
+        """Connections to the market process that ended (it stopped, or bad input)."""
+        self.relayed = dict.fromkeys(market.symbols, 0)
+        self.relay_lag = dict.fromkeys(market.symbols, 0.0)
+        self.malformed = 0
+
+    def describe(self) -> dict[str, object]:
+        """Readiness: ``ok`` while connected to the market process."""
+        return {
+            "status": "ok" if self.connected else "degraded",
+            "market_process": self.path,
+            "connected": self.connected,
+            "connections_lost": self.lost,
+        }
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the feed until cancelled, reconnecting whenever it is lost."""
+        task_status.started()
+        waiting_logged = False
+        while True:
+            try:
+                stream = await trio.open_unix_socket(self.path)
+            except OSError:
+                if not waiting_logged:
+                    log.info("waiting for the market process", extra={"event": "feed_waiting"})
+                    waiting_logged = True
+                await trio.sleep(_RETRY_S)
+                continue
+            waiting_logged = False
+            self.connected = True
+            log.info("market feed connected", extra={"event": "feed_connected"})
+            try:
+                async with stream:
+                    await self._read(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            finally:
+                self.connected = False
+                self.lost += 1
+            log.warning("market feed lost: reconnecting", extra={"event": "feed_lost"})
+            await trio.sleep(_RETRY_S)
+
+    async def _read(self, stream: trio.SocketStream) -> None:
+        pending = b""
+        while data := await stream.receive_some(65_536):
+            *lines, pending = (pending + data).split(b"\n")
+            if len(pending) > MAX_LINE:
+                log.error("market feed: line too long; reconnecting")
+                return
+            ticks, bad = decode_lines(lines)
+            self.malformed += bad
+            relay_ticks(self.market, ticks, self.relayed, self.relay_lag)
