@@ -119,3 +119,9 @@ def test_without_redis_one_market_process_feeds_the_other_worker() -> None:
         feeds = each_worker(url, lambda c: c.get("/api/v1/ready").json()["checks"].get("feed"))
         assert feeds["market-data-simulator-w1"] is None  # the market process
         assert feeds["market-data-simulator-w2"]["connected"] is True  # type: ignore[index]
+        shock = {"symbol": "BTC/USD", "shock_percentage": -5, "duration_seconds": 5}
+        answers = each_worker(url, lambda c: c.post("/chaos/price-shock", json=shock))
+        assert answers["market-data-simulator-w1"].status_code == 201  # type: ignore[attr-defined]
+        refused = answers["market-data-simulator-w2"]
+        assert refused.status_code == 409  # type: ignore[attr-defined]
+        assert refused.json()["error"] == "scenarios_elsewhere"  # type: ignore[attr-defined]

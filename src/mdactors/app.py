@@ -312,6 +312,10 @@ def build_service(
     elif settings.feed_subscribe:
         service.feed_relay = FeedRelay(market, settings.feed_subscribe)
         context.checks["feed"] = service.feed_relay.describe
+        context.scenarios.elsewhere = (
+            "this worker serves the ticks of the market process (worker 1), where scenarios "
+            "run: send it there (GET /api/v1/ready names the instance that answers)"
+        )
     metrics.watch_feed(service.feed_snapshot, LIVE_SOURCE)
     return service
 

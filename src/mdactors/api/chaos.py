@@ -46,7 +46,7 @@ from mdactors.domain.scenarios import (
 )
 from mdactors.domain.symbols import SymbolError
 from mdactors.engine.market import UnknownSymbol
-from mdactors.engine.scenarios import TooManyScenarios, UnknownScenario
+from mdactors.engine.scenarios import ScenariosElsewhere, TooManyScenarios, UnknownScenario
 
 __all__ = ["blueprint"]
 
@@ -117,6 +117,8 @@ def _start(
         )
     except TooManyScenarios as error:
         raise ApiError(429, "too_many_scenarios", str(error)) from None
+    except ScenariosElsewhere as error:
+        raise ApiError(409, "scenarios_elsewhere", str(error)) from None
     return json_response(scenario_view(scenario, trio.current_time()), 201)
 
 

@@ -33,6 +33,10 @@ class TooManyScenarios(RuntimeError):
     """The limit of concurrently active scenarios is reached; stop one first."""
 
 
+class ScenariosElsewhere(RuntimeError):
+    """This process does not simulate the market (it relays another process's ticks)."""
+
+
 class ScenarioEngine:
     """The market's scenarios: at most ``max_active`` at once, ``keep`` finished remembered."""
 
@@ -42,6 +46,8 @@ class ScenarioEngine:
         self._active: dict[str, Scenario] = {}
         self.finished: deque[Scenario] = deque(maxlen=keep)
         self._serial = itertools.count(1)
+        self.elsewhere: str | None = None
+        """Set when another process simulates this market: why scenarios are refused here."""
 
     def start(
         self,
@@ -56,6 +62,8 @@ class ScenarioEngine:
         shared: bool = False,
     ) -> Scenario:
         """Start a scenario now on ``symbols`` (resolved keys) and return it."""
+        if self.elsewhere is not None:
+            raise ScenariosElsewhere(self.elsewhere)
         if len(self.active()) >= self.max_active:
             raise TooManyScenarios(f"{self.max_active} scenarios are active; stop one first")
         now = trio.current_time()
