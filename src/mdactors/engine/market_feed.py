@@ -102,9 +102,18 @@ class FeedPublisher:
                     while True:
                         await feed.wait()
                         ticks = []
-                        for _, items, skipped in feed.take(_BATCH):
+                        for key, items, skipped in feed.take(_BATCH):
                             ticks += items
-                            self.skipped += skipped
+                            if skipped:
+                                self.skipped += skipped
+                                log.warning(
+                                    "market feed: a worker fell behind; ticks skipped",
+                                    extra={
+                                        "event": "feed_skipped",
+                                        "symbol": key,
+                                        "count": skipped,
+                                    },
+                                )
                         with trio.move_on_after(self.stall_timeout) as stalled:
                             await stream.send_all(encode_lines(ticks))
                         if stalled.cancelled_caught:
