@@ -64,9 +64,16 @@ def test_lines_round_trip_and_bad_lines_are_counted() -> None:
     ticks = [actor.latest for actor in source.actors.values()]
     lines = encode_lines(ticks).split(b"\n")
     assert lines[-1] == b""
-    decoded, bad = decode_lines([*lines[:-1], b"BTC/USD\t[1,2", b"\xff\t[]", b"no tab"])
+    garbage = [
+        b"BTC/USD\t[1,2",
+        b"\xff\t[]",
+        b"no tab",
+        b"BTC/USD\t" + b"[" * 60_000,  # deep nesting: not a crash
+        b'BTC/USD\t["9",' + lines[0].split(b",", 1)[1],  # a string where the seq goes
+    ]
+    decoded, bad = decode_lines([*lines[:-1], *garbage])
     assert len(decoded) == len(ticks) and all(map(same, decoded, ticks))
-    assert bad == 3
+    assert bad == len(garbage)
 
 
 async def test_a_worker_serves_the_market_process_ticks(tmp_path: Path) -> None:
@@ -133,3 +140,28 @@ async def test_a_worker_that_stops_reading_is_disconnected(tmp_path: Path) -> No
                 step(source, 50)
                 await trio.sleep(0.01)
         await stuck.aclose()
+
+
+async def test_a_restarted_market_process_and_republished_ticks_are_followed(
+    tmp_path: Path,
+) -> None:
+    first, worker = market(), market()
+    path = str(tmp_path / "market.sock")
+    step(first, 30)
+    async with relaying(worker, path) as relay:
+        async with publishing(first, path) as publisher:
+            await wait_for(
+                lambda: same(worker.actor("BTC/USD").latest, first.actor("BTC/USD").latest)
+            )
+            assert publisher.describe()["workers"] == 1
+            btc = first.actor("BTC/USD")
+            btc.publish(btc.latest)  # a republish (the stale-feed disruption): same seq again
+            await wait_for(lambda: relay.relayed["BTC/USD"] == 2)
+        await wait_for(lambda: relay.lost == 1)
+        second = market()  # a new market process: its sequence starts again
+        step(second, 2)
+        async with publishing(second, path):
+            await wait_for(
+                lambda: same(worker.actor("BTC/USD").latest, second.actor("BTC/USD").latest)
+            )
+            assert worker.actor("BTC/USD").latest.seq < 30

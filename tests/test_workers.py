@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from mdactors.settings import ConfigError, load_settings
-from mdactors.tools.workers import check_workers
+from mdactors.tools.workers import _supervise, check_workers
 
 from .conftest import RedisServer
 
@@ -42,6 +42,19 @@ def test_a_feed_subscriber_neither_publishes_nor_joins_a_cluster() -> None:
         with pytest.raises(ConfigError) as raised:
             load_settings(environ={"FEED_SUBSCRIBE": "/tmp/b.sock", **extra}, dotenv=None)
         assert raised.value.variable == "FEED_SUBSCRIBE"
+
+
+def test_a_worker_that_ends_by_itself_stops_the_others() -> None:
+    quits = subprocess.Popen([sys.executable, "-c", "pass"])  # exits 0 at once
+    waits = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = time.monotonic()
+        assert _supervise([quits, waits]) >= 1  # not a clean stop: nobody asked for it
+        assert waits.returncode == -signal.SIGTERM
+        assert time.monotonic() - started < 10
+    finally:
+        waits.kill()
+        waits.wait()
 
 
 @contextmanager
@@ -117,7 +130,7 @@ def test_without_redis_one_market_process_feeds_the_other_worker() -> None:
         assert len(common) >= 3
         assert {s: first[s] for s in common} == {s: second[s] for s in common}  # type: ignore[index]
         feeds = each_worker(url, lambda c: c.get("/api/v1/ready").json()["checks"].get("feed"))
-        assert feeds["market-data-simulator-w1"] is None  # the market process
+        assert feeds["market-data-simulator-w1"]["workers"] == 1  # type: ignore[index]
         assert feeds["market-data-simulator-w2"]["connected"] is True  # type: ignore[index]
         shock = {"symbol": "BTC/USD", "shock_percentage": -5, "duration_seconds": 5}
         answers = each_worker(url, lambda c: c.post("/chaos/price-shock", json=shock))
@@ -125,3 +138,6 @@ def test_without_redis_one_market_process_feeds_the_other_worker() -> None:
         refused = answers["market-data-simulator-w2"]
         assert refused.status_code == 409  # type: ignore[attr-defined]
         assert refused.json()["error"] == "scenarios_elsewhere"  # type: ignore[attr-defined]
+        resets = each_worker(url, lambda c: c.post("/chaos/circuit-breaker/reset", json={}))
+        assert resets["market-data-simulator-w1"].status_code == 200  # type: ignore[attr-defined]
+        assert resets["market-data-simulator-w2"].status_code == 409  # type: ignore[attr-defined]

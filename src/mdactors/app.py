@@ -278,6 +278,7 @@ def build_service(
         models=settings.model_config,
         start_prices=start_prices,
     )
+    publisher = None
     if settings.feed_publish and replay is None:
         publisher = FeedPublisher(market, settings.feed_publish)
         background.append(Child("feed", publisher.run, restart=True))
@@ -309,7 +310,9 @@ def build_service(
         service.replay = ReplayDriver(market, replay)
     elif settings.cluster_mode == "redis":
         service.cluster = _cluster(settings, context, service.instance_id)
-    elif settings.feed_subscribe:
+    if publisher is not None:
+        context.checks["feed"] = publisher.describe
+    elif settings.feed_subscribe and replay is None:
         service.feed_relay = FeedRelay(market, settings.feed_subscribe)
         context.checks["feed"] = service.feed_relay.describe
         context.scenarios.elsewhere = (

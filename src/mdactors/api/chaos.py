@@ -272,7 +272,10 @@ async def stop_scenario(scenario_id: str) -> Response:
 @validate_request(BreakerResetBody)
 async def reset_breaker(data: BreakerResetBody) -> Response:
     """Close the price circuit breaker of ``symbol`` (default: every symbol)."""
-    market = context().market
+    ctx = context()
+    if ctx.scenarios.elsewhere is not None:  # the breakers that trip are the market process's
+        raise ApiError(409, "scenarios_elsewhere", ctx.scenarios.elsewhere)
+    market = ctx.market
     keys = [_key("symbol", data.symbol)] if data.symbol is not None else market.symbols
     reset = []
     for key in keys:

@@ -11,9 +11,14 @@ Wire format: one line per tick, ``<symbol>\\t<JSON array>\\n`` (the array of
 Redis history and the Redis cluster feed). A connection starts with each
 symbol's latest tick. Each connection reads the topics through its own
 cursors, so the topics' rings bound what a slow worker can hold back
-(skipped ticks are counted); a worker that takes nothing for
-``stall_timeout`` is disconnected, reconnects and resumes from the latest
-ticks.
+(skipped ticks are counted); a worker whose write waits ``stall_timeout`` is
+disconnected, reconnects and resumes from the latest ticks.
+
+The feed has one writer, so a worker publishes every tick it reads, in
+order — a republished tick (the stale-feed disruption) too — except a
+connection's first tick of a symbol when the worker already has it. A
+market process that restarted starts a new sequence, and so do its workers'
+topics (logged).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterable
 
 import trio
@@ -44,8 +50,10 @@ _RETRY_S = 0.1
 
 
 def _remove(path: str) -> None:
+    """Remove the socket file at ``path`` (nothing else: a file there is an error)."""
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
 
 
 def encode_lines(ticks: Iterable[Tick]) -> bytes:
@@ -59,8 +67,15 @@ def decode_lines(lines: Iterable[bytes]) -> tuple[list[Tick], int]:
     for line in lines:
         symbol, _, raw = line.partition(b"\t")
         try:
-            ticks.append(decode_tick(symbol.decode(), raw))
-        except (ValueError, TypeError):  # UnicodeDecodeError and JSON errors included
+            if len(line) > MAX_LINE:
+                raise ValueError("line too long")
+            tick = decode_tick(symbol.decode(), raw)
+        except Exception:  # any garbage, deep nesting included, is one bad line
+            bad += 1
+            continue
+        if type(tick.seq) is int and type(tick.ts_ns) is int and tick.seq > 0:
+            ticks.append(tick)
+        else:
             bad += 1
     return ticks, bad
 
@@ -74,6 +89,10 @@ class FeedPublisher:
         self.stall_timeout = stall_timeout
         self.workers = 0
         self.skipped = 0
+
+    def describe(self) -> dict[str, object]:
+        """Readiness: the workers fed now and the ticks lagging ones skipped."""
+        return {"status": "ok", "workers": self.workers, "skipped_ticks": self.skipped}
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept workers until cancelled."""
@@ -145,6 +164,7 @@ class FeedRelay:
             "market_process": self.path,
             "connected": self.connected,
             "connections_lost": self.lost,
+            "malformed_lines": self.malformed,
         }
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -176,6 +196,7 @@ class FeedRelay:
 
     async def _read(self, stream: trio.SocketStream) -> None:
         pending = b""
+        synced: set[str] = set()  # symbols whose first tick on this connection was seen
         while data := await stream.receive_some(65_536):
             *lines, pending = (pending + data).split(b"\n")
             if len(pending) > MAX_LINE:
@@ -183,4 +204,22 @@ class FeedRelay:
                 return
             ticks, bad = decode_lines(lines)
             self.malformed += bad
-            relay_ticks(self.market, ticks, self.relayed, self.relay_lag)
+            fresh = [tick for tick in ticks if self._fresh(tick, synced)]
+            relay_ticks(self.market, fresh, self.relayed, self.relay_lag, newer_only=False)
+
+    def _fresh(self, tick: Tick, synced: set[str]) -> bool:
+        """Whether to publish ``tick``: all but a connection's first tick of a symbol
+        when this worker has that very tick already."""
+        key = tick.symbol
+        if key in synced or key not in self.relayed:
+            return True  # relay_ticks ignores unknown symbols
+        synced.add(key)
+        latest = self.market.actor(key).latest
+        if (latest.seq, latest.ts_ns) == (tick.seq, tick.ts_ns):
+            return False
+        if tick.seq < latest.seq:
+            log.warning(
+                "market feed: the market process restarted its sequence",
+                extra={"event": "feed_sequence_reset", "symbol": key, "seq": tick.seq},
+            )
+        return True

@@ -16,8 +16,11 @@ def relay_ticks(
     relayed: MutableMapping[str, int],
     relay_lag: MutableMapping[str, float],
     skip: Container[str] = (),
+    *,
+    newer_only: bool = True,
 ) -> None:
-    """Publish each tick newer than its symbol's latest into that symbol's topic.
+    """Publish each tick into its symbol's topic (only those newer than the
+    symbol's latest if ``newer_only``: a feed with several writers).
 
     Symbols in ``skip`` (simulated here) and unknown symbols are ignored;
     ``relayed`` counts the ticks published per symbol and ``relay_lag`` keeps
@@ -29,7 +32,7 @@ def relay_ticks(
         if key in skip or key not in relayed:
             continue
         actor = market.actor(key)
-        if tick.seq <= actor.latest.seq:
+        if newer_only and tick.seq <= actor.latest.seq:
             continue
         actor.publish(tick)
         relayed[key] += 1

@@ -13,13 +13,16 @@ accepted it:
   and serve the ticks they read from it (``FEED_SUBSCRIBE``).
 
 The parent forwards SIGTERM/SIGINT to the workers and exits with the worst
-exit code once all have stopped; if one worker dies, the others are stopped
-too.
+exit code once all have stopped; if one worker ends by itself (crashed, or
+drained on its own signal), the others are stopped too and the exit code is
+at least 1. Every worker gets the same ``SIM_SEED`` (a random one when none
+is set), so their synthetic pasts agree.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -47,6 +50,7 @@ def check_workers(settings: Settings, workers: int) -> str | None:
 
 def run_workers(settings: Settings, workers: int, argv: Sequence[str]) -> int:
     """Start ``workers`` copies of ``mdactors <argv>`` and supervise them."""
+    seed = settings.seed if settings.seed is not None else secrets.randbits(32)
     with tempfile.TemporaryDirectory(prefix="mdactors-feed-") as feed_dir:
         feed = os.path.join(feed_dir, "market.sock")
         children = []
@@ -55,6 +59,8 @@ def run_workers(settings: Settings, workers: int, argv: Sequence[str]) -> int:
                 **os.environ,
                 "REUSE_PORT": "true",
                 "SERVICE_INSTANCE_NAME": f"{settings.instance_name}-w{index}"[:63].rstrip("-"),
+                # One seed for all: the same synthetic past (backfill) on every worker.
+                "SIM_SEED": str(seed),
             }
             if settings.redis_url:
                 env["CLUSTER_MODE"] = "redis"
@@ -65,8 +71,9 @@ def run_workers(settings: Settings, workers: int, argv: Sequence[str]) -> int:
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    """Forward SIGTERM/SIGINT to ``children``, stop all if one fails; the worst exit code."""
-    stopping = False
+    """Forward SIGTERM/SIGINT to ``children``; stop all when one ends by itself (then
+    the exit code is at least 1); the worst exit code."""
+    stopping = unexpected = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
@@ -78,10 +85,12 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while any(child.poll() is None for child in children):
-            if not stopping and any(child.poll() not in (None, 0) for child in children):
+            if not stopping and any(child.poll() is not None for child in children):
+                unexpected = True
                 forward(signal.SIGTERM, None)
             time.sleep(_POLL_S)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return max(abs(child.returncode) for child in children)
+    worst = max(abs(child.returncode) for child in children)
+    return max(worst, 1) if unexpected else worst
