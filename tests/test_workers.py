@@ -57,6 +57,37 @@ def test_a_worker_that_ends_by_itself_stops_the_others() -> None:
         waits.wait()
 
 
+_TWICE = """
+import os, signal, trio
+from mdactors.engine.subscription import StreamRegistry
+from mdactors.engine.supervisor import Child, Lifecycle, Supervisor
+
+async def listener(task_status):
+    task_status.started()
+    await supervisor.lifecycle.draining.wait()
+    await trio.sleep(0.3)  # still draining when the repeat arrives
+
+supervisor = Supervisor(Lifecycle(), StreamRegistry(10), 5.0)
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run, [Child("listener", listener, listener=True)])
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C reaches the worker's process group
+        await trio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # and the parent forwards it
+trio.run(main)
+print("drained")
+"""
+
+
+def test_a_stop_signal_that_arrives_twice_is_one_graceful_stop() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _TWICE], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "drained"
+
+
 @contextmanager
 def workers(extra: dict[str, str]) -> Iterator[str]:
     """``serve --workers 2`` on free ports with ``extra`` env; yields the HTTP base URL."""

@@ -25,6 +25,9 @@ __all__ = ["Child", "Lifecycle", "Phase", "Supervisor"]
 
 log = logging.getLogger("mdactors.supervisor")
 
+_REPEAT_WINDOW_S = 1.0
+"""How long after a stop signal a repeat of it is taken as the same stop."""
+
 
 class Phase(Enum):
     """Where the service is in its life."""
@@ -115,7 +118,13 @@ class Supervisor:
             async for signum in signals:
                 log.info("signal received", extra={"event": "signal", "signal": signum})
                 self.lifecycle.begin_drain()
-                return
+                break
+            # One stop often arrives twice at once (a terminal's Ctrl-C reaches the whole
+            # process group, and the parent of serve --workers forwards it): swallow
+            # repeats for a moment. After that a second signal stops at once.
+            with trio.move_on_after(_REPEAT_WINDOW_S):
+                async for _ in signals:
+                    pass
 
     async def run(
         self,
