@@ -165,3 +165,23 @@ async def test_a_restarted_market_process_and_republished_ticks_are_followed(
                 lambda: same(worker.actor("BTC/USD").latest, second.actor("BTC/USD").latest)
             )
             assert worker.actor("BTC/USD").latest.seq < 30
+
+
+async def test_heartbeats_keep_a_quiet_feed_up_and_a_silent_one_is_left(tmp_path: Path) -> None:
+    source, worker = market(), market()
+    path = str(tmp_path / "market.sock")
+    relay = FeedRelay(worker, path, heartbeat=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(relay.run)
+        async with publishing(source, path, heartbeat=0.05):
+            await wait_for(lambda: relay.connected)
+            await trio.sleep(0.5)  # no ticks for 10 heartbeats: still connected
+            assert relay.lost == 0 and relay.malformed == 0
+        hung = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await hung.bind(path)  # a market process that accepts and then says nothing
+        hung.listen(1)
+        connection, _ = await hung.accept()
+        await wait_for(lambda: relay.lost == 2)  # the publisher's exit, then the silence
+        connection.close()
+        hung.close()
+        nursery.cancel_scope.cancel()

@@ -12,7 +12,9 @@ Redis history and the Redis cluster feed). A connection starts with each
 symbol's latest tick. Each connection reads the topics through its own
 cursors, so the topics' rings bound what a slow worker can hold back
 (skipped ticks are counted); a worker whose write waits ``stall_timeout`` is
-disconnected, reconnects and resumes from the latest ticks.
+disconnected, reconnects and resumes from the latest ticks. An empty line
+goes out after each :data:`HEARTBEAT_S` without ticks; a worker that reads
+nothing for three of them takes the market process for hung and reconnects.
 
 The feed has one writer, so a worker publishes every tick it reads, in
 order — a republished tick (the stale-feed disruption) too — except a
@@ -47,6 +49,8 @@ MAX_LINE = 4_096
 _BATCH = 1_024
 """Most ticks per symbol taken for one write."""
 _RETRY_S = 0.1
+HEARTBEAT_S = 1.0
+"""Longest silence on the feed: an empty line goes out after it."""
 
 
 def _remove(path: str) -> None:
@@ -65,6 +69,8 @@ def decode_lines(lines: Iterable[bytes]) -> tuple[list[Tick], int]:
     """The ticks of ``lines`` (without their newlines), and how many were malformed."""
     ticks, bad = [], 0
     for line in lines:
+        if not line:
+            continue  # a heartbeat
         symbol, _, raw = line.partition(b"\t")
         try:
             if len(line) > MAX_LINE:
@@ -83,10 +89,18 @@ def decode_lines(lines: Iterable[bytes]) -> tuple[list[Tick], int]:
 class FeedPublisher:
     """Serves every tick of ``market`` on the Unix socket at ``path``."""
 
-    def __init__(self, market: Market, path: str, *, stall_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        market: Market,
+        path: str,
+        *,
+        stall_timeout: float = 5.0,
+        heartbeat: float = HEARTBEAT_S,
+    ) -> None:
         self.market = market
         self.path = path
         self.stall_timeout = stall_timeout
+        self.heartbeat = heartbeat
         self.workers = 0
         self.skipped = 0
 
@@ -119,8 +133,9 @@ class FeedPublisher:
             async with stream:
                 with Subscription(topics) as feed:
                     while True:
-                        await feed.wait()
                         ticks = []
+                        with trio.move_on_after(self.heartbeat):
+                            await feed.wait()
                         for key, items, skipped in feed.take(_BATCH):
                             ticks += items
                             if skipped:
@@ -134,7 +149,7 @@ class FeedPublisher:
                                     },
                                 )
                         with trio.move_on_after(self.stall_timeout) as stalled:
-                            await stream.send_all(encode_lines(ticks))
+                            await stream.send_all(encode_lines(ticks) or b"\n")
                         if stalled.cancelled_caught:
                             log.warning("market feed: a worker stopped reading; disconnected")
                             return
@@ -147,9 +162,10 @@ class FeedPublisher:
 class FeedRelay:
     """Publishes the ticks of the market process at ``path`` into ``market``'s topics."""
 
-    def __init__(self, market: Market, path: str) -> None:
+    def __init__(self, market: Market, path: str, *, heartbeat: float = HEARTBEAT_S) -> None:
         self.market = market
         self.path = path
+        self.heartbeat = heartbeat
         self.connected = False
         self.lost = 0
         """Connections to the market process that ended (it stopped, or bad input)."""
@@ -197,7 +213,14 @@ class FeedRelay:
     async def _read(self, stream: trio.SocketStream) -> None:
         pending = b""
         synced: set[str] = set()  # symbols whose first tick on this connection was seen
-        while data := await stream.receive_some(65_536):
+        while True:
+            with trio.move_on_after(3 * self.heartbeat) as silent:
+                data = await stream.receive_some(65_536)
+            if silent.cancelled_caught:
+                log.error("market feed: no heartbeat from the market process; reconnecting")
+                return
+            if not data:
+                return
             *lines, pending = (pending + data).split(b"\n")
             if len(pending) > MAX_LINE:
                 log.error("market feed: line too long; reconnecting")
