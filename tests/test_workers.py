@@ -116,9 +116,13 @@ def workers(extra: dict[str, str]) -> Iterator[str]:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/api/v1/health", timeout=2)
     finally:
-        if parent.poll() is None:
-            os.killpg(parent.pid, signal.SIGKILL)
-            parent.wait()
+        if parent.poll() is None:  # the test failed: stop cleanly if it can (its temp dir)
+            parent.send_signal(signal.SIGTERM)
+            try:
+                parent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(parent.pid, signal.SIGKILL)
+                parent.wait()
 
 
 def each_worker(url: str, read: Callable[[httpx.Client], object]) -> dict[str, object]:
