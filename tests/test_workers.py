@@ -34,7 +34,7 @@ def test_workers_need_fixed_ports() -> None:
     assert "ws_port" in (check_workers(zero, 2) or "")
 
 
-def test_a_feed_subscriber_neither_publishes_nor_joins_a_cluster() -> None:
+def test_feed_settings_are_checked() -> None:
     for extra in (
         {"FEED_PUBLISH": "/tmp/a.sock"},
         {"CLUSTER_MODE": "redis", "REDIS_URL": "redis://x:1/0"},
@@ -42,6 +42,10 @@ def test_a_feed_subscriber_neither_publishes_nor_joins_a_cluster() -> None:
         with pytest.raises(ConfigError) as raised:
             load_settings(environ={"FEED_SUBSCRIBE": "/tmp/b.sock", **extra}, dotenv=None)
         assert raised.value.variable == "FEED_SUBSCRIBE"
+    for bad in ("relative.sock", "/" + "x" * 120):
+        with pytest.raises(ConfigError) as raised:
+            load_settings(environ={"FEED_PUBLISH": bad}, dotenv=None)
+        assert raised.value.variable == "FEED_PUBLISH"
 
 
 def test_a_worker_that_ends_by_itself_stops_the_others() -> None:

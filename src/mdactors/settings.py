@@ -204,6 +204,16 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def _socket_path(text: str) -> str:
+    """A Unix socket path (empty = none): absolute, and short enough for ``bind``."""
+    text = text.strip()
+    if text and not text.startswith("/"):
+        raise ValueError("expected an absolute path")
+    if len(text.encode()) >= 108:  # sun_path holds 108 bytes, the final NUL included
+        raise ValueError("too long for a Unix socket path (at most 107 bytes)")
+    return text
+
+
 def _seed(text: str) -> int | None:
     text = text.strip()
     if not text:
@@ -322,10 +332,10 @@ FIELDS: tuple[Field, ...] = (
     Field("cluster_mode", "CLUSTER_MODE", _choice("off", "redis"), "off",
           "redis = share the symbols with other instances through Redis leases (needs "
           "REDIS_URL); off = this instance simulates every symbol."),
-    Field("feed_publish", "FEED_PUBLISH", _text, "",
+    Field("feed_publish", "FEED_PUBLISH", _socket_path, "",
           "Unix socket path on which this process serves every tick to workers "
           "(set by serve --workers without Redis)."),
-    Field("feed_subscribe", "FEED_SUBSCRIBE", _text, "",
+    Field("feed_subscribe", "FEED_SUBSCRIBE", _socket_path, "",
           "Unix socket path of the market process: run no actors, serve its ticks "
           "(set by serve --workers without Redis)."),
     Field("cluster_lease_ttl", "CLUSTER_LEASE_TTL", _positive_duration, "3s",
