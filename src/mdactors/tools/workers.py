@@ -7,7 +7,7 @@ accepted it:
 
 - with ``REDIS_URL``, ``CLUSTER_MODE=redis``: each symbol is simulated by
   exactly one worker and relayed to the others through Redis (history in
-  Redis, failover between workers);
+  Redis);
 - without, worker 1 is the market process: it runs every actor and serves
   its ticks on a Unix socket (``FEED_PUBLISH``); the others run no actors
   and serve the ticks they read from it (``FEED_SUBSCRIBE``).
