@@ -100,6 +100,7 @@ async def test_a_worker_serves_the_market_process_ticks(tmp_path: Path) -> None:
             # the market process's ticks, not the worker's own model's
             assert all(same(made[t.symbol, t.seq], t) for t in got)
             assert relay.relayed["BTC/USD"] == 201 and relay.describe()["status"] == "ok"
+            assert 0 <= relay.describe()["relay_lag_seconds"] < 60  # type: ignore[operator]
         await wait_for(lambda: relay.lost == 1)
         assert not relay.connected
         async with publishing(source, path):  # the market process is back: resume

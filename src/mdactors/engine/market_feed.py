@@ -181,6 +181,7 @@ class FeedRelay:
             "connected": self.connected,
             "connections_lost": self.lost,
             "malformed_lines": self.malformed,
+            "relay_lag_seconds": round(max(self.relay_lag.values(), default=0.0), 3),
         }
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
