@@ -178,6 +178,6 @@ async def test_service_registers_in_discovery_and_deregisters_on_drain(
         assert record["address"] == "127.0.0.1"
         assert record["http_port"] == service.ports["http"]
         assert record["grpc_port"] == service.ports["grpc"]
-        assert record["status"] == "serving"
+        assert (record["health"], record["status"]) == ("healthy", "active")
     assert discover(client, "market-data-simulator") == []
     assert client.smembers("service_list:market-data-simulator") == set()

@@ -32,7 +32,7 @@ def test_publish_writes_the_ecosystem_record_with_ttl_and_set_membership(
     redis_server: RedisServer,
 ) -> None:
     client = redis_server.client()
-    registrar = Registrar(client, _record(), lambda: ("healthy", "serving"))
+    registrar = Registrar(client, _record(), lambda: ("healthy", "active"))
     registrar.publish()
     key = record_key("market-data-simulator", "md-1")
     assert key == "services:market-data-simulator:md-1"
@@ -54,11 +54,9 @@ def test_publish_writes_the_ecosystem_record_with_ttl_and_set_membership(
 def test_discover_uses_scan_and_drops_stale_instances(redis_server: RedisServer) -> None:
     client = redis_server.client()
     now = time.time()
-    fresh = Registrar(
-        client, _record("md-fresh"), lambda: ("healthy", "serving"), clock=lambda: now
-    )
+    fresh = Registrar(client, _record("md-fresh"), lambda: ("healthy", "active"), clock=lambda: now)
     stale = Registrar(
-        client, _record("md-stale"), lambda: ("healthy", "serving"), clock=lambda: now - 120
+        client, _record("md-stale"), lambda: ("healthy", "active"), clock=lambda: now - 120
     )
     fresh.publish()
     stale.publish()
@@ -71,7 +69,11 @@ def test_discover_uses_scan_and_drops_stale_instances(redis_server: RedisServer)
 def test_hash_scheme_is_written_when_enabled(redis_server: RedisServer) -> None:
     client = redis_server.client()
     registrar = Registrar(
-        client, _record(), lambda: ("healthy", "serving"), heartbeat=15, hash_scheme=True
+        client,
+        _record(),
+        lambda: ("healthy", "active"),
+        heartbeat=15,
+        schemes=("services", "registry"),
     )
     registrar.publish()
     fields = {
@@ -80,22 +82,22 @@ def test_hash_scheme_is_written_when_enabled(redis_server: RedisServer) -> None:
     }
     assert fields["name"] == "market-data-simulator"
     assert fields["grpc_port"] == "50051"
-    assert fields["last_heartbeat"].isdigit()
-    assert json.loads(fields["metadata"])["instance_id"] == "md-1"
+    assert float(fields["last_heartbeat"]) > 0
+    assert set(json.loads(fields["metadata"])) == {"environment", "capabilities", "protocols"}
     assert 0 < client.ttl("registry:services:market-data-simulator") <= 45
 
 
 async def test_heartbeat_refreshes_the_ttl_and_follows_health(redis_server: RedisServer) -> None:
     client = redis_server.client()
     key = record_key("market-data-simulator", "md-1")
-    state = {"health": ("healthy", "serving")}
+    state = {"health": ("healthy", "active")}
     registrar = Registrar(client, _record(), lambda: state["health"], heartbeat=0.05)
     drain = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(registrar.run, drain)
         client.expire(key, 5)
         await wait_for(lambda: client.ttl(key) > 5)
-        state["health"] = ("degraded", "serving")
+        state["health"] = ("degraded", "active")
         await wait_for(lambda: json.loads(client.get(key))["health"] == "degraded")
         nursery.cancel_scope.cancel()
     assert client.get(key) is None, "cancelling the registrar deregisters"
@@ -104,7 +106,7 @@ async def test_heartbeat_refreshes_the_ttl_and_follows_health(redis_server: Redi
 async def test_drain_rewrites_the_status_at_once(redis_server: RedisServer) -> None:
     client = redis_server.client()
     key = record_key("market-data-simulator", "md-1")
-    state = {"health": ("healthy", "serving")}
+    state = {"health": ("healthy", "active")}
     registrar = Registrar(client, _record(), lambda: state["health"], heartbeat=3600)
     drain = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -118,7 +120,7 @@ async def test_drain_rewrites_the_status_at_once(redis_server: RedisServer) -> N
 async def test_redis_down_does_not_crash_the_registrar(redis_server: RedisServer) -> None:
     client = redis.Redis(port=redis_server.port, socket_timeout=1, socket_connect_timeout=1)
     redis_server.stop()
-    registrar = Registrar(client, _record(), lambda: ("healthy", "serving"), heartbeat=0.05)
+    registrar = Registrar(client, _record(), lambda: ("healthy", "active"), heartbeat=0.05)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(registrar.run, None)

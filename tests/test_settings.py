@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,109 @@ def test_cli_check_prints_effective_settings_with_flag_overrides() -> None:
     result = _cli("check", "--env-file", "/nonexistent", "--http-port", "9999")
     assert result.returncode == 0, result.stderr
     assert '"HTTP_PORT": 9999' in result.stdout
+
+
+@pytest.mark.parametrize("namespace", ["market_data", "market_data:", " market_data "])
+def test_cache_namespace_gets_its_colon(namespace: str) -> None:
+    settings = load_settings(environ={"CACHE_NAMESPACE": namespace}, dotenv=None)
+    assert settings.cache_namespace == "market_data:"
+
+
+@pytest.mark.parametrize(
+    ("text", "percent"),
+    [("0.25", 25.0), ("25", 25.0), ("25%", 25.0), ("0.5%", 0.5), ("1", 1.0), ("99", 99.0)],
+)
+def test_max_price_deviation_takes_fraction_and_percent_forms(text: str, percent: float) -> None:
+    settings = load_settings(environ={"MAX_PRICE_DEVIATION": text}, dotenv=None)
+    assert settings.max_price_deviation == pytest.approx(percent)
+
+
+@pytest.mark.parametrize("text", ["0", "-0.25", "100", "150%", "abc", "0.001%"])
+def test_max_price_deviation_out_of_range_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"MAX_PRICE_DEVIATION": text}, dotenv=None)
+    assert caught.value.variable == "MAX_PRICE_DEVIATION"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1m", 60), ("15m", 900), ("4h", 14_400), ("1d", 86_400), ("24h", 86_400)]
+)
+def test_candle_interval_takes_every_candle_interval(text: str, seconds: int) -> None:
+    settings = load_settings(environ={"CANDLE_INTERVAL": text}, dotenv=None)
+    assert settings.candle_interval == seconds
+
+
+def test_candle_interval_that_no_candle_has_is_refused() -> None:
+    with pytest.raises(ConfigError, match="CANDLE_INTERVAL"):
+        load_settings(environ={"CANDLE_INTERVAL": "2h"}, dotenv=None)
+
+
+def test_service_ttl_is_honoured_and_must_exceed_the_heartbeat() -> None:
+    settings = load_settings(
+        environ={"SERVICE_TTL": "90s", "HEARTBEAT_INTERVAL": "30s"}, dotenv=None
+    )
+    assert (settings.service_ttl, settings.heartbeat_interval) == (90.0, 30.0)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"SERVICE_TTL": "30s", "HEARTBEAT_INTERVAL": "30s"}, dotenv=None)
+    assert caught.value.variable == "SERVICE_TTL"
+
+
+def test_older_names_still_set_their_settings() -> None:
+    settings = load_settings(
+        environ={
+            "DISCOVERY_TTL": "45s",
+            "DISCOVERY_HASH_SCHEME": "true",
+            "TICK_FREQUENCY_MS": "100",
+        },
+        dotenv=None,
+    )
+    assert settings.service_ttl == 45.0
+    assert settings.discovery_schemes == ("services", "registry")
+    assert settings.tick_interval == pytest.approx(0.1)
+    assert any("DISCOVERY_TTL sets SERVICE_TTL" in notice for notice in settings.notices)
+    own = load_settings(
+        environ={"SERVICE_TTL": "60s", "DISCOVERY_TTL": "45s", "PRICE_UPDATE_INTERVAL": "1s",
+                 "TICK_FREQUENCY_MS": "100"},
+        dotenv=None,
+    )  # fmt: skip
+    assert (own.service_ttl, own.tick_interval) == (60.0, 1.0)
+
+
+def test_unknown_discovery_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match="DISCOVERY_SCHEMES"):
+        load_settings(environ={"DISCOVERY_SCHEMES": "services,consul"}, dotenv=None)
+
+
+def test_upper_case_instance_name_is_lowered_with_a_notice() -> None:
+    settings = load_settings(environ={"SERVICE_INSTANCE_NAME": "Market-Data-1"}, dotenv=None)
+    assert settings.instance_name == "market-data-1"
+    assert any("lower-cased" in notice for notice in settings.notices)
+    with pytest.raises(ConfigError, match="SERVICE_INSTANCE_NAME"):
+        load_settings(environ={"SERVICE_INSTANCE_NAME": "market_data"}, dotenv=None)
+
+
+def test_ecosystem_variables_we_do_not_use_are_listed_once() -> None:
+    settings = load_settings(
+        environ={"REDIS_POOL_SIZE": "10", "COINGECKO_API_KEY": "secret-key", "HTTP_PORT": "8080"},
+        dotenv=None,
+    )
+    (notice,) = [n for n in settings.notices if n.startswith("not used")]
+    assert "REDIS_POOL_SIZE" in notice and "COINGECKO_API_KEY" in notice
+    assert "secret-key" not in notice
+    assert "HTTP_PORT" not in notice
+
+
+def test_no_notices_by_default() -> None:
+    assert load_settings(environ={}, dotenv=None).notices == ()
+
+
+def test_the_committed_env_example_passes_check() -> None:
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    result = _cli("check", "--env-file", str(example))
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(result.stdout)
+    assert settings["CACHE_NAMESPACE"] == "market_data:"
+    assert settings["CANDLE_INTERVAL"] == 86400.0
+    assert settings["MAX_PRICE_DEVIATION"] == pytest.approx(25.0)
+    assert (settings["SERVICE_TTL"], settings["HEARTBEAT_INTERVAL"]) == (90.0, 30.0)
+    assert "REDIS_POOL_SIZE" in result.stderr, "unused ecosystem variables are named"

@@ -19,7 +19,12 @@ from hypercorn.utils import wrap_app
 from mdactors import __version__
 from mdactors.adapters.breaker import BreakerState, CircuitBreaker
 from mdactors.adapters.config_service import ConfigClient, SimulationOverrides
-from mdactors.adapters.discovery import InstanceRecord, Registrar, advertised_address
+from mdactors.adapters.discovery import (
+    InstanceRecord,
+    Registrar,
+    advertised_address,
+    ecosystem_status,
+)
 from mdactors.adapters.history import HistoryStore, MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
 from mdactors.adapters.redis_cluster import RedisCluster
@@ -139,12 +144,19 @@ class Service:
         return [Child("discovery", self._run_discovery, restart=True)]
 
     def health_for_discovery(self) -> tuple[str, str]:
-        """``(health, status)`` of this instance as discovery publishes it."""
+        """``(health, status)`` of this instance as discovery publishes it.
+
+        ``healthy``/``active`` while serving, as the Go client's filter wants;
+        ``degraded`` while the history store is down (prices are still live),
+        ``unhealthy`` once a supervised task is down for good; the status
+        follows the lifecycle (``starting``, ``active``, ``draining``, ``inactive``).
+        """
         ctx = self.context
+        status = ecosystem_status(ctx.lifecycle.phase.value)
         if not ctx.lifecycle.healthy:
-            return "unhealthy", ctx.lifecycle.phase.value
+            return "unhealthy", status
         degraded = ctx.history.describe().get("status") == "degraded"
-        return ("degraded" if degraded else "healthy"), ctx.lifecycle.phase.value
+        return ("degraded" if degraded else "healthy"), status
 
     async def _run_discovery(self, task_status: trio.TaskStatus[None]) -> None:
         settings = self.settings
@@ -161,15 +173,16 @@ class Service:
             ws_port=self.ports.get("ws", settings.ws_port),
             environment=settings.environment,
             registered_at=time.time(),
-            tags=["market-data", settings.environment],
+            tags=["market-data", "simulator", "grpc", "http", "websocket", settings.environment],
         )
         registrar = Registrar(
             redis_client(settings.redis_url, settings.redis_timeout),
             record,
             self.health_for_discovery,
             heartbeat=settings.heartbeat_interval,
-            ttl=settings.discovery_ttl,
-            hash_scheme=settings.discovery_hash_scheme,
+            ttl=settings.service_ttl,
+            schemes=settings.discovery_schemes,
+            namespace=settings.discovery_namespace,
         )
         await registrar.run(self.context.lifecycle.drain_requested)
 
@@ -244,6 +257,8 @@ class Service:
                 "seed": ctx.market.seed,
             },
         )
+        for notice in self.settings.notices:
+            log.warning(notice, extra={"event": "configuration_notice"})
         await self.supervisor.run(children, task_status=task_status)
 
 

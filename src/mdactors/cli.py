@@ -124,6 +124,8 @@ def _replay_options(args: argparse.Namespace) -> ReplayOptions:
 
 
 def _check(settings: Settings) -> int:
+    for notice in settings.notices:
+        print(f"mdactors check: {notice}", file=sys.stderr)
     print(json.dumps(settings.public_view(), indent=2))
     return 0
 

@@ -16,10 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mdactors.domain.candles import INTERVALS
 from mdactors.domain.model_config import parse_model_config
 from mdactors.domain.symbols import SymbolError, normalize_symbol
 
-__all__ = ["FIELDS", "ConfigError", "Settings", "load_settings", "parse_duration"]
+__all__ = [
+    "DISCOVERY_SCHEMES",
+    "ECOSYSTEM_UNUSED",
+    "FIELDS",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "parse_duration",
+]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -73,10 +82,38 @@ def _positive_duration(text: str) -> float:
 
 
 def _candle_interval(text: str) -> float:
-    value = parse_duration(text)
-    allowed = {60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0}
-    if value not in allowed:
-        raise ValueError(f"must be one of 1m, 5m, 15m, 1h, 4h, 24h; got {text!r}")
+    """A candle interval by name (``1m`` … ``1d``) or as the Go duration of one (``24h``)."""
+    text = text.strip()
+    if text in INTERVALS:
+        return float(INTERVALS[text])
+    names = ", ".join(INTERVALS)
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise ValueError(
+            f"must be one of {names} (or a Go duration of one); got {text!r}"
+        ) from None
+    if value not in INTERVALS.values():
+        raise ValueError(f"must be one of {names} (or a Go duration of one); got {text!r}")
+    return value
+
+
+def _deviation_percent(text: str) -> float:
+    """A largest price move, in percent: ``25%`` and ``25`` are percent, ``0.25`` a fraction.
+
+    A bare number below 1 is read as a fraction (the old service's README
+    writes ``MAX_PRICE_DEVIATION=0.25`` for 25 %); 1 or more is percent; a
+    trailing ``%`` is always percent (so ``0.5%`` is half a percent).
+    """
+    stripped = text.strip()
+    if stripped.endswith("%"):
+        value = float(stripped[:-1])
+    else:
+        value = float(stripped)
+        if 0 < value < 1:
+            value *= 100.0
+    if not 0.01 <= value <= 99:
+        raise ValueError(f"must be within 0.01%..99% (e.g. 25, 25% or 0.25), got {text!r}")
     return value
 
 
@@ -134,7 +171,8 @@ def _log_level(text: str) -> str:
 
 
 def _instance_name(text: str) -> str:
-    text = text.strip()
+    # The old service only warned about upper case; load_settings says it lowered it.
+    text = text.strip().lower()
     if not text:
         return ""
     if len(text) > 63 or not _DNS_LABEL.match(text):
@@ -146,10 +184,48 @@ def _instance_name(text: str) -> str:
 
 
 def _service_name(text: str) -> str:
-    name = _instance_name(text)
+    name = text.strip()
     if not name:
         raise ValueError("must not be empty")
+    if name != _instance_name(name):
+        raise ValueError(f"{name!r} is not DNS-safe (it names keys other services look up)")
     return name
+
+
+def _namespace(text: str) -> str:
+    """A Redis key prefix ending in ``:`` (``market_data`` and ``market_data:`` are the same)."""
+    text = text.strip()
+    return text if not text or text.endswith(":") else f"{text}:"
+
+
+def _key_segment(text: str) -> str:
+    """A non-empty Redis key segment without ``:``, ``*`` or spaces (a discovery namespace)."""
+    text = text.strip().rstrip(":")
+    if not text or any(char in text for char in ":*?[] \t"):
+        raise ValueError(f"expected a key segment such as market_data, got {text!r}")
+    return text
+
+
+DISCOVERY_SCHEMES = ("services", "registry", "adapter")
+"""Discovery records that can be written: the Go services' JSON records, the
+Python services' hash, the data adapter's namespaced keys (docs/redis.md)."""
+
+
+def _schemes(text: str) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in DISCOVERY_SCHEMES:
+            raise ValueError(
+                f"unknown scheme {name!r}; expected some of {', '.join(DISCOVERY_SCHEMES)}"
+            )
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        raise ValueError(f"name at least one of {', '.join(DISCOVERY_SCHEMES)}")
+    return tuple(chosen)
 
 
 def _symbols(text: str) -> tuple[str, ...]:
@@ -226,7 +302,12 @@ def _seed(text: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One setting: its attribute, environment variable, parser and default."""
+    """One setting: its attribute, environment variable, parser and default.
+
+    ``aliases`` are other variables that set it when ``env`` is not given,
+    each with a function turning its value into ``env``'s syntax (older
+    names of ours, and the ecosystem's names for the same thing).
+    """
 
     attr: str
     env: str
@@ -234,6 +315,19 @@ class Field:
     default: str
     help: str
     secret: bool = False
+    aliases: tuple[tuple[str, Callable[[str], str]], ...] = ()
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _hash_scheme_flag(text: str) -> str:
+    return "services,registry" if _boolean(text) else "services"
+
+
+def _milliseconds(text: str) -> str:
+    return f"{int(text.strip())}ms"
 
 
 FIELDS: tuple[Field, ...] = (
@@ -261,7 +355,8 @@ FIELDS: tuple[Field, ...] = (
     Field("symbols", "DEFAULT_SYMBOLS", _symbols,
           "BTC/USD,ETH/USD,ADA/USD,SOL/USD,DOT/USD,USDT/USD", "Symbols simulated."),
     Field("tick_interval", "PRICE_UPDATE_INTERVAL", _positive_duration, "1s",
-          "Interval between ticks of each symbol."),
+          "Interval between ticks of each symbol (or TICK_FREQUENCY_MS, in milliseconds).",
+          aliases=(("TICK_FREQUENCY_MS", _milliseconds),)),
     Field("candle_interval", "CANDLE_INTERVAL", _candle_interval, "1m",
           "Default candle interval of history queries."),
     Field("seed", "SIM_SEED", _seed, "", "Seed for a reproducible run; empty = random."),
@@ -271,8 +366,9 @@ FIELDS: tuple[Field, ...] = (
     Field("admin_token", "ADMIN_TOKEN", _text, "",
           "Bearer token for the chaos and debug APIs; empty = open.", secret=True),
     Field("chaos_enabled", "CHAOS_ENABLED", _boolean, "true", "Enable the chaos API."),
-    Field("max_price_deviation", "MAX_PRICE_DEVIATION", _float_range(1, 99), "50",
-          "Largest price move (percent) one chaos scenario may ask for."),
+    Field("max_price_deviation", "MAX_PRICE_DEVIATION", _deviation_percent, "50",
+          "Largest price move one chaos scenario may ask for: 25 or 25% = 25 %; a bare "
+          "number below 1 is a fraction (0.25 = 25 %)."),
     Field("scenario_timeout_hours", "SCENARIO_TIMEOUT_HOURS", _float_range(0.001, 720), "24",
           "Longest duration (and recovery) of one chaos scenario, in hours."),
     Field("price_breaker_threshold", "PRICE_BREAKER_THRESHOLD", _float_range(0, 99), "20",
@@ -281,7 +377,8 @@ FIELDS: tuple[Field, ...] = (
           "Window of the price circuit breaker."),
     Field("price_breaker_timeout", "PRICE_BREAKER_TIMEOUT", _positive_duration, "5m",
           "How long a tripped price breaker halts its symbol unless reset."),
-    Field("cache_namespace", "CACHE_NAMESPACE", _text, "market_data:", "Redis key prefix."),
+    Field("cache_namespace", "CACHE_NAMESPACE", _namespace, "market_data:",
+          "Redis key prefix; a missing trailing ':' is added (market_data = market_data:)."),
     Field("redis_timeout", "REDIS_TIMEOUT", _positive_duration, "2s",
           "Connect and command timeout of each Redis call (made off the event loop)."),
     Field("history_backlog", "HISTORY_BACKLOG", _int_range(1, 10_000_000), "100000",
@@ -325,10 +422,17 @@ FIELDS: tuple[Field, ...] = (
           "Register this instance in Redis service discovery (when REDIS_URL is set)."),
     Field("heartbeat_interval", "HEARTBEAT_INTERVAL", _positive_duration, "15s",
           "Discovery heartbeat interval."),
-    Field("discovery_ttl", "DISCOVERY_TTL", _positive_duration, "30s",
-          "TTL of the discovery record (SETEX)."),
-    Field("discovery_hash_scheme", "DISCOVERY_HASH_SCHEME", _boolean, "false",
-          "Also keep the registry:services:{name} hash."),
+    Field("service_ttl", "SERVICE_TTL", _positive_duration, "30s",
+          "TTL of the discovery records; must exceed HEARTBEAT_INTERVAL (also DISCOVERY_TTL).",
+          aliases=(("DISCOVERY_TTL", _same),)),
+    Field("discovery_schemes", "DISCOVERY_SCHEMES", _schemes, "services",
+          "Discovery records written, some of services (services:{name}:{id} JSON, the Go "
+          "clients'), registry (registry:services:{name} hash, the Python services'), adapter "
+          "({SERVICE_DISCOVERY_NAMESPACE}:service:{id}); DISCOVERY_HASH_SCHEME=true is "
+          "services,registry.",
+          aliases=(("DISCOVERY_HASH_SCHEME", _hash_scheme_flag),)),
+    Field("discovery_namespace", "SERVICE_DISCOVERY_NAMESPACE", _key_segment, "market_data",
+          "Key prefix of the adapter discovery scheme."),
     Field("cluster_mode", "CLUSTER_MODE", _choice("off", "redis"), "off",
           "redis = share the symbols with other instances through Redis leases (needs "
           "REDIS_URL); off = this instance simulates every symbol."),
@@ -409,8 +513,9 @@ class Settings:
     reuse_port: bool
     discovery_enabled: bool
     heartbeat_interval: float
-    discovery_ttl: float
-    discovery_hash_scheme: bool
+    service_ttl: float
+    discovery_schemes: tuple[str, ...]
+    discovery_namespace: str
     cluster_mode: str
     feed_publish: str
     feed_subscribe: str
@@ -421,6 +526,9 @@ class Settings:
     binance_symbol_aliases: tuple[str, ...]
     binance_book_depth: int
     binance_max_streams: int
+    notices: tuple[str, ...] = ()
+    """What loading noticed but did not refuse (values adjusted, variables not used), for
+    the start-up log and ``mdactors check``."""
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (values already parsed)."""
@@ -476,6 +584,60 @@ def _check_cluster(values: Mapping[str, Any]) -> None:
         )
 
 
+ECOSYSTEM_UNUSED: tuple[str, ...] = (
+    # the data adapter's and the orchestrator's connection pools and timeouts
+    "MAX_CONNECTIONS", "MAX_IDLE_CONNECTIONS", "CONNECTION_MAX_LIFETIME",
+    "CONNECTION_MAX_IDLE_TIME", "CONNECTION_TIMEOUT", "IDLE_TIMEOUT", "MAX_RETRIES",
+    "RETRY_INTERVAL", "DEFAULT_TTL", "REDIS_POOL_SIZE", "REDIS_MIN_IDLE_CONNS",
+    "REDIS_MAX_RETRIES", "REDIS_DIAL_TIMEOUT", "REDIS_READ_TIMEOUT", "REDIS_WRITE_TIMEOUT",
+    "SCHEMA_NAME", "REDIS_NAMESPACE", "POSTGRES_URL", "MONGO_URL",
+    # the adapters' own test and performance-test settings
+    "TEST_POSTGRES_URL", "TEST_REDIS_URL", "PERF_TEST_SIZE", "PERF_THROUGHPUT_MIN",
+    "PERF_LATENCY_MAX", "SKIP_INTEGRATION_TESTS",
+    # the Python services' central registry and tracing
+    "SERVICE_REGISTRY_URL", "REGISTRATION_RETRY_INTERVAL", "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_ENDPOINT", "OTEL_INSECURE",
+    # the old service's README: real data sources and its own port names
+    "COINGECKO_API_KEY", "COINMARKETCAP_API_KEY", "CMC_API_KEY", "BINANCE_API_KEY",
+    "ENABLE_COMPRESSION", "MARKET_DATA_PORT", "MARKET_DATA_GRPC_PORT", "MARKET_DATA_LOG_LEVEL",
+)  # fmt: skip
+"""Variables of the ecosystem's environment files that mdactors reads nothing from.
+
+They are accepted (an ``.env`` shared with other services works) and named once
+at start-up, so nobody believes a pool size or an API key took effect. A name
+that becomes a setting of ours stops being listed by itself.
+"""
+
+
+def _raw_value(field: Field, sources: Mapping[str, str], notices: list[str]) -> str:
+    """``field``'s raw text: its own variable, else the first alias set, else the default."""
+    if field.env in sources:
+        return sources[field.env]
+    for alias, convert in field.aliases:
+        if alias in sources:
+            try:
+                converted = convert(sources[alias])
+            except ValueError as error:
+                raise ConfigError(alias, str(error)) from None
+            notices.append(f"{alias} sets {field.env} ({converted})")
+            return converted
+    return field.default
+
+
+def _check_discovery(values: Mapping[str, Any]) -> None:
+    if values["service_ttl"] <= values["heartbeat_interval"]:
+        raise ConfigError(
+            "SERVICE_TTL",
+            f"must exceed HEARTBEAT_INTERVAL ({values['service_ttl']:g}s <= "
+            f"{values['heartbeat_interval']:g}s): the record would expire between heartbeats",
+        )
+
+
+def _unused(sources: Mapping[str, str]) -> list[str]:
+    used = {field.env for field in FIELDS} | {a for field in FIELDS for a, _ in field.aliases}
+    return [name for name in ECOSYSTEM_UNUSED if name in sources and name not in used]
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     dotenv: Path | None = Path(".env"),
@@ -485,26 +647,34 @@ def load_settings(
 
     ``overrides`` maps environment-variable names to raw strings (the CLI's
     flags) and wins over everything; ``environ`` defaults to ``os.environ``
-    and wins over the ``.env`` file.
+    and wins over the ``.env`` file. What was adjusted or left unused is in
+    :attr:`Settings.notices`.
     """
     sources: dict[str, str] = {}
     if dotenv is not None:
         sources.update(read_dotenv(dotenv))
     sources.update(os.environ if environ is None else environ)
     sources.update(overrides or {})
+    notices: list[str] = []
     values: dict[str, Any] = {}
     for field in FIELDS:
-        raw = sources.get(field.env, field.default)
+        raw = _raw_value(field, sources, notices)
         try:
             values[field.attr] = field.parse(raw)
         except ValueError as error:
             raise ConfigError(field.env, str(error)) from None
+    raw_instance = sources.get("SERVICE_INSTANCE_NAME", "").strip()
+    if raw_instance != values["instance_name"]:
+        notices.append(
+            f"SERVICE_INSTANCE_NAME {raw_instance!r} lower-cased to {values['instance_name']!r}"
+        )
     if not values["instance_name"]:
         values["instance_name"] = values["service_name"]
     ports = {name: values[name] for name in ("http_port", "grpc_port", "ws_port") if values[name]}
     if len(set(ports.values())) != len(ports):
         raise ConfigError("HTTP_PORT", f"ports must differ, got {ports}")
     _check_cluster(values)
+    _check_discovery(values)
     for alias in values["binance_symbol_aliases"]:
         key, _, pair = alias.partition("=")
         if key not in values["symbols"] or pair in values["symbols"]:
@@ -512,4 +682,7 @@ def load_settings(
                 "BINANCE_SYMBOL_ALIASES",
                 f"{alias}: the key must be simulated and the alias must not be",
             )
-    return Settings(**values)
+    unused = _unused(sources)
+    if unused:
+        notices.append(f"not used by mdactors (accepted, no effect): {', '.join(unused)}")
+    return Settings(**values, notices=tuple(notices))
