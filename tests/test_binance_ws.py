@@ -21,7 +21,7 @@ from mdactors.engine.market import Market
 from tests.conftest import running_service
 
 pytestmark = pytest.mark.timeout(60)
-SYMBOLS = ("btcusd", "ethusd", "adausd", "solusd", "dotusd", "usdtusd")
+SYMBOLS = ("btcusd", "ethusd", "adausd", "solusd", "dotusd", "usdtusd", "btceth")
 
 
 @pytest.fixture

@@ -312,7 +312,9 @@ async def test_price_breaker_halts_and_reset_resumes() -> None:
         await trio.sleep(0.2)
         assert topic.published == published  # halted
         reset = await client.post("/chaos/circuit-breaker/reset", json={"symbol": "BTC"})
-        assert reset.json() == {"reset": ["BTC/USD"], "halted_symbols": {}}
+        # Priced from BTC/USD, the cross and the perpetual fell as far and halted too.
+        assert reset.json()["reset"] == ["BTC/USD"]
+        assert set(reset.json()["halted_symbols"]) == {"BTC/ETH", "BTC/USD-PERP"}
         await wait_for(lambda: topic.published > published + 3)
 
 

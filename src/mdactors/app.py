@@ -292,6 +292,7 @@ def build_service(
         settings.seed,
         models=settings.model_config,
         start_prices=start_prices,
+        derive=replay is None,  # a recording holds every symbol's own prices
     )
     publisher = None
     if settings.feed_publish and replay is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from mdactors.domain.candles import INTERVALS
 from mdactors.domain.model_config import parse_model_config
-from mdactors.domain.symbols import SymbolError, normalize_symbol
+from mdactors.domain.symbols import SymbolError, is_perpetual, normalize_symbol, spot_of
 
 __all__ = [
     "DISCOVERY_SCHEMES",
@@ -241,6 +241,9 @@ def _symbols(text: str) -> tuple[str, ...]:
             keys.append(key)
     if not keys:
         raise ValueError("at least one symbol is required")
+    for key in keys:
+        if is_perpetual(key) and spot_of(key) not in keys:
+            raise ValueError(f"{key} is simulated on its spot: add {spot_of(key)} too")
     return tuple(keys)
 
 
@@ -353,7 +356,9 @@ FIELDS: tuple[Field, ...] = (
     Field("log_level", "LOG_LEVEL", _log_level, "INFO", "Log level."),
     Field("log_format", "LOG_FORMAT", _choice("json", "text"), "json", "json or text."),
     Field("symbols", "DEFAULT_SYMBOLS", _symbols,
-          "BTC/USD,ETH/USD,ADA/USD,SOL/USD,DOT/USD,USDT/USD", "Symbols simulated."),
+          "BTC/USD,ETH/USD,ADA/USD,SOL/USD,DOT/USD,USDT/USD,BTC/ETH,BTC/USD-PERP",
+          "Symbols simulated; crosses of simulated legs (BTC/ETH) are priced from them, "
+          "perpetuals (BTC/USD-PERP) from their spot, which must be simulated too."),
     Field("tick_interval", "PRICE_UPDATE_INTERVAL", _positive_duration, "1s",
           "Interval between ticks of each symbol (or TICK_FREQUENCY_MS, in milliseconds).",
           aliases=(("TICK_FREQUENCY_MS", _milliseconds),)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mdactors.domain.symbols import SymbolSpec, spec_for
+from mdactors.domain.symbols import SymbolSpec, is_perpetual, spec_for
 
 __all__ = ["BinanceMarket", "BinanceSymbols"]
 
@@ -44,6 +44,7 @@ class BinanceSymbols:
     """The Binance markets of a set of simulated symbols (plus aliases).
 
     ``aliases`` are normalised ``KEY=BASE/QUOTE`` strings (the settings' form).
+    Perpetuals are not spot markets and are left out.
 
     Raises ``ValueError`` when two markets would share a name (an alias equal
     to a simulated symbol's own name, or to another alias) or when an alias
@@ -53,6 +54,8 @@ class BinanceSymbols:
     def __init__(self, keys: Iterable[str], aliases: Iterable[str] = ()) -> None:
         markets: list[BinanceMarket] = []
         for key in keys:
+            if is_perpetual(key):  # spot markets only
+                continue
             base, quote = key.split("/")
             markets.append(BinanceMarket(base + quote, base, quote, key))
         simulated = {market.key for market in markets}

@@ -24,7 +24,7 @@ from mdactors.api.proto_codec import Encoded, timestamp
 from mdactors.api.rpc_status import Code, RpcError, draining_error
 from mdactors.api.scenario_stream import scenario_updates
 from mdactors.api.simulation import generate_simulation
-from mdactors.domain.quotes import quote
+from mdactors.domain.quotes import quote, round_price
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
 from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
@@ -191,10 +191,11 @@ class MarketDataRpc:
                 live=True,
             )
         spec = spec_for(key)
-        bid, ask = quote(spec, spec.seed_price, 0.0)
+        price = round_price(spec, market.indicative(key) or spec.seed_price)
+        bid, ask = quote(spec, price, 0.0)
         return pb.GetPriceResponse(
             symbol=raw,
-            price=spec.seed_price,
+            price=price,
             timestamp=timestamp(time.time_ns()),
             source=LIVE_SOURCE,
             bid=bid,

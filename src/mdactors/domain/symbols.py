@@ -1,14 +1,17 @@
 """Symbol spellings and the one table of per-symbol market parameters.
 
 Every spelling the ecosystem uses (``BTC/USD``, ``BTC-USD``, ``btc_usd``,
-bare ``BTC``) maps to one key, ``BASE/QUOTE`` in upper case. Symbols not in
-the table still get a deterministic synthetic spec, so a configured symbol we
-have no calibration for simulates sensibly and an unknown symbol can be
-priced on request.
+bare ``BTC``) maps to one key, ``BASE/QUOTE`` in upper case. Perpetual swaps
+(``BTC-USD-PERP``, ``btc/usd-perp``, ``BTC-PERP``) map to ``BASE/QUOTE-PERP``:
+a perpetual is simulated on its spot symbol (:func:`spot_of`), so its spec
+is the spot's. Symbols not in the table still get a deterministic synthetic
+spec, so a configured symbol we have no calibration for simulates sensibly
+and an unknown symbol can be priced on request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -16,13 +19,18 @@ from dataclasses import dataclass, field
 __all__ = [
     "DEFAULT_QUOTE",
     "KNOWN_SPECS",
+    "PERP_SUFFIX",
     "SymbolError",
     "SymbolSpec",
+    "is_perpetual",
     "normalize_symbol",
     "spec_for",
+    "spot_of",
 ]
 
 DEFAULT_QUOTE = "USD"
+PERP_SUFFIX = "-PERP"
+_PERP_WORDS = {"PERP", "SWAP"}
 _ASSET = re.compile(r"^[A-Z0-9]{1,12}$")
 _SEPARATORS = re.compile(r"[/\-_:]")
 
@@ -32,21 +40,38 @@ class SymbolError(ValueError):
 
 
 def normalize_symbol(raw: str) -> str:
-    """Return the canonical key (``BTC/USD``) for any accepted spelling.
+    """Return the canonical key (``BTC/USD``, ``BTC/USD-PERP``) for any accepted spelling.
 
     Raises :class:`SymbolError` for empty, over-long or malformed input.
     """
     if not isinstance(raw, str):
         raise SymbolError("symbol must be a string")
     text = raw.strip().upper()
+    malformed = (
+        f"malformed symbol {raw[:40]!r}: expected e.g. BTC/USD, BTC-USD, BTC or BTC-USD-PERP"
+    )
     if not text or len(text) > 32:
-        raise SymbolError(f"malformed symbol {raw[:40]!r}: expected e.g. BTC/USD, BTC-USD or BTC")
+        raise SymbolError(malformed)
     parts = _SEPARATORS.split(text)
+    perpetual = len(parts) > 1 and parts[-1] in _PERP_WORDS
+    if perpetual:
+        parts.pop()
     if len(parts) == 1:
         parts.append(DEFAULT_QUOTE)
     if len(parts) != 2 or not all(_ASSET.match(part) for part in parts):
-        raise SymbolError(f"malformed symbol {raw[:40]!r}: expected e.g. BTC/USD, BTC-USD or BTC")
-    return f"{parts[0]}/{parts[1]}"
+        raise SymbolError(malformed)
+    return f"{parts[0]}/{parts[1]}{PERP_SUFFIX if perpetual else ''}"
+
+
+def is_perpetual(key: str) -> bool:
+    """Whether the canonical ``key`` names a perpetual swap."""
+    return key.endswith(PERP_SUFFIX)
+
+
+def spot_of(key: str) -> str:
+    """The spot symbol a perpetual is simulated on (``BTC/USD-PERP`` → ``BTC/USD``);
+    any other key is its own spot."""
+    return key.removesuffix(PERP_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +107,13 @@ class SymbolSpec:
 
     @property
     def quote(self) -> str:
-        """The quote asset (``USD`` of ``BTC/USD``)."""
-        return self.key.split("/", 1)[1]
+        """The quote asset (``USD`` of ``BTC/USD`` and of ``BTC/USD-PERP``)."""
+        return spot_of(self.key).split("/", 1)[1]
+
+    @property
+    def perpetual(self) -> bool:
+        """Whether this is a perpetual swap (simulated on :func:`spot_of` its key)."""
+        return is_perpetual(self.key)
 
     @property
     def tick_size(self) -> float:
@@ -125,6 +155,10 @@ KNOWN_SPECS: dict[str, SymbolSpec] = {
 }
 
 
+_PERP_VOLUME = 3.0
+"""Perpetuals trade about three times their spot's volume (BTC, 2024–2025)."""
+
+
 def _unit_interval(key: str, salt: str) -> float:
     digest = hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
@@ -133,9 +167,14 @@ def _unit_interval(key: str, salt: str) -> float:
 def spec_for(key: str) -> SymbolSpec:
     """The spec of ``key``: calibrated if known, else deterministic and synthetic.
 
-    A synthetic price lies between 1 and 1000 and depends on the key only, so
-    every process and every run price an unknown symbol the same way.
+    A perpetual has its spot's spec (price grid, volatility, spread) with the
+    busier volume perpetuals trade. A synthetic price lies between 1 and 1000
+    and depends on the key only, so every process and every run price an
+    unknown symbol the same way.
     """
+    if is_perpetual(key):
+        spot = spec_for(spot_of(key))
+        return dataclasses.replace(spot, key=key, daily_volume=spot.daily_volume * _PERP_VOLUME)
     known = KNOWN_SPECS.get(key)
     if known is not None:
         return known

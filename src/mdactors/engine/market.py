@@ -5,15 +5,23 @@ from __future__ import annotations
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import trio
 
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.model_config import ModelConfig, model_for
-from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
+from mdactors.domain.perpetual import BasisProcess
+from mdactors.domain.symbols import (
+    SymbolError,
+    is_perpetual,
+    normalize_symbol,
+    spec_for,
+    spot_of,
+)
 from mdactors.domain.tick import Tick
+from mdactors.engine.derived_actor import cross_actor, perpetual_actor
 from mdactors.engine.restarts import RestartBudget, keep_running
 from mdactors.engine.symbol_actor import SymbolActor
 
@@ -23,9 +31,42 @@ __all__ = ["Market", "UnknownSymbol"]
 class UnknownSymbol(LookupError):
     """The symbol is well formed but not simulated by this market."""
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"unknown symbol {key!r}")
+    def __init__(self, key: str, needed_by: str = "") -> None:
+        super().__init__(f"unknown symbol {key!r}" + (f" ({needed_by})" if needed_by else ""))
         self.key = key
+
+
+def _legs(key: str, simulated: Sequence[str]) -> tuple[str, ...] | None:
+    """The simulated symbols ``key`` is priced from: a perpetual's spot (which must be
+    simulated), a cross's two legs with a common quote (if simulated); else ``None``."""
+    if is_perpetual(key):
+        spot = spot_of(key)
+        if spot not in simulated:
+            raise UnknownSymbol(spot, f"{key} is simulated on its spot")
+        return (spot,)
+    base, _, quote = key.partition("/")
+    for leg in simulated:
+        leg_base, _, leg_quote = leg.partition("/")
+        if leg_base == base and leg != key and not is_perpetual(leg):
+            other = f"{quote}/{leg_quote}"
+            if other in simulated:
+                return (leg, other)
+    return None
+
+
+def _leaders_first(keys: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``(key, legs)`` for every key, each after the symbols it is priced from."""
+    legs = {key: _legs(key, keys) or () for key in keys}
+    ordered: list[tuple[str, tuple[str, ...]]] = []
+    placed: set[str] = set()
+    while len(ordered) < len(keys):
+        ready = [k for k in keys if k not in placed and all(leg in placed for leg in legs[k])]
+        if not ready:
+            raise ValueError(f"symbols priced from each other: {sorted(set(keys) - placed)}")
+        for key in ready:
+            ordered.append((key, legs[key]))
+            placed.add(key)
+    return ordered
 
 
 class Market:
@@ -40,6 +81,10 @@ class Market:
     factor through a counter-based generator, each actor drawing its own copy.
     ``start_prices`` (by symbol key) starts actors where a previous run
     stopped; the others start at their spec's seed price.
+
+    Perpetuals and crosses of simulated legs are priced from those symbols'
+    actors (:mod:`mdactors.engine.derived_actor`) unless ``derive`` is false
+    (a replay: the recording holds each symbol's own prices).
     """
 
     def __init__(
@@ -51,23 +96,37 @@ class Market:
         wall_clock: Callable[[], int] = time.time_ns,
         models: ModelConfig | None = None,
         start_prices: Mapping[str, float] | None = None,
+        derive: bool = True,
     ) -> None:
         start_prices = start_prices or {}
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.wall_clock = wall_clock
-        self.actors: dict[str, SymbolActor] = {}
-        for key in symbols:
+        keys = list(symbols)
+        built: dict[str, SymbolActor] = {}
+        for key, legs in _leaders_first(keys) if derive else [(key, ()) for key in keys]:
             spec = spec_for(key)
-            self.actors[key] = SymbolActor(
+            if not legs:
+                built[key] = SymbolActor(
+                    spec,
+                    model_for(spec, models),
+                    interval,
+                    self.rng(key, "live"),
+                    factor=self.factor("live"),
+                    volume_rng=self.rng(key, "volume"),
+                    start_price=start_prices.get(key),
+                    wall_clock=wall_clock,
+                )
+                continue
+            make = perpetual_actor if spec.perpetual else cross_actor
+            built[key] = make(  # type: ignore[operator]
                 spec,
-                model_for(spec, models),
-                interval,
-                self.rng(key, "live"),
-                factor=self.factor("live"),
-                volume_rng=self.rng(key, "volume"),
+                *(built[leg] for leg in legs),
+                self.rng(key, "derived"),
+                self.rng(key, "volume"),
                 start_price=start_prices.get(key),
                 wall_clock=wall_clock,
             )
+        self.actors: dict[str, SymbolActor] = {key: built[key] for key in keys}
 
     def rng(self, key: str, purpose: str) -> np.random.Generator:
         """A generator for one symbol and purpose, derived from the market seed."""
@@ -102,6 +161,26 @@ class Market:
     def latest(self, key: str) -> Tick:
         """The last tick of a resolved key."""
         return self.actors[key].latest
+
+    def indicative(self, key: str) -> float | None:
+        """A price for an unsimulated ``key`` from the live symbols it is made of, if any.
+
+        A perpetual of a simulated spot: the spot's price times its mean basis;
+        a cross ``X/Y`` of two simulated legs with a common quote: ``X/Q ÷ Y/Q``.
+        ``None`` when ``key`` is simulated itself or nothing it is made of is.
+        """
+        if key in self.actors:
+            return None
+        if is_perpetual(key):
+            spot = self.actors.get(spot_of(key))
+            return None if spot is None else spot.latest.price * BasisProcess.MEAN_FACTOR
+        base, _, quote = key.partition("/")
+        for leg_key in self.actors:
+            leg_base, _, leg_quote = leg_key.partition("/")
+            other = self.actors.get(f"{quote}/{leg_quote}")
+            if leg_base == base and other is not None and not is_perpetual(leg_key):
+                return self.actors[leg_key].latest.price / other.latest.price
+        return None
 
     def halted(self) -> dict[str, str]:
         """Symbols whose price circuit breaker halts publication, with the reason."""

@@ -34,6 +34,6 @@ def relay_ticks(
         actor = market.actor(key)
         if newer_only and tick.seq <= actor.latest.seq:
             continue
-        actor.publish(tick)
+        actor.relayed(tick)
         relayed[key] += 1
         relay_lag[key] = max(0.0, (now_ns - tick.ts_ns) / 1e9)

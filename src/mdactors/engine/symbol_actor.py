@@ -72,7 +72,20 @@ class SymbolActor:
         self.overlay: SymbolOverlay | None = None
         self.feed: FeedEdge | None = None
         self.breaker: PriceBreaker | None = None
+        self.steps_done = 0
+        self.stepped = trio.lowlevel.ParkingLot()
+        """Woken after every step (what a perpetual on this spot ticks on)."""
         self.publish(self._make_tick(self._wall_clock(), 0, 0.0))
+
+    @property
+    def mid(self) -> float:
+        """The current mid, scenarios applied, whether or not its tick was published."""
+        return self._mid
+
+    @property
+    def shock(self) -> float:
+        """The last step's innovation (in units of the model's volatility)."""
+        return self._process.shock
 
     @property
     def latest(self) -> Tick:
@@ -210,6 +223,23 @@ class SymbolActor:
         """Hand ``tick`` to every subscriber."""
         self.topic.publish(tick)
 
+    def advance(self) -> None:
+        """Step, publish, and wake what is priced from this symbol."""
+        self.emit(self.step())
+        self.steps_done += 1
+        self.stepped.unpark_all()
+
+    def relayed(self, tick: Tick) -> None:
+        """Publish ``tick``, simulated elsewhere, as if this actor had stepped to it.
+
+        Its price becomes this actor's mid, so a perpetual simulated here on
+        a spot simulated elsewhere follows the relayed spot.
+        """
+        self.topic.publish(tick)
+        self._mid = tick.price
+        self.steps_done += 1
+        self.stepped.unpark_all()
+
     def emit(self, tick: Tick) -> None:
         """Publish a fresh ``tick`` through the breaker and any feed disruption."""
         breaker = self.breaker
@@ -245,4 +275,4 @@ class SymbolActor:
             if self.feed is not None:
                 await self._release_until(self.feed, deadline)
             await trio.sleep_until(deadline)
-            self.emit(self.step())
+            self.advance()

@@ -1,0 +1,76 @@
+"""Perpetual swaps priced on their spot: the basis process.
+
+A perpetual (``BTC/USD-PERP``) trades at its spot's mid times ``1 + basis``.
+The basis is an Ornstein–Uhlenbeck process in basis points: it is pulled
+back to ``mean_bps`` with ``half_life`` seconds and wanders with a stationary
+standard deviation of ``std_bps``, stepped exactly for any interval, so a
+tick interval change does not change its statistics. Chaos scenarios that
+target the perpetual (a divergence from its spot) act on top of it, as on
+any symbol's own price.
+
+Defaults follow BTC perpetuals on large venues: a premium of about +1 bp on
+average, a few basis points of wander, reverting within minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BasisParams", "BasisProcess"]
+
+_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class BasisParams:
+    """The basis's long-run mean and stationary σ (bp) and its half-life (s)."""
+
+    mean_bps: float = 1.0
+    std_bps: float = 3.0
+    half_life: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean_bps) and abs(self.mean_bps) < 10_000):
+            raise ValueError(f"mean_bps must be finite and within ±10000, got {self.mean_bps!r}")
+        if not (math.isfinite(self.std_bps) and self.std_bps >= 0):
+            raise ValueError(f"std_bps must be ≥ 0, got {self.std_bps!r}")
+        if not (math.isfinite(self.half_life) and self.half_life > 0):
+            raise ValueError(f"half_life must be > 0 s, got {self.half_life!r}")
+
+
+class BasisProcess:
+    """The basis of one perpetual, stepped one tick at a time (bp)."""
+
+    __slots__ = ("_draws", "_rng", "bps", "params")
+
+    MEAN_FACTOR = 1.0 + BasisParams().mean_bps / 10_000.0
+    """``1 + basis`` at the default mean: a perpetual's price when only its spot is known."""
+
+    def __init__(self, params: BasisParams, rng: np.random.Generator) -> None:
+        self.params = params
+        self.bps = params.mean_bps
+        self._rng = rng
+        self._draws: list[float] = []
+
+    def step(self, dt: float, noise_scale: float = 1.0) -> float:
+        """Advance ``dt`` seconds (exactly: an OU step has a closed form); the new basis.
+
+        ``noise_scale`` multiplies this step's randomness (the configuration
+        service's volatility factor).
+        """
+        if not self._draws:
+            self._draws = self._rng.standard_normal(_BATCH).tolist()
+        params = self.params
+        decay = math.exp(-math.log(2.0) * dt / params.half_life)
+        noise = noise_scale * params.std_bps * math.sqrt(max(0.0, 1.0 - decay * decay))
+        mean = params.mean_bps
+        self.bps = mean + (self.bps - mean) * decay + noise * self._draws.pop()
+        return self.bps
+
+    @property
+    def factor(self) -> float:
+        """``1 + basis``: what the spot's mid is multiplied by."""
+        return 1.0 + self.bps / 10_000.0
