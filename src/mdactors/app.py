@@ -324,12 +324,14 @@ def build_service(
     )
     if replay is not None:
         service.replay = ReplayDriver(market, replay)
+        market.source = "replay"
     elif settings.cluster_mode == "redis":
         service.cluster = _cluster(settings, context, service.instance_id)
     if publisher is not None:
         context.checks["feed"] = publisher.describe
     elif settings.feed_subscribe and replay is None:
         service.feed_relay = FeedRelay(market, settings.feed_subscribe)
+        market.source = "market-process feed"
         context.checks["feed"] = service.feed_relay.describe
         context.scenarios.elsewhere = (
             "this worker serves the ticks of the market process (worker 1), where scenarios "

@@ -374,7 +374,7 @@ FIELDS: tuple[Field, ...] = (
     Field("max_price_deviation", "MAX_PRICE_DEVIATION", _deviation_percent, "50",
           "Largest price move one chaos scenario may ask for: 25 or 25% = 25 %; a bare "
           "number below 1 is a fraction (0.25 = 25 %)."),
-    Field("scenario_timeout_hours", "SCENARIO_TIMEOUT_HOURS", _float_range(0.001, 720), "24",
+    Field("scenario_timeout_hours", "SCENARIO_TIMEOUT_HOURS", _float_range(0.001, 720), "48",
           "Longest duration (and recovery) of one chaos scenario, in hours."),
     Field("price_breaker_threshold", "PRICE_BREAKER_THRESHOLD", _float_range(0, 99), "20",
           "Price move (percent) within PRICE_BREAKER_WINDOW that halts a symbol; 0 = off."),

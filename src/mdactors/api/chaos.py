@@ -8,42 +8,18 @@ scenario with its id and timeline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import trio
-from quart import Response
+from pydantic import BaseModel
+from quart import Response, request
 from quart_schema import validate_request
 
 from mdactors.api.admin import admin_blueprint, invalid_field, scenario_view
-from mdactors.api.chaos_bodies import (
-    BreakerResetBody,
-    ConsolidationBody,
-    CorrelationBreakBody,
-    DivergenceBody,
-    FeedDisruptionBody,
-    MarketCrashBody,
-    MeanReversionBody,
-    PriceShockBody,
-    RallyBody,
-    ScenarioBody,
-    StablecoinDepegBody,
-    VolatilitySpikeBody,
-)
+from mdactors.api.chaos_bodies import BreakerResetBody
+from mdactors.api.chaos_orders import ORDERS, FieldError, Limits, Order, start_order
 from mdactors.api.errors import ApiError
 from mdactors.api.web import context, json_response
-from mdactors.domain.scenarios import (
-    Consolidation,
-    CorrelationBreak,
-    Crash,
-    Disruption,
-    Divergence,
-    FeedMode,
-    MeanReversion,
-    PriceMove,
-    ScenarioKind,
-    Shape,
-    VolatilitySpike,
-)
 from mdactors.domain.symbols import SymbolError
 from mdactors.engine.market import UnknownSymbol
 from mdactors.engine.scenarios import ScenariosElsewhere, TooManyScenarios, UnknownScenario
@@ -52,69 +28,43 @@ __all__ = ["blueprint"]
 
 blueprint = admin_blueprint("chaos", "/chaos")
 
+_JSON_AS_SENT = {"", "application/x-www-form-urlencoded", "text/plain"}
+"""Labels a JSON body arrives with from ``curl -d`` (no ``-H``) and similar: the old
+service's README examples send exactly that, so these bodies are read as JSON."""
+
+
+@blueprint.before_request
+async def read_bodies_as_json() -> None:
+    """Read a POST body as JSON whatever ``curl -d`` labelled it; 415 for other media."""
+    if request.method != "POST":
+        return
+    mimetype = request.mimetype
+    if mimetype in _JSON_AS_SENT:
+        await request.get_json(force=True)  # parsed once and cached for the route's validation
+    elif not request.is_json:
+        raise ApiError(
+            415, "unsupported_media_type", f"send the body as JSON, not {mimetype[:60]!r}"
+        )
+
 
 def _key(field: str, raw: str) -> str:
-    """The simulated symbol ``raw`` names, or a 422 naming ``field``."""
+    """The simulated symbol ``raw`` names, or a :class:`FieldError` naming ``field``."""
     try:
         return context().market.resolve(raw)
     except (SymbolError, UnknownSymbol) as error:
         known = ", ".join(context().market.symbols)
-        raise invalid_field(field, f"{error}; known: {known}") from None
+        raise FieldError(field, f"{error}; known: {known}") from None
 
 
-def _keys(field: str, names: Sequence[str]) -> list[str]:
-    if not names:
-        raise invalid_field(field, "name at least one symbol")
-    return [_key(f"{field}.{index}", name) for index, name in enumerate(names)]
+def _limits() -> Limits:
+    settings = context().settings
+    return Limits(settings.max_price_deviation / 100.0, settings.scenario_timeout_hours * 3600.0)
 
 
-def _check_move(field: str, fraction: float) -> None:
-    """``fraction`` (−0.15 = −15 %) must be non-zero and within MAX_PRICE_DEVIATION."""
-    limit = context().settings.max_price_deviation / 100.0
-    if fraction == 0.0 or abs(fraction) > limit:
-        raise invalid_field(
-            field, f"must be non-zero and within ±{limit:.0%} (MAX_PRICE_DEVIATION)"
-        )
-
-
-def _timing(body: ScenarioBody | FeedDisruptionBody, default_onset: str) -> dict[str, float]:
-    """Duration, recovery and onset in seconds, bounded by SCENARIO_TIMEOUT_HOURS."""
-    limit = context().settings.scenario_timeout_hours * 3600.0
-    for field in ("duration_seconds", "recovery_time_seconds"):
-        if getattr(body, field) > limit:
-            raise invalid_field(field, f"must be at most {limit:g} s (SCENARIO_TIMEOUT_HOURS)")
-    duration = body.duration_seconds
-    onset = 0.0
-    if isinstance(body, ScenarioBody):
-        gradual = (body.onset or default_onset) == "gradual"
-        if body.onset_seconds is not None and gradual:
-            onset = body.onset_seconds
-        elif gradual:
-            onset = duration / 2.0
-        if onset > duration:
-            raise invalid_field("onset_seconds", "must not exceed duration_seconds")
-    return {"duration": duration, "recovery": body.recovery_time_seconds, "onset": onset}
-
-
-def _start(
-    kind: ScenarioKind,
-    shape: Shape | Disruption,
-    symbols: Sequence[str],
-    body: ScenarioBody | FeedDisruptionBody,
-    *,
-    onset: str = "sudden",
-    shared: bool = False,
-) -> Response:
-    ctx = context()
+def _start(order: Order) -> Response:
+    """Start ``order`` on the live market: 201 with the scenario and its timeline."""
     try:
-        scenario = ctx.scenarios.start(
-            kind,
-            shape,
-            symbols,
-            params=body.model_dump(exclude_none=True),
-            shared=shared,
-            **_timing(body, onset),
-        )
+        scenario = start_order(order, context().scenarios)
     except TooManyScenarios as error:
         raise ApiError(429, "too_many_scenarios", str(error)) from None
     except ScenariosElsewhere as error:
@@ -122,130 +72,30 @@ def _start(
     return json_response(scenario_view(scenario, trio.current_time()), 201)
 
 
-def _on_symbol(
-    kind: ScenarioKind,
-    shape: Shape,
-    body: ScenarioBody,
-    symbol: str,
-    *,
-    onset: str = "sudden",
-) -> Response:
-    """Start a one-symbol scenario on ``symbol`` (from the body's ``symbol`` field)."""
-    return _start(kind, shape, [_key("symbol", symbol)], body, onset=onset)
-
-
-def _move(kind: ScenarioKind, data: PriceShockBody | RallyBody, onset: str) -> Response:
-    """A price shock or rally: ``shock_percentage`` on ``symbol``, volume doubled at the peak."""
-    _check_move("shock_percentage", data.shock_percentage / 100.0)
-    shape = PriceMove(data.shock_percentage / 100.0, volume_boost=1.0)
-    return _on_symbol(kind, shape, data, data.symbol, onset=onset)
-
-
-@blueprint.post("/price-shock")
-@validate_request(PriceShockBody)
-async def price_shock(data: PriceShockBody) -> Response:
-    """One symbol moves by ``shock_percentage`` (sudden unless ``onset`` says otherwise)."""
-    return _move(ScenarioKind.PRICE_SHOCK, data, "sudden")
-
-
-@blueprint.post("/rally")
-@validate_request(RallyBody)
-async def rally(data: RallyBody) -> Response:
-    """One symbol climbs by ``shock_percentage`` (gradual unless ``onset`` says otherwise)."""
-    return _move(ScenarioKind.RALLY, data, "gradual")
-
-
-@blueprint.post("/market-crash")
-@validate_request(MarketCrashBody)
-async def market_crash(data: MarketCrashBody) -> Response:
-    """Several symbols fall together with rising volatility, correlation and volume."""
+def _crashable() -> list[str]:
+    """A market crash's default symbols: every one but the stablecoins (OU models)."""
     market = context().market
-    if data.affect_symbols is None:
-        keys = [key for key in market.symbols if market.actor(key).model.kind != "ou"]
-    else:
-        keys = _keys("affect_symbols", data.affect_symbols)
-    _check_move("shock_percentage", data.shock_percentage / 100.0)
-    shape = Crash(
-        data.shock_percentage / 100.0,
-        data.volatility_multiplier,
-        data.correlation,
-        data.volume_multiplier,
-    )
-    return _start(ScenarioKind.MARKET_CRASH, shape, keys, data, onset="gradual", shared=True)
+    return [key for key in market.symbols if market.actor(key).model.kind != "ou"]
 
 
-@blueprint.post("/stablecoin-depeg")
-@validate_request(StablecoinDepegBody)
-async def stablecoin_depeg(data: StablecoinDepegBody) -> Response:
-    """A stablecoin drifts ``target_deviation`` off its peg (gradual by default)."""
-    _check_move("target_deviation", data.target_deviation)
-    shape = PriceMove(data.target_deviation, volume_boost=2.0)
-    return _on_symbol(ScenarioKind.STABLECOIN_DEPEG, shape, data, data.symbol, onset="gradual")
+def _route(path: str, body_type: type[BaseModel], make: Callable[..., Order]) -> None:
+    """``POST /chaos/<path>``: validate the body, make its order, start it."""
+
+    async def start(data: BaseModel) -> Response:
+        extra = (_crashable(),) if path == "market-crash" else ()
+        try:
+            order = make(data, _key, _limits(), *extra)
+        except FieldError as error:
+            raise invalid_field(error.field, error.message) from None
+        return _start(order)
+
+    start.__name__ = path.replace("-", "_")
+    start.__doc__ = make.__doc__
+    blueprint.post(f"/{path}")(validate_request(body_type)(start))
 
 
-@blueprint.post("/volatility-spike")
-@validate_request(VolatilitySpikeBody)
-async def volatility_spike(data: VolatilitySpikeBody) -> Response:
-    """The symbol's returns are scaled by up to ``volatility_multiplier``."""
-    shape = VolatilitySpike(data.volatility_multiplier)
-    return _on_symbol(ScenarioKind.VOLATILITY_SPIKE, shape, data, data.symbol)
-
-
-@blueprint.post("/gradual-divergence")
-@validate_request(DivergenceBody)
-async def gradual_divergence(data: DivergenceBody) -> Response:
-    """``target_symbol`` drifts ``max_spread_bps`` away from ``base_symbol``."""
-    base = _key("base_symbol", data.base_symbol)
-    target = _key("target_symbol", data.target_symbol)
-    if base == target:
-        raise invalid_field("target_symbol", "must differ from base_symbol")
-    _check_move("max_spread_bps", data.max_spread_bps / 10_000.0)
-    shape = Divergence(base, target, data.max_spread_bps)
-    return _start(ScenarioKind.GRADUAL_DIVERGENCE, shape, [base, target], data, onset="gradual")
-
-
-@blueprint.post("/correlation-break")
-@validate_request(CorrelationBreakBody)
-async def correlation_break(data: CorrelationBreakBody) -> Response:
-    """The symbol's returns become independent of the market factor."""
-    return _on_symbol(ScenarioKind.CORRELATION_BREAK, CorrelationBreak(), data, data.symbol)
-
-
-@blueprint.post("/consolidation")
-@validate_request(ConsolidationBody)
-async def consolidation(data: ConsolidationBody) -> Response:
-    """The symbol trades in a tight range around its current price."""
-    shape = Consolidation(data.volatility_damping, data.half_life_seconds)
-    return _on_symbol(ScenarioKind.CONSOLIDATION, shape, data, data.symbol, onset="gradual")
-
-
-@blueprint.post("/mean-reversion")
-@validate_request(MeanReversionBody)
-async def mean_reversion(data: MeanReversionBody) -> Response:
-    """Moves away from the symbol's current price decay with ``half_life_seconds``."""
-    shape = MeanReversion(data.half_life_seconds)
-    return _on_symbol(ScenarioKind.MEAN_REVERSION, shape, data, data.symbol)
-
-
-@blueprint.post("/feed-disruption")
-@validate_request(FeedDisruptionBody)
-async def feed_disruption(data: FeedDisruptionBody) -> Response:
-    """Latency with jitter, lost ticks, a stale feed or an outage on some symbols."""
-    if (data.symbol is None) == (data.affect_symbols is None):
-        raise invalid_field("symbol", "give exactly one of symbol and affect_symbols")
-    keys = (
-        [_key("symbol", data.symbol)]
-        if data.symbol is not None
-        else _keys("affect_symbols", data.affect_symbols or [])
-    )
-    shape = Disruption(
-        data.latency_ms / 1000.0,
-        data.jitter_ms / 1000.0,
-        data.packet_loss_percentage / 100.0,
-        FeedMode(data.mode),
-        data.republish,
-    )
-    return _start(ScenarioKind.FEED_DISRUPTION, shape, keys, data)
+for _path, (_body, _make) in ORDERS.items():
+    _route(_path, _body, _make)
 
 
 @blueprint.get("/active-scenarios")
@@ -276,7 +126,10 @@ async def reset_breaker(data: BreakerResetBody) -> Response:
     if ctx.scenarios.elsewhere is not None:  # the breakers that trip are the market process's
         raise ApiError(409, "scenarios_elsewhere", ctx.scenarios.elsewhere)
     market = ctx.market
-    keys = [_key("symbol", data.symbol)] if data.symbol is not None else market.symbols
+    try:
+        keys = [_key("symbol", data.symbol)] if data.symbol is not None else market.symbols
+    except FieldError as error:
+        raise invalid_field(error.field, error.message) from None
     reset = []
     for key in keys:
         breaker = market.actor(key).breaker

@@ -1,4 +1,5 @@
-"""State inspection under ``/debug``: scenarios, price buffers, correlations, subscribers."""
+"""State inspection under ``/debug``: scenarios, price buffers, correlations, subscribers,
+data sources."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from quart_schema import validate_querystring
 from mdactors.api.admin import admin_blueprint, scenario_view
 from mdactors.api.codec import rfc3339
 from mdactors.api.web import context, json_response
+from mdactors.domain.overlay import Scenario
+from mdactors.domain.scenarios import Disruption, ScenarioKind
 from mdactors.domain.stats import correlation_matrix
 from mdactors.domain.tick import Tick
+from mdactors.engine.derived_actor import DerivedActor
 from mdactors.engine.symbol_actor import SymbolActor
 from mdactors.engine.topic import Reader
 
@@ -118,6 +122,71 @@ async def debug_correlations(query_args: CorrelationSource) -> Response:
             "matrix": correlation_matrix(closes),
         }
     )
+
+
+def _origin(actor: SymbolActor) -> str:
+    """Where a symbol's prices come from before any disruption."""
+    if isinstance(actor, DerivedActor):
+        leaders = [leader.spec.key for leader in actor.leaders]
+        if actor.spec.perpetual:
+            return f"perpetual on {leaders[0]}"
+        return f"cross of {' and '.join(leaders)}"
+    return f"{actor.model.kind} model"
+
+
+def _disruption(scenario: Scenario, now: float) -> dict[str, Any]:
+    shape = scenario.shape
+    assert isinstance(shape, Disruption)
+    view = scenario_view(scenario, now)
+    return {
+        "scenario_id": scenario.id,
+        "mode": shape.mode.value,
+        "latency_ms": shape.latency * 1000.0,
+        "jitter_ms": shape.jitter * 1000.0,
+        "packet_loss_percentage": shape.loss * 100.0,
+        "phase": view["phase"],
+        "intensity": view["intensity"],
+        "ends_at": view["ends_at"],
+    }
+
+
+@blueprint.get("/data-sources/status")
+async def data_sources() -> Response:
+    """Each symbol's data sources: the simulator (or the replayed file, or the market
+    process a worker is fed by) with its feed status, and every source a feed
+    disruption names, with the disruption as it stands."""
+    ctx = context()
+    market = ctx.market
+    now, now_ns = trio.current_time(), time.time_ns()
+    disruptions = [s for s in ctx.scenarios.active() if s.kind is ScenarioKind.FEED_DISRUPTION]
+    symbols: dict[str, Any] = {}
+    for key, actor in market.actors.items():
+        status, reason = actor.feed_status(now_ns)
+        latest = actor.latest
+        primary: dict[str, Any] = {
+            "name": market.source,
+            "origin": _origin(actor),
+            "status": status,
+            "reason": reason,
+            "last_tick_age_seconds": round(max(0.0, (now_ns - latest.ts_ns) / 1e9), 3),
+            "ticks_published": actor.topic.published,
+            "disruption": None,
+        }
+        sources = [primary]
+        for scenario in disruptions:
+            if key not in scenario.symbols:
+                continue
+            name = scenario.shape.source  # type: ignore[union-attr]
+            disruption = _disruption(scenario, now)
+            if name == primary["name"]:
+                primary["disruption"] = disruption
+            else:
+                sources.append(
+                    {"name": name, "status": disruption["mode"], "disruption": disruption}
+                )
+        lost = actor.feed.lost if actor.feed is not None else 0
+        symbols[key] = {"sources": sources, "lost_ticks": lost}
+    return json_response({"timestamp": rfc3339(now_ns), "symbols": symbols})
 
 
 @blueprint.get("/subscribers")

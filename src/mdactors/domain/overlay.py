@@ -115,7 +115,7 @@ class SymbolOverlay:
         self._time = t
         dx = base - self._base
         self._base = base
-        offset, scale, noise2, shared, volume = 0.0, 1.0, 0.0, 0.0, 1.0
+        offset, scale, noise2, shared, volume, pull = 0.0, 1.0, 0.0, 0.0, 1.0, 0.0
         pulls: list[tuple[float, float]] = []
         for scenario in list(self.scenarios):
             timeline = scenario.timeline
@@ -133,11 +133,14 @@ class SymbolOverlay:
                 self._shared_at[scenario.id] = now
             if effect.reversion:
                 pulls.append((effect.reversion, self._anchors[scenario.id]))
+            pull += effect.pull
         excess = self.excess + (scale - 1.0) * dx + self.sigma * shared
         if noise2:
             excess += self.sigma * math.sqrt(noise2 * dt) * self._normal()
         for rate, anchor in pulls:
             excess -= -math.expm1(-rate * dt) * (base + excess - anchor)
+        if pull:
+            excess *= math.exp(-pull * dt)
         if not math.isfinite(excess):
             excess = 0.0
         self.excess = min(max(excess, -MAX_LOG_DEVIATION), MAX_LOG_DEVIATION)

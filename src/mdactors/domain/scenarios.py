@@ -14,6 +14,7 @@ caller uses, so the live engine, the simulator and tests share the maths.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,9 +23,11 @@ from typing import Protocol
 import numpy as np
 
 __all__ = [
+    "SIMULATOR_SOURCE",
     "Consolidation",
     "CorrelationBreak",
     "Crash",
+    "Curve",
     "Disruption",
     "Divergence",
     "Effect",
@@ -74,12 +77,37 @@ def smoothstep(x: float) -> float:
     return x * x * (3.0 - 2.0 * x)
 
 
+class Curve(Enum):
+    """How a timeline's level moves between 0 and 1 over a ramp (``x`` from 0 to 1)."""
+
+    SMOOTH = "smooth"
+    """``smoothstep``: slow, faster, slow again (no kink at either end)."""
+    LINEAR = "linear"
+    """A straight line: the same speed all the way."""
+    SLOW_BOUNCE = "slow_bounce"
+    """For a recovery: ``1 − (1 − x)²`` of the way back, a quick first bounce (half the
+    move recovered in the first 29 % of the time), then a slow grind back to normal."""
+
+    def ease(self, x: float) -> float:
+        """How far along the ramp (0..1) the level is at ``x`` (clamped to 0..1)."""
+        if x <= 0.0:
+            return 0.0
+        if x >= 1.0:
+            return 1.0
+        if self is Curve.LINEAR:
+            return x
+        if self is Curve.SLOW_BOUNCE:
+            return 1.0 - (1.0 - x) * (1.0 - x)
+        return x * x * (3.0 - 2.0 * x)
+
+
 @dataclass(frozen=True, slots=True)
 class Timeline:
     """When a scenario starts, ramps up, holds, and recovers (seconds).
 
     ``duration`` runs from ``start`` to the beginning of the recovery and
-    includes the ``onset`` ramp (0 = sudden). ``stopped_at`` (set by
+    includes the ``onset`` ramp (0 = sudden). ``rise`` and ``fall`` are the
+    curves of the onset and of the recovery. ``stopped_at`` (set by
     :meth:`stopped`) starts the recovery early, from whatever level the
     scenario had reached, so stopping never jumps.
     """
@@ -89,6 +117,8 @@ class Timeline:
     recovery: float
     onset: float = 0.0
     stopped_at: float | None = None
+    rise: Curve = Curve.SMOOTH
+    fall: Curve = Curve.SMOOTH
 
     def __post_init__(self) -> None:
         for name in ("duration", "recovery", "onset"):
@@ -112,7 +142,7 @@ class Timeline:
     def _rise(self, t: float) -> float:
         if self.onset <= 0.0:
             return 1.0 if t >= self.start else 0.0
-        return smoothstep((t - self.start) / self.onset)
+        return self.rise.ease((t - self.start) / self.onset)
 
     def level(self, t: float) -> float:
         """Intensity at ``t``: 0 before and after, 1 at full strength."""
@@ -121,7 +151,7 @@ class Timeline:
             return self._rise(t)
         if t >= self.end:
             return 0.0
-        return self._rise(turn) * (1.0 - smoothstep((t - turn) / self.recovery))
+        return self._rise(turn) * (1.0 - self.fall.ease((t - turn) / self.recovery))
 
     def phase(self, t: float) -> tuple[Phase, float]:
         """``(phase, progress within that phase from 0 to 1)`` at ``t``."""
@@ -139,7 +169,7 @@ class Timeline:
         """This timeline stopped at ``t``: the recovery starts now (no-op once recovering)."""
         if t >= self.recovery_start:
             return self
-        return Timeline(self.start, self.duration, self.recovery, self.onset, max(t, self.start))
+        return dataclasses.replace(self, stopped_at=max(t, self.start))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +181,9 @@ class Effect:
     independent returns and ``common`` returns of the scenario's
     :class:`SharedPath` (both in units of the symbol's own volatility);
     ``reversion`` pulls the price towards where it was when the scenario began
-    (rate per second); ``volume`` multiplies tick volumes.
+    (rate per second); ``pull`` draws what the scenarios built up back
+    towards the model's own path (rate per second), so the model's trend
+    carries on through them; ``volume`` multiplies tick volumes.
     """
 
     offset: float = 0.0
@@ -160,6 +192,7 @@ class Effect:
     common: float = 0.0
     reversion: float = 0.0
     volume: float = 1.0
+    pull: float = 0.0
 
 
 NO_EFFECT = Effect()
@@ -175,7 +208,8 @@ class Shape(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PriceMove:
-    """A move of ``move`` (a fraction: −0.15 = −15 %) at full level, volume × (1 + boost).
+    """A move of ``move`` (a fraction: −0.15 = −15 %) at full level, volume × (1 + boost),
+    the symbol's own volatility × ``volatility`` (a depeg's ``volatility_increase``).
 
     Price shock (sudden), rally (gradual, positive) and stablecoin depeg
     (gradual, small) are all this shape with different onsets.
@@ -183,10 +217,15 @@ class PriceMove:
 
     move: float
     volume_boost: float = 0.0
+    volatility: float = 1.0
 
     def effect(self, key: str, level: float) -> Effect:
-        """Offset the log price by ``level × log(1 + move)``."""
-        return Effect(offset=level * math.log1p(self.move), volume=1.0 + level * self.volume_boost)
+        """Offset the log price by ``level × log(1 + move)``; scale its own returns."""
+        return Effect(
+            offset=level * math.log1p(self.move),
+            scale=1.0 + level * (self.volatility - 1.0),
+            volume=1.0 + level * self.volume_boost,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,16 +255,36 @@ class Crash:
         )
 
 
+TREND_HALF_LIFE_S = 300.0
+"""How fast a trend-preserving volatility spike's extra moves fade back to the model's path."""
+
+
 @dataclass(frozen=True, slots=True)
 class VolatilitySpike:
-    """The model's returns scaled by up to ``multiplier`` (busier volume with it)."""
+    """Volatility up to ``multiplier`` × normal (busier volume with it).
+
+    ``random_walk`` false (*amplify*): the model's own returns are scaled, so
+    the symbol keeps its link to the market factor, magnified. True: the
+    extra variance is an independent random walk on top of the model's
+    returns, so the symbol decouples from the market while it lasts.
+    ``preserve_trend``: the extra moves are pulled back to the model's path
+    (half-life :data:`TREND_HALF_LIFE_S`), so the price's trend over the
+    spike is the model's; otherwise they add up and leave it wherever they
+    wandered to.
+    """
 
     multiplier: float
+    random_walk: bool = False
+    preserve_trend: bool = False
 
     def effect(self, key: str, level: float) -> Effect:
-        """Scale returns by ``1 + level × (multiplier − 1)``."""
-        scale = 1.0 + level * (self.multiplier - 1.0)
-        return Effect(scale=scale, volume=max(1.0, scale))
+        """Volatility ``1 + level × (multiplier − 1)`` times normal, as scale or as noise."""
+        target = 1.0 + level * (self.multiplier - 1.0)
+        pull = level * math.log(2.0) / TREND_HALF_LIFE_S if self.preserve_trend else 0.0
+        if self.random_walk:
+            noise = math.sqrt(max(0.0, target * target - 1.0))
+            return Effect(noise=noise, volume=target, pull=pull)
+        return Effect(scale=target, volume=max(1.0, target), pull=pull)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,15 +349,21 @@ class FeedMode(Enum):
     """Nothing is sent at all."""
 
 
+SIMULATOR_SOURCE = "simulator"
+"""The data source of every simulated tick (the one a disruption names by default)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Disruption:
-    """A feed disruption at full level: latency ± jitter (s), loss (0..1), mode."""
+    """A feed disruption at full level: latency ± jitter (s), loss (0..1), mode, and the
+    data ``source`` it is the disruption of (state inspection shows it per symbol)."""
 
     latency: float = 0.0
     jitter: float = 0.0
     loss: float = 0.0
     mode: FeedMode = FeedMode.DEGRADED
     republish: bool = True
+    source: str = SIMULATOR_SOURCE
 
     def at(self, level: float, phase: Phase) -> Disruption:
         """The disruption at ``level``: latency and loss fade in the recovery,
@@ -310,6 +375,7 @@ class Disruption:
             self.loss * level,
             self.mode if held else FeedMode.DEGRADED,
             self.republish,
+            self.source,
         )
 
 

@@ -101,6 +101,8 @@ class Market:
         start_prices = start_prices or {}
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.wall_clock = wall_clock
+        self.source = "simulator"
+        """The data source the prices come from (``replay``, ``feed``: see the app)."""
         keys = list(symbols)
         built: dict[str, SymbolActor] = {}
         for key, legs in _leaders_first(keys) if derive else [(key, ()) for key in keys]:

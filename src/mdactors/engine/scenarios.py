@@ -19,7 +19,15 @@ from typing import Any
 import trio
 
 from mdactors.domain.overlay import Scenario
-from mdactors.domain.scenarios import Disruption, Phase, ScenarioKind, Shape, SharedPath, Timeline
+from mdactors.domain.scenarios import (
+    Curve,
+    Disruption,
+    Phase,
+    ScenarioKind,
+    Shape,
+    SharedPath,
+    Timeline,
+)
 from mdactors.engine.market import Market
 
 __all__ = ["ScenarioEngine", "TooManyScenarios", "UnknownScenario"]
@@ -58,10 +66,16 @@ class ScenarioEngine:
         duration: float,
         recovery: float,
         onset: float = 0.0,
+        rise: Curve = Curve.SMOOTH,
+        fall: Curve = Curve.SMOOTH,
         params: dict[str, Any] | None = None,
         shared: bool = False,
     ) -> Scenario:
-        """Start a scenario now on ``symbols`` (resolved keys) and return it."""
+        """Start a scenario now on ``symbols`` (resolved keys) and return it.
+
+        ``duration``, ``recovery`` and ``onset`` (seconds) and the ``rise`` and
+        ``fall`` curves make its :class:`~mdactors.domain.scenarios.Timeline`.
+        """
         if self.elsewhere is not None:
             raise ScenariosElsewhere(self.elsewhere)
         if len(self.active()) >= self.max_active:
@@ -72,7 +86,7 @@ class ScenarioEngine:
             id=f"{kind.value}-{serial}-{secrets.token_hex(3)}",
             kind=kind,
             symbols=tuple(dict.fromkeys(symbols)),
-            timeline=Timeline(now, duration, recovery, onset),
+            timeline=Timeline(now, duration, recovery, onset, rise=rise, fall=fall),
             shape=shape,
             params=dict(params or {}),
             shared=SharedPath(self.market.rng(kind.value, f"shared-{serial}"), now)
