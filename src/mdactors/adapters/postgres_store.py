@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -256,8 +255,8 @@ class PostgresStore:
             ensure_schema(conn, self.schema)
             rows = conn.execute(
                 sql.SQL(
-                    "SELECT symbol, interval, max(start_time) FROM {}.candles "
-                    "GROUP BY symbol, interval"
+                    'SELECT symbol, "interval", max(start_time) FROM {}.candles '
+                    'GROUP BY symbol, "interval"'
                 ).format(sql.Identifier(self.schema))
             ).fetchall()
         self._stored_until = {
@@ -393,7 +392,7 @@ class PostgresStore:
             raise ValueError(f"unknown interval {interval!r}")
         query = sql.SQL(
             "SELECT start_time, open, high, low, close, volume, num_trades FROM {} "
-            "WHERE symbol = %s AND interval = %s AND start_time >= to_timestamp(%s / 1000.0) "
+            'WHERE symbol = %s AND "interval" = %s AND start_time >= to_timestamp(%s / 1000.0) '
             "AND start_time <= to_timestamp(%s / 1000.0) ORDER BY start_time DESC LIMIT %s"
         ).format(self._table("candles"))
         rows = await self._read(self._fetch, query, (key, interval, start_ms, end_ms, limit))
@@ -416,15 +415,16 @@ class PostgresStore:
         return [tick for tick in ticks if start_ns <= tick.ts_ns <= end_ns]
 
     async def snapshots(
-        self, key: str, start: datetime, end: datetime, limit: int
+        self, key: str, start_ms: int, end_ms: int, limit: int
     ) -> list[dict[str, Any]] | None:
-        """Stored snapshots of ``key`` in ``[start, end]``, newest ``limit``, oldest first."""
+        """Stored snapshots of ``key`` in ``[start_ms, end_ms]``, newest ``limit``, oldest first."""
         query = sql.SQL(
             "SELECT symbol, last_price, bid, ask, spread, volume_24h, price_change_24h, "
             "price_change_percent_24h, timestamp FROM {} WHERE symbol = %s "
-            "AND timestamp >= %s AND timestamp <= %s ORDER BY timestamp DESC LIMIT %s"
+            "AND timestamp >= to_timestamp(%s / 1000.0) AND timestamp <= to_timestamp(%s / 1000.0) "
+            "ORDER BY timestamp DESC LIMIT %s"
         ).format(self._table("market_snapshots"))
-        rows = await self._read(self._fetch, query, (key, start, end, limit))
+        rows = await self._read(self._fetch, query, (key, start_ms, end_ms, limit))
         if rows is None:
             return None
         names = ("symbol", "last_price", "bid", "ask", "spread", "volume_24h")

@@ -17,7 +17,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mdactors import __version__
-from mdactors.api import binance_rest, chaos, connect, debug, market_ui, rest
+from mdactors.api import binance_rest, catalogue, chaos, connect, debug, market_ui, rest
 from mdactors.api.admin import register_admin
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
@@ -213,6 +213,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     app.register_blueprint(rest.blueprint)
     app.register_blueprint(market_ui.blueprint)
+    app.register_blueprint(catalogue.blueprint)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
     if settings.chaos_enabled:
