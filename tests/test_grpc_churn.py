@@ -21,9 +21,9 @@ import trio
 
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
-from mdactors.api.grpc import build_server
-from mdactors.api.grpc_fanout import price_fan_outs
-from mdactors.api.grpc_transport import CLOSED_STREAMS_KEPT, ConnectionTables, GrpcServer
+from mdactors.api.grpc.fanout import price_fan_outs
+from mdactors.api.grpc.service import build_server
+from mdactors.api.grpc.transport import CLOSED_STREAMS_KEPT, ConnectionTables, GrpcServer
 from mdactors.app import Service
 
 from .conftest import running_service, wait_for

@@ -18,8 +18,8 @@ import trio
 from trio_websocket import open_websocket_url
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.binance_ws import BinanceStreams
-from mdactors.api.ws import WsServer
+from mdactors.api.binance.streams import BinanceStreams
+from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
 
 from .conftest import running_service, wait_for
