@@ -16,7 +16,7 @@ import pytest
 from mdactors.domain.backfill import MinuteHistory, minute_history
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.model_config import default_model
-from mdactors.domain.models import GBM, PriceModel
+from mdactors.domain.models import GBM, SECONDS_PER_YEAR, PriceModel
 from mdactors.domain.rhythm import FLAT, HOURS_PER_WEEK, Rhythm, hour_of_week
 from mdactors.domain.stylized import (
     aggregate,
@@ -28,6 +28,7 @@ from mdactors.domain.stylized import (
     volume_volatility_correlation,
 )
 from mdactors.domain.symbols import spec_for
+from mdactors.engine.symbol_actor import SymbolActor
 
 MINUTES = 86_400  # 60 days
 MONDAY_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC
@@ -143,3 +144,34 @@ def test_rhythm_levels_are_normalised_and_follow_the_utc_week() -> None:
     assert hour_of_week(0) == 72, "1970-01-01 00:00 was a Thursday"
     assert rhythm.sigma(int(hours[40])) == sigma[40]
     assert FLAT.flat and FLAT.sigma(123) == FLAT.volume(456) == 1.0
+
+
+def test_a_live_actor_steps_the_same_rhythm_as_the_vectorised_path() -> None:
+    steps, start_ns = 3_000, MONDAY_MS * 10**6 + 11 * 3_600 * 10**9  # 11:00 UTC, into the peak
+    clock = iter(range(start_ns, start_ns + (steps + 2) * 60 * 10**9, 60 * 10**9))
+    actor = SymbolActor(
+        SPEC,
+        BTC,
+        60.0,
+        np.random.default_rng(3),
+        factor=MarketFactor(3),
+        volume_rng=np.random.default_rng(4),
+        wall_clock=lambda: next(clock),
+    )
+    mids, lots = [], []
+    for _ in range(steps):
+        tick = actor.step()
+        mids.append(actor.mid)
+        lots.append(tick.volume)
+    stamps = start_ns + 60 * 10**9 * np.arange(1, steps + 1, dtype=np.int64)
+    path = BTC.path(
+        SPEC.seed_price,
+        60.0 / SECONDS_PER_YEAR,
+        steps,
+        np.random.default_rng(3),
+        MarketFactor(3),
+        season=BTC.rhythm.sigmas(stamps),
+    )
+    np.testing.assert_allclose(mids, path[1:], rtol=1e-15, atol=0)
+    returns = np.diff(np.log(path))
+    assert volume_volatility_correlation(np.array(lots), returns) > 0.3

@@ -68,7 +68,10 @@ def minute_history(
     path = model.path(end_price, dt_years, steps, rng, factor, season=season)
     moves = np.diff(np.log(path))
     typical = model.typical_move() * model.volatility * np.sqrt(dt_years)
-    level = activity(moves, typical if season is None else typical * season)
+    if typical:
+        level = activity(moves, typical if season is None else typical * season)
+    else:
+        level = np.ones(steps)
     if not rhythm.flat:
         level = level * rhythm.volumes(stamps)
     scale = end_price / path[-1]

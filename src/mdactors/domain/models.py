@@ -17,16 +17,21 @@ annual variance ``h``:
   sets the stationary dispersion of ``h`` (CV² = c / (1 − c)); below 1 the
   returns keep a finite fourth moment;
 * long memory: the GARCH variance is multiplied by ``exp(f + s − ½V)``, two
-  log-variance components ``f' = φ_f f + g_f (|e| − E|e|)`` (and ``s`` alike)
-  with half-lives from minutes (fast) to weeks (slow). Each has a stationary
-  standard deviation of log variance (``vol_fast_dispersion``,
-  ``vol_slow_dispersion``) with ``g = d·√(1 − φ²) / sd(|e|)``, so again the
-  parameters mean the same at any tick interval. ``V`` is the stationary
-  variance of ``f + s``, so ``E[exp(f + s − ½V)] ≈ 1`` and the long-run
-  volatility stays ``volatility``. A sum of autoregressions with half-lives a
-  few decades apart has an autocorrelation close to a power law over those
-  decades (the approximation of HAR and multi-component GARCH models: Corsi
-  2009; Engle and Lee 1999);
+  log-variance components ``s' = φ_s s + g_s (|ē| − E|ē|)`` and
+  ``f' = φ_f f + g_f (|ē| − E|ē| − ℓē)``, ``ē`` the innovation clipped to ±3
+  (:data:`SHOCK_CAP`), with half-lives from minutes (fast) to weeks (slow).
+  Each has a stationary standard deviation of log variance
+  (``vol_fast_dispersion``, ``vol_slow_dispersion``) with
+  ``g = d·√((1 − φ²) / Var(shock))``, so again the parameters mean the same
+  at any tick interval. ``ℓ`` (``vol_fast_asymmetry``) makes a fall raise the
+  next half-hour's volatility more than a rise: losses compound faster than
+  gains (negative skew of hourly returns) without a lasting equity-style
+  leverage effect. ``V`` is the stationary variance of ``f + s``, so
+  ``E[exp(f + s − ½V)] ≈ 1`` and the long-run volatility stays
+  ``volatility``. A sum of autoregressions with half-lives decades apart has
+  an autocorrelation close to a power law over those decades (the
+  approximation behind HAR and component GARCH models: Corsi 2009; Engle and
+  Lee 1999);
 * intraday rhythm: a per-step ``season`` (see :mod:`mdactors.domain.rhythm`)
   scales the step's standard deviation without feeding the variance state;
 * fat tails: ``e`` is a Student-t with ν ≥ 5 degrees of freedom, standardised
@@ -78,7 +83,8 @@ _MAX_JUMPS = 64
 SHOCK_CAP = 3.0
 """Innovations drive the long-memory components clipped to ±3: the variance's
 log then has bounded shocks, so its exponential has a finite mean even under
-Student-t tails (an unclipped exp(g|e|) has none)."""
+Student-t tails (an unclipped exp(g|e|) has none). The two hot loops
+(:meth:`PriceModel.step`, the vectorised variances) spell it as the literal 3.0."""
 
 
 @functools.lru_cache(maxsize=32)
@@ -132,12 +138,13 @@ class StepCoefficients:
     jump_mean: float
     jump_std: float
     memory: bool
-    abs_mean: float
     fast_decay: float
-    fast_gain: float
-    asymmetry: float
+    rise_gain: float
+    fall_gain: float
+    fast_centre: float
     slow_decay: float
     slow_gain: float
+    slow_centre: float
     memory_offset: float
 
     def jump_count(self, u: float) -> int:
@@ -358,6 +365,7 @@ class PriceModel:
                 if 1.0 - total < 1e-16:
                     break
         fast_decay, fast_gain, slow_decay, slow_gain, offset = self._memory(dt_years)
+        abs_mean = clipped_moments(self.tail_dof)[0]
         return StepCoefficients(
             dt=dt_years,
             sqrt_dt=math.sqrt(dt_years),
@@ -376,12 +384,13 @@ class PriceModel:
             jump_mean=self.jump_mean,
             jump_std=self.jump_std,
             memory=bool(fast_gain or slow_gain),
-            abs_mean=clipped_moments(self.tail_dof)[0],
             fast_decay=fast_decay,
-            fast_gain=fast_gain,
-            asymmetry=self.vol_fast_asymmetry,
+            rise_gain=fast_gain * (1.0 - self.vol_fast_asymmetry),
+            fall_gain=fast_gain * (1.0 + self.vol_fast_asymmetry),
+            fast_centre=fast_gain * abs_mean,
             slow_decay=slow_decay,
             slow_gain=slow_gain,
+            slow_centre=slow_gain * abs_mean,
             memory_offset=offset,
         )
 
@@ -406,12 +415,18 @@ class PriceModel:
             c = state.coefficients = self.coefficients(dt_years)
         garch = h = state.variance
         if c.memory:
-            h = garch * _exp(state.fast + state.slow - c.memory_offset)
-            clipped = e if -SHOCK_CAP <= e <= SHOCK_CAP else math.copysign(SHOCK_CAP, e)
-            a = abs(clipped) - c.abs_mean
-            state.fast = c.fast_decay * state.fast + c.fast_gain * (a - c.asymmetry * clipped)
-            state.slow = c.slow_decay * state.slow + c.slow_gain * a
-        h = h * season * season
+            fast, slow = state.fast, state.slow
+            h = garch * _exp(fast + slow - c.memory_offset)
+            # |ē| − ℓē is (1 − ℓ)|ē| for a rise and (1 + ℓ)|ē| for a fall.
+            if e >= 0.0:
+                a = e if e < 3.0 else 3.0
+                state.fast = c.fast_decay * fast + (c.rise_gain * a - c.fast_centre)
+            else:
+                a = -e if e > -3.0 else 3.0
+                state.fast = c.fast_decay * fast + (c.fall_gain * a - c.fast_centre)
+            state.slow = c.slow_decay * slow + (c.slow_gain * a - c.slow_centre)
+        if season != 1.0:
+            h = h * season * season
         if c.reverting:
             dx = c.ou_scale * _sqrt(h) * e
         else:
@@ -490,18 +505,20 @@ class PriceModel:
         variances: list[float] = []
         keep, exp = variances.append, _exp
         omega, alpha, beta, clustering = c.omega, c.alpha, c.beta, c.clustering
-        fd, fg, sd, sg, offset, mean, tilt = (
-            c.fast_decay, c.fast_gain, c.slow_decay, c.slow_gain, c.memory_offset, c.abs_mean,
-            c.asymmetry,
+        fd, rise, fall, fc, sd, sg, sc, offset = (
+            c.fast_decay, c.rise_gain, c.fall_gain, c.fast_centre,
+            c.slow_decay, c.slow_gain, c.slow_centre, c.memory_offset,
         )  # fmt: skip
         garch, fast, slow = state.variance, state.fast, state.slow
-        cap, copysign = SHOCK_CAP, math.copysign
         for value in e.tolist():
             keep(garch * exp(fast + slow - offset))
-            clipped = value if -cap <= value <= cap else copysign(cap, value)
-            a = abs(clipped) - mean
-            fast = fd * fast + fg * (a - tilt * clipped)
-            slow = sd * slow + sg * a
+            if value >= 0.0:
+                a = value if value < 3.0 else 3.0
+                fast = fd * fast + (rise * a - fc)
+            else:
+                a = -value if value > -3.0 else 3.0
+                fast = fd * fast + (fall * a - fc)
+            slow = sd * slow + (sg * a - sc)
             if clustering:
                 garch = omega + (alpha * value * value + beta) * garch
         state.variance, state.fast, state.slow = garch, fast, slow

@@ -83,19 +83,24 @@ def activity(move: Any, typical: Any) -> Any:
     return VOLUME_FLOOR + (1.0 - VOLUME_FLOOR) * abs(move) / typical
 
 
-def tick_lots(spec: SymbolSpec, interval_s: float, noise: float, level: float = 1.0) -> int:
-    """A volume in lots (at least one): the daily volume pro rata × ``level`` × log-normal noise.
+def tick_volume(spec: SymbolSpec, interval_s: float, noise: float, level: float = 1.0) -> float:
+    """A step's volume in units: the daily volume pro rata × ``level`` × log-normal noise.
 
     ``noise`` is a standard normal z; ``exp(s·z − s²/2)`` has mean 1.
     """
     mean = spec.daily_volume * interval_s / 86_400.0
-    lots = round(mean * level * math.exp(VOLUME_NOISE * noise - _NOISE_MEAN) * spec.qty_scale)
+    return mean * level * math.exp(VOLUME_NOISE * noise - _NOISE_MEAN)
+
+
+def tick_lots(spec: SymbolSpec, interval_s: float, noise: float, level: float = 1.0) -> int:
+    """:func:`tick_volume` in whole lots, at least one."""
+    lots = round(tick_volume(spec, interval_s, noise, level) * spec.qty_scale)
     return lots if lots > 1 else 1
 
 
 def volumes(
     spec: SymbolSpec, interval_s: float, noise: np.ndarray, level: np.ndarray
 ) -> np.ndarray:
-    """:func:`tick_lots` of whole arrays, in units (not lots, not rounded)."""
+    """:func:`tick_volume` of whole arrays."""
     mean = spec.daily_volume * interval_s / 86_400.0
     return mean * level * np.exp(VOLUME_NOISE * noise - _NOISE_MEAN)
