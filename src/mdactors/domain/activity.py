@@ -3,7 +3,8 @@
 What a live actor and a scenario feed share, tick by tick: the σ level of
 the step's UTC hour (:class:`~mdactors.domain.rhythm.Rhythm`, looked up once an
 hour) and the volume level of the step's move
-(:func:`~mdactors.domain.quotes.activity` × the hour's volume level). The
+(:func:`~mdactors.domain.quotes.activity`, its slope cached for the hour, ×
+the hour's volume level). The
 vectorised twin is :func:`mdactors.domain.backfill.minute_history`.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 
 from mdactors.domain.models import PriceModel
-from mdactors.domain.quotes import activity
+from mdactors.domain.quotes import VOLUME_FLOOR
 
 __all__ = ["ActivityClock"]
 
@@ -22,7 +23,7 @@ _NS_PER_HOUR = 3_600 * 1_000_000_000
 class ActivityClock:
     """One symbol's rhythm and volume levels, step by step (plain floats, hot path)."""
 
-    __slots__ = ("_dt", "_hour", "_rhythm", "_scale", "_sigma", "_typical", "_volume")
+    __slots__ = ("_dt", "_hour", "_rhythm", "_scale", "_sigma", "_slope", "_typical", "_volume")
 
     def __init__(self, model: PriceModel) -> None:
         self._rhythm = model.rhythm
@@ -31,6 +32,7 @@ class ActivityClock:
         self._sigma = self._volume = 1.0
         self._dt = -1.0
         self._scale = 0.0
+        self._slope = 0.0
 
     def season(self, ns: int) -> float:
         """The σ level of the step at Unix time ``ns`` (and the clock's hour from now on)."""
@@ -39,6 +41,7 @@ class ActivityClock:
             self._hour = hour
             self._sigma = self._rhythm.sigma(ns)
             self._volume = self._rhythm.volume(ns)
+            self._slope = 0.0
         return self._sigma
 
     def volume_level(self, move: float, dt_years: float) -> float:
@@ -46,9 +49,11 @@ class ActivityClock:
 
         Call after :meth:`season` for the same step.
         """
-        if dt_years != self._dt:
+        if dt_years != self._dt or not self._slope:
             self._dt = dt_years
             self._scale = self._typical * math.sqrt(dt_years)
-        if not self._scale:
-            return self._volume
-        return activity(move, self._scale * self._sigma) * self._volume
+            if not self._scale:
+                return self._volume
+            # activity(move, scale·σ) = FLOOR + (1 − FLOOR)·|move| / (scale·σ), per hour.
+            self._slope = (1.0 - VOLUME_FLOOR) / (self._scale * self._sigma)
+        return (VOLUME_FLOOR + self._slope * abs(move)) * self._volume
