@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from mdactors.domain.backfill import MinuteHistory, minute_history
+from mdactors.domain.backfill import minute_history
+from mdactors.domain.bars import Bars
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.model_config import default_model
 from mdactors.domain.models import GBM, SECONDS_PER_YEAR, PriceModel
@@ -37,23 +38,23 @@ BTC = default_model(SPEC)
 SEEDS = range(5)
 
 
-def _history(model: PriceModel, seed: int) -> MinuteHistory:
+def _history(model: PriceModel, seed: int) -> Bars:
     end_ms = MONDAY_MS + MINUTES * 60_000
     rng = np.random.default_rng(seed)
     return minute_history(SPEC, model, 1.0, end_ms, MINUTES, rng, 1, MarketFactor(seed))
 
 
-def _returns(bars: MinuteHistory) -> np.ndarray:
+def _returns(bars: Bars) -> np.ndarray:
     return log_returns(np.concatenate(([bars.open[0]], bars.close)))
 
 
 @pytest.fixture(scope="module")
-def btc() -> list[MinuteHistory]:
+def btc() -> list[Bars]:
     return [_history(BTC, seed) for seed in SEEDS]
 
 
 @pytest.fixture(scope="module")
-def gbm() -> list[MinuteHistory]:
+def gbm() -> list[Bars]:
     return [_history(GBM(0.5), seed) for seed in SEEDS]
 
 
@@ -61,7 +62,7 @@ def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
-def test_volume_moves_with_absolute_returns(btc: list[MinuteHistory]) -> None:
+def test_volume_moves_with_absolute_returns(btc: list[Bars]) -> None:
     corr = [volume_volatility_correlation(bars.volume, _returns(bars)) for bars in btc]
     assert 0.3 <= _median(corr) <= 0.6, corr
     # Volume drawn on its own, as before, carries no information about the move.
@@ -73,14 +74,12 @@ def test_volume_moves_with_absolute_returns(btc: list[MinuteHistory]) -> None:
     assert max(abs(c) for c in independent) < 0.05
 
 
-def test_volume_keeps_the_symbol_daily_volume(btc: list[MinuteHistory]) -> None:
+def test_volume_keeps_the_symbol_daily_volume(btc: list[Bars]) -> None:
     ratios = [float(np.mean(bars.volume)) * 1_440 / SPEC.daily_volume for bars in btc]
     assert 0.8 < _median(ratios) < 1.2, ratios
 
 
-def test_absolute_returns_have_long_memory(
-    btc: list[MinuteHistory], gbm: list[MinuteHistory]
-) -> None:
+def test_absolute_returns_have_long_memory(btc: list[Bars], gbm: list[Bars]) -> None:
     first = [float(np.corrcoef(a[1:], a[:-1])[0, 1]) for a in (np.abs(_returns(b)) for b in btc)]
     assert 0.15 <= _median(first) <= 0.35, first
     decays = [memory_decay(_returns(bars)) for bars in btc]
@@ -91,7 +90,7 @@ def test_absolute_returns_have_long_memory(
     assert all(math.isnan(slope) for _, slope in plain), "GBM's |r| has no memory to decay"
 
 
-def test_kurtosis_still_falls_with_aggregation(btc: list[MinuteHistory]) -> None:
+def test_kurtosis_still_falls_with_aggregation(btc: list[Bars]) -> None:
     sizes = (1, 15, 240, 1_440)
     runs = [kurtosis_by_aggregation(_returns(bars), sizes) for bars in btc]
     medians = [_median([run[size] for run in runs]) for size in sizes]
@@ -99,14 +98,12 @@ def test_kurtosis_still_falls_with_aggregation(btc: list[MinuteHistory]) -> None
     assert all(run[1] > run[240] for run in runs)
 
 
-def test_yearly_volatility_stays_at_the_table_value(btc: list[MinuteHistory]) -> None:
+def test_yearly_volatility_stays_at_the_table_value(btc: list[Bars]) -> None:
     vols = [float(np.std(_returns(bars)) * math.sqrt(365 * 1_440)) for bars in btc]
     assert abs(_median(vols) / SPEC.annual_volatility - 1.0) < 0.1, vols
 
 
-def test_activity_follows_the_hour_of_the_day(
-    btc: list[MinuteHistory], gbm: list[MinuteHistory]
-) -> None:
+def test_activity_follows_the_hour_of_the_day(btc: list[Bars], gbm: list[Bars]) -> None:
     hours = (np.arange(MINUTES) // 60) % 24
     sigma = [hourly_ratio(_returns(bars), hours, rms=True) for bars in btc]
     volume = [hourly_ratio(bars.volume, hours) for bars in btc]
@@ -126,7 +123,7 @@ def test_the_rhythm_can_be_turned_off() -> None:
     assert hourly_ratio(bars.volume, hours) < 1.2
 
 
-def test_losses_are_larger_than_gains(btc: list[MinuteHistory]) -> None:
+def test_losses_are_larger_than_gains(btc: list[Bars]) -> None:
     for size in (1, 5, 15, 60):
         skews = [skewness(aggregate(_returns(bars), size)) for bars in btc]
         assert _median(skews) < 0.0, (size, skews)

@@ -11,34 +11,59 @@ unchanged, so the history keeps all its stylized facts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from mdactors.domain.bars import Bars, path_bars
 from mdactors.domain.candles import Candle
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, PriceModel
 from mdactors.domain.quotes import activity, volumes
 from mdactors.domain.symbols import SymbolSpec
 
-__all__ = ["MinuteHistory", "backfill_minutes", "minute_history"]
+__all__ = ["backfill_minutes", "minute_history", "model_history"]
 
 _MINUTE_MS = 60_000
 
 
-@dataclass(frozen=True, slots=True)
-class MinuteHistory:
-    """Closed one-minute bars as arrays (unrounded); ``start_ms`` is the first minute's."""
+def model_history(
+    spec: SymbolSpec,
+    model: PriceModel,
+    end_price: float,
+    end_ns: int,
+    step_ns: int,
+    count: int,
+    rng: np.random.Generator,
+    substeps: int = 6,
+    factor: MarketFactor | None = None,
+) -> Bars:
+    """The ``count`` bars of ``step_ns`` before ``end_ns``, the last closing at ``end_price``.
 
-    start_ms: int
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.close)
+    Each bar is ``substeps`` steps of the model, so highs and lows are those
+    of a real intra-bar path; pass the same ``factor`` for every symbol to
+    make their histories correlated. Volumes are unrounded units.
+    """
+    steps = count * substeps
+    sub_ns = step_ns // substeps
+    first_ns = end_ns - count * step_ns
+    # Each step is stamped, as a live tick is, at its end.
+    stamps = first_ns + sub_ns * np.arange(1, steps + 1, dtype=np.int64)
+    rhythm = model.rhythm
+    season = None if rhythm.flat else rhythm.sigmas(stamps)
+    dt_years = sub_ns / 1e9 / SECONDS_PER_YEAR
+    path = model.path(end_price, dt_years, steps, rng, factor, season=season)
+    moves = np.diff(np.log(path))
+    typical = model.typical_move() * model.volatility * np.sqrt(dt_years)
+    if typical:
+        level = activity(moves, typical if season is None else typical * season)
+    else:
+        level = np.ones(steps)
+    if not rhythm.flat:
+        level = level * rhythm.volumes(stamps)
+    scale = end_price / path[-1]
+    noise = rng.standard_normal(count)
+    bar_level = level.reshape(count, substeps).mean(axis=1)
+    bars = path_bars(path * scale, substeps, volumes(spec, step_ns / 1e9, noise, bar_level), 0, 0)
+    return Bars(first_ns, step_ns, bars.open, bars.high, bars.low, bars.close, bars.volume)
 
 
 def minute_history(
@@ -50,43 +75,10 @@ def minute_history(
     rng: np.random.Generator,
     substeps: int = 6,
     factor: MarketFactor | None = None,
-) -> MinuteHistory:
-    """The ``minutes`` one-minute bars before ``end_ms``, the last closing at ``end_price``.
-
-    ``end_ms`` must be minute-aligned. Each minute is ``substeps`` steps of
-    the model, so highs and lows are those of a real intra-minute path; pass
-    the same ``factor`` for every symbol to make their histories correlated.
-    """
-    steps = minutes * substeps
-    step_ms = _MINUTE_MS // substeps
-    first_ms = end_ms - minutes * _MINUTE_MS
-    # Each step is stamped, as a live tick is, at its end.
-    stamps = (first_ms + step_ms * np.arange(1, steps + 1, dtype=np.int64)) * 1_000_000
-    rhythm = model.rhythm
-    season = None if rhythm.flat else rhythm.sigmas(stamps)
-    dt_years = step_ms / 1_000.0 / SECONDS_PER_YEAR
-    path = model.path(end_price, dt_years, steps, rng, factor, season=season)
-    moves = np.diff(np.log(path))
-    typical = model.typical_move() * model.volatility * np.sqrt(dt_years)
-    if typical:
-        level = activity(moves, typical if season is None else typical * season)
-    else:
-        level = np.ones(steps)
-    if not rhythm.flat:
-        level = level * rhythm.volumes(stamps)
-    scale = end_price / path[-1]
-    grid = (path[1:] * scale).reshape(minutes, substeps)
-    opens = np.concatenate(([path[0] * scale], grid[:-1, -1])) if minutes else grid[:, 0]
-    noise = rng.standard_normal(minutes)
-    minute_level = level.reshape(minutes, substeps).mean(axis=1)
-    return MinuteHistory(
-        first_ms,
-        opens,
-        np.maximum(grid.max(axis=1, initial=0.0), opens),
-        np.minimum(grid.min(axis=1, initial=np.inf), opens),
-        grid[:, -1],
-        volumes(spec, 60.0, noise, minute_level),
-    )
+) -> Bars:
+    """:func:`model_history` of the ``minutes`` one-minute bars before minute-aligned ``end_ms``."""
+    end_ns, minute_ns = end_ms * 1_000_000, _MINUTE_MS * 1_000_000
+    return model_history(spec, model, end_price, end_ns, minute_ns, minutes, rng, substeps, factor)
 
 
 def backfill_minutes(
@@ -111,7 +103,8 @@ def backfill_minutes(
         np.round(bars.close, decimals).tolist(),
         np.round(bars.volume, spec.qty_decimals).tolist(),
     )
+    first_ms = bars.start_ns // 1_000_000
     return [
-        Candle(spec.key, "1m", bars.start_ms + index * _MINUTE_MS, o, h, low, c, v, substeps, True)
+        Candle(spec.key, "1m", first_ms + index * _MINUTE_MS, o, h, low, c, v, substeps, True)
         for index, (o, h, low, c, v) in enumerate(zip(*columns, strict=True))
     ]
