@@ -48,6 +48,8 @@ from mdactors.api.ws.protocol import (
     decode_client_message,
     error_message,
     fold_tick,
+    funding_snapshot,
+    funding_update,
     heartbeat_message,
     pong_message,
     resolve_all,
@@ -63,7 +65,7 @@ from mdactors.api.ws.protocol import (
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, CLOSE_GRACE_S, CLOSE_POLICY, OutboxSession
 from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import Candle
-from mdactors.domain.symbols import spec_for
+from mdactors.domain.symbols import is_perpetual, spec_for
 from mdactors.domain.tick import Tick, trade_of
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.net import shared_listen_socket
@@ -181,6 +183,15 @@ class WsSession(OutboxSession):
 
     def _subscribe(self, message: Subscribe) -> None:
         resolved = resolve_all(message.symbols, self._resolve, message.id)
+        if any(channel.kind == "funding" for channel in message.channels):
+            for raw, key in resolved:
+                if not is_perpetual(key):
+                    raise ProtocolError(
+                        "bad_channel",
+                        f"funding is a perpetual's channel; {raw[:40]!r} is not a perpetual",
+                        request_id=message.id,
+                        channel="funding",
+                    )
         try:
             result = self.state.subscribe(resolved, message.channels)
         except ProtocolError as error:
@@ -212,6 +223,8 @@ class WsSession(OutboxSession):
             return ticker_snapshot(tick)
         if channel.kind == "trades":
             return trades_snapshot(tick, ctx.recorder.recent_trades(key, TRADES_SNAPSHOT))
+        if channel.kind == "funding":
+            return funding_snapshot(tick)
         if channel.kind == "candles":
             return candle_message(
                 "snapshot", channel, key, tick.seq, tick.ts_ns, self.server.candle_at(tick, channel)
@@ -243,6 +256,10 @@ class WsSession(OutboxSession):
             if kind == "ticker":
                 messages.extend(
                     ticker_update(tick) for tick in items if state.wants(key, channel, tick.seq)
+                )
+            elif kind == "funding":
+                messages.extend(
+                    funding_update(tick) for tick in items if state.wants(key, channel, tick.seq)
                 )
             elif kind == "trades":
                 for tick in items:
