@@ -1,6 +1,6 @@
 """Rows of the ``market_data`` tables, made from ticks, candles and specs (pure, no I/O).
 
-Prices and quantities leave as :class:`~decimal.Decimal` built from the
+Prices and quantities leave as exact decimal text built from the
 symbol's integer grid (``ticks / 10**price_decimals``, ``lots /
 10**qty_decimals``), so the ``numeric`` columns hold exactly the price a
 client was sent, never a float's binary expansion. A tick's own fields that
@@ -51,17 +51,23 @@ SYMBOL_COLUMNS = (
     "min_price_movement", "min_order_size", "max_order_size", "metadata",
 )  # fmt: skip
 
-_PERCENT = Decimal("0.00000001")
 _MAX_ORDER_SHARE = 0.01
 """The largest order the catalogue states: 1 % of the symbol's simulated daily volume."""
 
 
-def grid(value: float, decimals: int) -> Decimal:
-    """``value`` on a grid of ``10**-decimals``, exactly (``43000.12`` → ``Decimal("43000.12")``).
+def grid(value: float, decimals: int) -> str:
+    """``value`` on a grid of ``10**-decimals`` as exact decimal text (``43000.12`` →
+    ``"43000.12"``), for a ``numeric`` column.
 
     The float is a grid price already (``ticks / 10**decimals``): rounding
-    recovers the integer ticks, and the decimal is built from them."""
-    return Decimal(round(value * 10**decimals)).scaleb(-decimals)
+    recovers the integer ticks, and the text is written from them, digit by
+    digit, so no binary expansion reaches the database."""
+    units = round(value * 10**decimals)
+    if decimals == 0:
+        return str(units)
+    sign = "-" if units < 0 else ""
+    whole, part = divmod(abs(units), 10**decimals)
+    return f"{sign}{whole}.{part:0{decimals}d}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,19 +82,19 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _tick_metadata(t: Tick) -> str:
+    # Formatted directly (float repr is valid JSON for a tick's finite numbers): it runs
+    # per sampled tick, and json.dumps costs several times as much.
+    return (
+        f'{{"seq":{t.seq},"ts_ns":{t.ts_ns},"volume":{t.volume!r},"change":{t.change!r},'
+        f'"change_pct":{t.change_pct!r},"day_high":{t.day_high!r},"day_low":{t.day_low!r},'
+        f'"day_volume":{t.day_volume!r}}}'
+    )
+
+
 def price_feed_row(tick: Tick, spec: SymbolSpec, volume_24h: float, source: str) -> tuple:
     """The ``price_feeds`` row of a sampled ``tick`` (in :data:`PRICE_FEED_COLUMNS` order)."""
     p, q = spec.price_decimals, spec.qty_decimals
-    metadata = {
-        "seq": tick.seq,
-        "ts_ns": tick.ts_ns,
-        "volume": tick.volume,
-        "change": tick.change,
-        "change_pct": tick.change_pct,
-        "day_high": tick.day_high,
-        "day_low": tick.day_low,
-        "day_volume": tick.day_volume,
-    }
     return (
         tick.symbol,
         grid(tick.price, p),
@@ -97,7 +103,7 @@ def price_feed_row(tick: Tick, spec: SymbolSpec, volume_24h: float, source: str)
         grid(volume_24h, q),
         source,
         _at(tick.ts_ns),
-        _json(metadata),
+        _tick_metadata(tick),
     )
 
 
@@ -155,18 +161,17 @@ def snapshot_row(
 ) -> tuple:
     """A ``market_snapshots`` row: ``tick`` and the 24 h figures at its time."""
     p = spec.price_decimals
-    bid, ask = grid(tick.bid, p), grid(tick.ask, p)
     return (
         tick.symbol,
         grid(tick.price, p),
-        bid,
-        ask,
-        ask - bid,
+        grid(tick.bid, p),
+        grid(tick.ask, p),
+        grid(tick.ask - tick.bid, p),
         grid(volume_24h, spec.qty_decimals),
         grid(change_24h, p),
-        Decimal(change_pct_24h).quantize(_PERCENT),
+        grid(change_pct_24h, 8),
         _at(tick.ts_ns),
-        _json({"seq": tick.seq}),
+        f'{{"seq":{tick.seq}}}',
     )
 
 
@@ -180,8 +185,8 @@ def symbol_row(spec: SymbolSpec, active: bool) -> tuple:
         spec.quote,
         f"{spec.base}/{spec.quote}{' perpetual' if spec.perpetual else ''}",
         active,
-        Decimal(1).scaleb(-spec.price_decimals),
-        Decimal(1).scaleb(-q),
+        grid(spec.tick_size, spec.price_decimals),
+        grid(spec.lot_size, q),
         grid(spec.daily_volume * _MAX_ORDER_SHARE, q),
         _json({"kind": kind, "price_decimals": spec.price_decimals, "qty_decimals": q}),
     )

@@ -7,7 +7,8 @@ Writes: ``record_*`` (event loop, never blocking) queue items in one bounded
 (:func:`~mdactors.adapters.postgres_schema.ensure_schema`), and flushes the
 backlogs in a worker thread (psycopg 3's sync API under
 ``trio.to_thread.run_sync``; its async API is asyncio-only): one transaction
-per batch, multi-row ``INSERT ... ON CONFLICT`` on each table's unique key,
+per batch, each table's rows COPYed into a staging table and upserted from it
+(``INSERT ... SELECT ... ON CONFLICT`` on the table's unique key),
 so a batch written twice (a retry after a lost commit acknowledgement, a warm
 restart) leaves no duplicates. Price feeds and snapshots are observations
 (``DO NOTHING``); candles and catalogue rows are upserted.
@@ -64,7 +65,6 @@ log = logging.getLogger("mdactors.postgres")
 FAILURES = (psycopg.Error, PoolTimeout, OSError)
 """What a failed PostgreSQL call raises (psycopg errors, pool timeouts, socket errors)."""
 _REASONS = ("connection", "timeout", "auth", "permission", "incompatible_schema", "query")
-_CHUNK_ROWS = 500
 _FLUSH_INTERVAL_S = 0.1
 _FINAL_FLUSH_S = 2.0
 _BACKOFF_BASE_S = 0.05
@@ -129,22 +129,33 @@ def failure_reason(error: BaseException) -> str:
     return "connection"
 
 
-def _insert(schema: str, table: str, rows: int) -> sql.Composed:
-    columns = _COLUMNS_OF[table]
-    row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    return sql.SQL("INSERT INTO {}.{} ({}) VALUES {} ON CONFLICT ({}) {}").format(
-        sql.Identifier(schema),
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join([row] * rows),
+def _stage(table: str) -> sql.Identifier:
+    return sql.Identifier(f"mdactors_stage_{table}")
+
+
+def _staging_statements(schema: str, table: str) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
+    """``(create the session's staging table, COPY into it, upsert from it)`` for ``table``.
+
+    COPY moves the rows (formatted by psycopg's C code, so the worker thread
+    holds the GIL briefly: the event loop's lag stays low), and one
+    ``INSERT ... SELECT ... ON CONFLICT`` applies them; the staging table is
+    a temporary table of the connection, emptied at each commit.
+    """
+    columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS_OF[table]))
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    create = sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA"
+    ).format(_stage(table), columns, target)
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(_stage(table), columns)
+    upsert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+        target,
+        columns,
+        columns,
+        _stage(table),
         sql.SQL(", ").join(map(sql.Identifier, TABLES[table])),
         sql.SQL(_CONFLICT[table]),
     )
-
-
-def _chunks(rows: list[tuple], size: int) -> Iterable[list[tuple]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+    return create, copy, upsert
 
 
 class PostgresStore:
@@ -170,6 +181,7 @@ class PostgresStore:
         self.source = source
         self._spec = spec
         self._backlogs = {table: Backlog(backlog) for table in TABLES}
+        self._statements = {table: _staging_statements(schema, table) for table in TABLES}
         self._work = trio.Event()
         self._ready = False
         """Pool opened and schema checked: batches may be written."""
@@ -288,11 +300,14 @@ class PostgresStore:
             return {}
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             for table, table_rows in rows.items():
-                for chunk in _chunks(table_rows, _CHUNK_ROWS):
-                    cur.execute(
-                        _insert(self.schema, table, len(chunk)),
-                        [value for row in chunk for value in row],
-                    )
+                if not table_rows:
+                    continue
+                create, copy, upsert = self._statements[table]
+                cur.execute(create)
+                with cur.copy(copy) as stream:
+                    for row in table_rows:
+                        stream.write_row(row)
+                cur.execute(upsert)
         return {table: len(table_rows) for table, table_rows in rows.items()}
 
     async def flush(self, limit: int = 5_000) -> bool:
