@@ -261,9 +261,12 @@ class PostgresStore:
     # -- the writer task ----------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Open the pool, check or create the schema, remember the newest candles (thread)."""
-        self._pool.open(wait=False)
-        with self._pool.connection() as conn:
+        """Check or create the schema, remember the newest candles, open the pool (thread).
+
+        A connection of its own, not the pool's: the pool retries in the background
+        and reports only a timeout, where this says why (auth, permission, no server).
+        """
+        with psycopg.connect(self._pool.conninfo, **self._pool.kwargs) as conn:
             ensure_schema(conn, self.schema)
             rows = conn.execute(
                 sql.SQL(
@@ -274,6 +277,7 @@ class PostgresStore:
         self._stored_until = {
             (symbol, interval): int(start.timestamp() * 1000) for symbol, interval, start in rows
         }
+        self._pool.open(wait=False)
 
     def _rows(self, table: str, items: list[Any]) -> list[tuple]:
         spec = self._spec
@@ -324,6 +328,8 @@ class PostgresStore:
             if not isinstance(error, FAILURES):
                 raise
             self._failed(error)
+            if self.reason in ("connection", "timeout", "auth"):
+                self._ready = False  # reconnect through _prepare: it names the cause
             return False
         for table, batch in batches.items():
             self._backlogs[table].written(batch)
@@ -375,6 +381,7 @@ class PostgresStore:
             with trio.move_on_after(_FINAL_FLUSH_S, shield=True):
                 while self._ready and self.up and self._pending() and await self.flush():
                     pass
+            with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._pool.close, 1.0)
 
     # -- reads --------------------------------------------------------------------
