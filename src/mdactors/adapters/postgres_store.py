@@ -162,7 +162,9 @@ class PostgresStore:
     """The four tables of ``schema`` behind ``pool``, written by :meth:`run`.
 
     ``source`` is the ``price_feeds.source`` written (the market's source,
-    ``simulator`` or ``replay``). Not thread-safe: call it from the event loop.
+    ``simulator`` or ``replay``). ``simulated`` are the market's symbols: catalogue
+    rows of other symbols are set inactive at each connect. Not thread-safe: call
+    it from the event loop.
     """
 
     def __init__(
@@ -174,12 +176,14 @@ class PostgresStore:
         backlog: int = 100_000,
         source: str = "simulator",
         spec: Callable[[str], SymbolSpec] = spec_for,
+        simulated: Sequence[str] = (),
     ) -> None:
         self._pool = pool
         self.breaker = breaker
         self.schema = schema
         self.source = source
         self._spec = spec
+        self._simulated = list(simulated)
         self._backlogs = {table: Backlog(backlog) for table in TABLES}
         self._statements = {table: _staging_statements(schema, table) for table in TABLES}
         self._work = trio.Event()
@@ -268,6 +272,15 @@ class PostgresStore:
         """
         with psycopg.connect(self._pool.conninfo, **self._pool.kwargs) as conn:
             ensure_schema(conn, self.schema)
+            if self._simulated:
+                # Catalogue rows of symbols this market no longer simulates are inactive.
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET is_active = false, updated_at = now() "
+                        "WHERE is_active AND NOT (symbol = ANY(%s))"
+                    ).format(self._table("symbols")),
+                    (self._simulated,),
+                )
             rows = conn.execute(
                 sql.SQL(
                     'SELECT symbol, "interval", max(start_time) FROM {}.candles '
