@@ -185,3 +185,25 @@ async def test_catalogue_rows_of_symbols_no_longer_simulated_turn_inactive(
         inactive = (await http.get("/api/v1/symbols?active=false")).json()
     assert [s["symbol"] for s in active["symbols"]] == ["BTC/USD", "ETH/USD"]
     assert [s["symbol"] for s in inactive["symbols"]] == ["XRP/USD"]
+
+
+async def test_price_feeds_of_another_writer_still_read_as_ticks(
+    postgres_database: str, postgres_schema: str
+) -> None:
+    start = _old_minute()
+    async with _served(postgres_database, postgres_schema) as (_, http):
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.price_feeds (symbol, price, timestamp, metadata) "
+                    "VALUES ('BTC/USD', 41000.5, to_timestamp(%s / 1000.0), '[1, 2]')"
+                ).format(sql.Identifier(postgres_schema)),
+                (start,),
+            )
+        answer = await http.get(
+            f"/api/v1/prices/BTC-USD/history?interval=tick&start={start}&end={start + 1}"
+        )
+    assert answer.status_code == 200
+    (tick,) = answer.json()["data"]
+    assert (tick["price"], tick["bid"], tick["ask"]) == (41000.5, 41000.5, 41000.5)
+    assert tick["timestamp_ns"] == start * 1_000_000

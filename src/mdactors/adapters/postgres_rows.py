@@ -107,21 +107,42 @@ def price_feed_row(tick: Tick, spec: SymbolSpec, volume_24h: float, source: str)
     )
 
 
-def tick_from_row(symbol: str, price: Decimal, bid: Decimal, ask: Decimal, meta: dict) -> Tick:
-    """The tick a ``price_feeds`` row was written from."""
+def _number(meta: dict[str, Any], name: str, default: float = 0.0) -> float:
+    value = meta.get(name, default)
+    return float(value) if isinstance(value, int | float) else default
+
+
+def tick_from_row(
+    symbol: str,
+    price: Decimal,
+    bid: Decimal | None,
+    ask: Decimal | None,
+    at: datetime,
+    meta: Any,
+) -> Tick:
+    """The tick a ``price_feeds`` row was written from.
+
+    A row another writer made (no tick fields in ``metadata``, no bid/ask) still
+    reads: its missing fields are the price, zero, or the row's timestamp.
+    """
+    meta = meta if isinstance(meta, dict) else {}
+    mid = float(price)
+    ts_ns = meta.get("ts_ns")
+    if not isinstance(ts_ns, int):
+        ts_ns = (at - _EPOCH) // timedelta(microseconds=1) * 1_000
     return Tick(
         symbol,
-        int(meta["seq"]),
-        float(price),
-        float(bid),
-        float(ask),
-        float(meta["volume"]),
-        int(meta["ts_ns"]),
-        float(meta["change"]),
-        float(meta["change_pct"]),
-        float(meta["day_high"]),
-        float(meta["day_low"]),
-        float(meta["day_volume"]),
+        int(_number(meta, "seq")),
+        mid,
+        float(bid) if bid is not None else mid,
+        float(ask) if ask is not None else mid,
+        _number(meta, "volume"),
+        ts_ns,
+        _number(meta, "change"),
+        _number(meta, "change_pct"),
+        _number(meta, "day_high", mid),
+        _number(meta, "day_low", mid),
+        _number(meta, "day_volume"),
     )
 
 
@@ -147,13 +168,15 @@ def candle_from_row(
     symbol: str,
     interval: str,
     start: datetime,
-    values: tuple[Decimal, Decimal, Decimal, Decimal, Decimal],
-    trades: int,
+    values: tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None],
+    trades: int | None,
 ) -> Candle:
-    """The closed candle a ``candles`` row holds (``values`` = open, high, low, close, volume)."""
-    o, h, low, c, volume = (float(v) for v in values)
+    """The closed candle a ``candles`` row holds (``values`` = open, high, low, close, volume;
+    a volume or trade count another writer left NULL reads as 0)."""
+    o, h, low, c = (float(v) for v in values[:4])
+    volume = float(values[4]) if values[4] is not None else 0.0
     start_ms = (start - _EPOCH) // timedelta(milliseconds=1)
-    return Candle(symbol, interval, start_ms, o, h, low, c, volume, trades, True)
+    return Candle(symbol, interval, start_ms, o, h, low, c, volume, trades or 0, True)
 
 
 def snapshot_row(

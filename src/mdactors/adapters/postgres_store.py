@@ -438,7 +438,7 @@ class PostgresStore:
     async def ticks(self, key: str, start_ns: int, end_ns: int, limit: int) -> list[Tick] | None:
         """The newest ``limit`` stored (sampled) ticks in ``[start_ns, end_ns]``, oldest first."""
         query = sql.SQL(
-            "SELECT price, bid, ask, metadata FROM {} WHERE symbol = %s "
+            "SELECT price, bid, ask, timestamp, metadata FROM {} WHERE symbol = %s "
             "AND timestamp >= to_timestamp(%s / 1e6) AND timestamp <= to_timestamp(%s / 1e6) "
             "ORDER BY timestamp DESC LIMIT %s"
         ).format(self._table("price_feeds"))
