@@ -31,13 +31,14 @@ from mdactors.adapters.postgres_history import PersistedHistory
 from mdactors.adapters.postgres_store import PostgresStore, postgres_pool
 from mdactors.adapters.redis_cluster import RedisCluster
 from mdactors.adapters.redis_history import RedisHistory, redis_client
+from mdactors.api.binance.streams import BinanceStreams
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
-from mdactors.api.grpc import serve_grpc
-from mdactors.api.http import create_app
-from mdactors.api.readiness import monitor_dependencies
-from mdactors.api.write_guard import WriteGuard
-from mdactors.api.ws import serve_ws
+from mdactors.api.grpc.service import serve_grpc
+from mdactors.api.http.app import create_app
+from mdactors.api.http.readiness import monitor_dependencies
+from mdactors.api.http.write_guard import WriteGuard
+from mdactors.api.ws.server import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
@@ -98,7 +99,7 @@ class Service:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         # hypercorn has no write timeout: the guard resets the connection of a
-        # stream whose client stopped reading (see mdactors.api.write_guard).
+        # stream whose client stopped reading (see mdactors.api.http.write_guard).
         app = WriteGuard(create_app(self.context), settings.slow_consumer_timeout)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
@@ -249,7 +250,7 @@ class Service:
             ),
             Child("grpc", self._serve_grpc, listener=True),
             Child("http", self._serve_http, listener=True),
-            Child("ws", partial(serve_ws, ctx, self.ports), listener=True),
+            Child("ws", partial(serve_ws, ctx, self.ports, (BinanceStreams,)), listener=True),
         ]
         log.info(
             "starting",
