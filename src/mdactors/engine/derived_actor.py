@@ -63,8 +63,14 @@ class _Derived:
         self.state: ModelState = self.model.initial_state(price)
         self._last = self.state.log_price
 
-    def advance(self, dt_years: float, volatility_factor: float = 1.0) -> float:
-        """Step ``dt_years`` and return the new price."""
+    def advance(
+        self, dt_years: float, volatility_factor: float = 1.0, season: float = 1.0
+    ) -> float:
+        """Step ``dt_years`` and return the new price.
+
+        ``season`` (the actor's rhythm level) is not applied again: the fair
+        price moves with the leaders, whose own steps carry the rhythm.
+        """
         # The actor moved the log price itself (a scenario's end, a resume): keep the gap.
         self._carry += self.state.log_price - self._last
         dt = dt_years * SECONDS_PER_YEAR
