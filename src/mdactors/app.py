@@ -41,6 +41,7 @@ from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
+from mdactors.engine.market_view import MarketView
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.replay import ReplayDriver, ReplayOptions
 from mdactors.engine.scenarios import ScenarioEngine
@@ -311,7 +312,15 @@ def build_service(
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
     context = ApiContext(
-        settings, market, recorder, history, streams, lifecycle, metrics, ScenarioEngine(market)
+        settings,
+        market,
+        recorder,
+        history,
+        streams,
+        lifecycle,
+        metrics,
+        ScenarioEngine(market),
+        MarketView(market, recorder, history),
     )
     supervisor = Supervisor(
         lifecycle,

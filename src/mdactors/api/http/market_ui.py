@@ -14,12 +14,11 @@ from quart_schema import validate_querystring
 
 from mdactors.api.codec import dumps
 from mdactors.api.context import ApiContext
-from mdactors.api.http.errors import ApiError, invalid_parameter
-from mdactors.api.http.rest import DepthQuery, candle_window, check_limit
+from mdactors.api.http.errors import HTTP_ERRORS, ApiError, invalid_parameter
+from mdactors.api.http.rest import DepthQuery, check_limit
 from mdactors.api.http.sse import sse_comment, sse_event, sse_retry
 from mdactors.api.http.web import context, json_response
 from mdactors.api.http.write_guard import guard_writes, record_disconnect
-from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import INTERVALS
 from mdactors.domain.symbols import DEFAULT_QUOTE, spec_for
 from mdactors.domain.tick import Tick
@@ -69,7 +68,7 @@ def _asset_key(asset: str) -> str:
 
 
 def _asset_quote(ctx: ApiContext, key: str, tick: Tick) -> dict[str, Any]:
-    stats = ctx.recorder.stats_24h(key)
+    stats = ctx.view.stats_24h(key)
     return {
         "price": tick.price,
         "timestamp": tick.ts_ms,
@@ -108,7 +107,7 @@ async def history(asset: str, query_args: UiHistoryQuery) -> Response:
             "interval", f"expected one of {', '.join(INTERVALS)}, got {query_args.interval[:20]!r}"
         )
     limit = check_limit(query_args.limit)
-    candles = await candle_window(key, query_args.interval, None, None, limit)
+    candles = await context().view.candles(key, query_args.interval, None, None, limit)
     return json_response(
         {
             "data": [
@@ -131,10 +130,9 @@ async def history(asset: str, query_args: UiHistoryQuery) -> Response:
 async def orderbook(asset: str, query_args: DepthQuery) -> Response:
     """Bids and asks as ``[price, quantity]`` pairs, best first."""
     key = _asset_key(asset)
-    tick = context().market.latest(key)
-    book = synthesize_book(
-        spec_for(key), tick.bid, tick.ask, query_args.depth, tick.seq, tick.ts_ns
-    )
+    ctx = context()
+    tick = ctx.market.latest(key)
+    book = ctx.view.book(tick, query_args.depth)
     return json_response(
         {
             "bids": [list(level) for level in book.bids],
@@ -149,7 +147,7 @@ async def orderbook(asset: str, query_args: DepthQuery) -> Response:
 async def trades(asset: str, query_args: TradesQuery) -> Response:
     """Recent trades, newest first."""
     key = _asset_key(asset)
-    tape = context().recorder.recent_trades(key, query_args.limit)
+    tape = context().view.recent_trades(key, query_args.limit)
     return json_response(
         {
             "trades": [
@@ -261,10 +259,12 @@ async def stream_prices(query_args: StreamQuery) -> Response:
                         snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
                     keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
                     chunk = b"".join(chunks)
-        except TooManyStreams as error:
-            yield sse_event("error", dumps({"error": "too_many_streams", "message": str(error)}))
-        except StreamClosed:
-            yield sse_event("end", b'{"reason":"server shutting down"}')
+        except (TooManyStreams, StreamClosed) as error:
+            said = HTTP_ERRORS(error)
+            if isinstance(error, StreamClosed):
+                yield sse_event("end", dumps({"reason": said.message}))
+            else:
+                yield sse_event("error", dumps({"error": said.error, "message": said.message}))
 
     response = Response(
         events(),
