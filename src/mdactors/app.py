@@ -34,6 +34,7 @@ from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc.service import serve_grpc
 from mdactors.api.http.app import create_app
+from mdactors.api.http.body_drain import DrainBody
 from mdactors.api.http.readiness import monitor_dependencies
 from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
@@ -98,7 +99,9 @@ class Service:
         config.errorlog = logging.getLogger("hypercorn.error")
         # hypercorn has no write timeout: the guard resets the connection of a
         # stream whose client stopped reading (see mdactors.api.http.write_guard).
-        app = WriteGuard(create_app(self.context), settings.slow_consumer_timeout)
+        # An answer sent before the request body was read (a 401 on a large POST)
+        # must not leave that body in the way of the connection's next request.
+        app = WriteGuard(DrainBody(create_app(self.context)), settings.slow_consumer_timeout)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             if not settings.reuse_port:
