@@ -27,6 +27,8 @@ from mdactors.adapters.discovery import (
 )
 from mdactors.adapters.history import HistoryStore, MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
+from mdactors.adapters.postgres_history import PersistedHistory
+from mdactors.adapters.postgres_store import PostgresStore, postgres_pool
 from mdactors.adapters.redis_cluster import RedisCluster
 from mdactors.adapters.redis_history import RedisHistory, redis_client
 from mdactors.api.binance.streams import BinanceStreams
@@ -43,6 +45,7 @@ from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
 from mdactors.engine.market_view import MarketView
+from mdactors.engine.persistence import feed_postgres
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.replay import ReplayDriver, ReplayOptions
 from mdactors.engine.scenarios import ScenarioEngine
@@ -310,7 +313,16 @@ def build_service(
                 settings.price_breaker_window,
                 settings.price_breaker_timeout,
             )
+    postgres = None
+    if settings.postgres_url:
+        postgres = _postgres(settings, market.source if replay is None else "replay")
+        metrics.watch_breaker(postgres.breaker)
+        metrics.registry.register(postgres.collector())
+        background.append(Child("postgres", postgres.run))
+        history = PersistedHistory(history, postgres, settings.price_feed_sample_interval)
     recorder = Recorder(market, history)
+    if isinstance(history, PersistedHistory):
+        history.volume_24h = lambda key: recorder.stats_24h(key).volume
     recorder.backfill()
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
@@ -324,7 +336,17 @@ def build_service(
         metrics,
         ScenarioEngine(market),
         MarketView(market, recorder, history),
+        postgres=postgres,
     )
+    if postgres is not None:
+        context.checks["postgres"] = postgres.describe
+        background.append(
+            Child(
+                "postgres-feed",
+                partial(feed_postgres, postgres, market, recorder, settings.snapshot_interval),
+                restart=True,
+            )
+        )
     supervisor = Supervisor(
         lifecycle,
         streams,
@@ -364,6 +386,19 @@ def _redis_history(settings: Settings) -> RedisHistory:
         backlog=settings.history_backlog,
         batch_size=settings.history_batch_size,
         flush_interval=settings.history_flush_interval,
+    )
+
+
+def _postgres(settings: Settings, source: str) -> PostgresStore:
+    """The PostgreSQL store of ``settings`` (POSTGRES_URL set), not yet connected."""
+    return PostgresStore(
+        postgres_pool(
+            settings.postgres_url, settings.postgres_pool_size, settings.postgres_timeout
+        ),
+        CircuitBreaker("postgres", 5, settings.postgres_breaker_timeout),
+        schema=settings.postgres_schema,
+        backlog=settings.postgres_backlog,
+        source=source,
     )
 
 

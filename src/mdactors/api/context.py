@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mdactors.adapters.history import HistoryStore
 from mdactors.adapters.metrics import Metrics
+from mdactors.adapters.postgres_store import PostgresStore
 from mdactors.engine.market import Market
 from mdactors.engine.market_view import MarketView
 from mdactors.engine.recorder import Recorder
@@ -34,3 +35,5 @@ class ApiContext:
     """The read model: candles, books, 24 h statistics and trades for every protocol."""
     checks: dict[str, Callable[[], Mapping[str, object]]] = field(default_factory=dict)
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
+    postgres: PostgresStore | None = None
+    """With ``POSTGRES_URL``: snapshots, the symbol catalogue and long history."""

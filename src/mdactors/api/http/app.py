@@ -23,7 +23,7 @@ from mdactors.api.binance import rest as binance_rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.connect import routes as connect
 from mdactors.api.context import ApiContext
-from mdactors.api.http import market_ui, rest
+from mdactors.api.http import catalogue, market_ui, rest
 from mdactors.api.http.errors import HTTP_ERRORS, ApiError, validation_message
 from mdactors.api.http.readiness import dependency_checks
 from mdactors.api.http.web import json_response
@@ -206,6 +206,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     app.register_blueprint(rest.blueprint)
     app.register_blueprint(market_ui.blueprint)
+    app.register_blueprint(catalogue.blueprint)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
     if settings.chaos_enabled:
