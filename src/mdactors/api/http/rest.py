@@ -13,12 +13,11 @@ from quart_schema import validate_querystring
 from mdactors.api.codec import LIVE_SOURCE, perpetual_fields, rfc3339, tick_fields
 from mdactors.api.http.errors import invalid_parameter
 from mdactors.api.http.web import context, json_response, parse_time_ms
-from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.stats import correlation_matrix
 from mdactors.domain.symbols import spec_for
 
-__all__ = ["blueprint", "candle_window", "check_limit"]
+__all__ = ["blueprint", "check_limit"]
 
 blueprint = Blueprint("prices", __name__)
 
@@ -56,23 +55,6 @@ def check_limit(limit: int) -> int:
     if limit > maximum:
         raise invalid_parameter("limit", f"must be at most {maximum}, got {limit}")
     return limit
-
-
-async def candle_window(
-    key: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
-) -> list[Candle]:
-    """Closed candles from history plus the one still forming, oldest first."""
-    ctx = context()
-    now_ms = time.time_ns() // 1_000_000
-    start = start_ms if start_ms is not None else 0
-    end = end_ms if end_ms is not None else now_ms
-    candles = await ctx.history.candles(key, interval, start, end, limit)
-    current = ctx.recorder.open_candle(key, interval)
-    if current is not None and start <= current.start_ms <= end:
-        if candles and candles[-1].start_ms >= current.start_ms:
-            candles = [c for c in candles if c.start_ms < current.start_ms]
-        candles.append(current)
-    return candles[-limit:]
 
 
 def _candle_json(candle: Candle) -> dict[str, object]:
@@ -129,7 +111,7 @@ async def price_history(symbol: str, query_args: HistoryQuery) -> Response:
         )
         data = [tick_fields(tick) for tick in ticks]
     elif interval in INTERVALS:
-        candles = await candle_window(key, interval, start_ms, end_ms, limit)
+        candles = await ctx.view.candles(key, interval, start_ms, end_ms, limit)
         data = [_candle_json(candle) for candle in candles]
     else:
         raise invalid_parameter(
@@ -154,9 +136,7 @@ async def order_book(symbol: str, query_args: DepthQuery) -> Response:
     ctx = context()
     key = ctx.market.resolve(symbol)
     tick = ctx.market.latest(key)
-    book = synthesize_book(
-        spec_for(key), tick.bid, tick.ask, query_args.depth, tick.seq, tick.ts_ns
-    )
+    book = ctx.view.book(tick, query_args.depth)
     return json_response(
         {
             "symbol": symbol,
@@ -176,7 +156,7 @@ async def stats_24h(symbol: str) -> Response:
     """Rolling 24-hour open, high, low, last, volume and change."""
     ctx = context()
     key = ctx.market.resolve(symbol)
-    stats = ctx.recorder.stats_24h(key)
+    stats = ctx.view.stats_24h(key)
     body = {
         "symbol": symbol,
         "key": key,
@@ -246,7 +226,7 @@ async def correlations(query_args: CorrelationQuery) -> Response:
         keys = list(dict.fromkeys(ctx.market.resolve(name) for name in names))
     else:
         keys = ctx.market.symbols
-    closes = {key: ctx.recorder.day_closes(key, query_args.window) for key in keys}
+    closes = {key: ctx.view.day_closes(key, query_args.window) for key in keys}
     return json_response(
         {
             "symbols": keys,

@@ -22,11 +22,19 @@ from mdactors.api.codec import dumps, perpetual_fields, tick_quote_fields
 from mdactors.domain.book import OrderBook
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick, Trade
+from mdactors.engine.errors import (
+    ErrorTable,
+    StreamClosed,
+    SymbolError,
+    TooManyStreams,
+    UnknownSymbol,
+)
 
 __all__ = [
     "BOOK_DEFAULT_DEPTH",
     "BOOK_MAX_DEPTH",
     "MAX_CHANNELS_PER_MESSAGE",
+    "WS_ERRORS",
     "Channel",
     "ClientMessage",
     "LagTracker",
@@ -42,7 +50,6 @@ __all__ = [
     "candle_message",
     "decode_client_message",
     "error_message",
-    "fold_tick",
     "funding_snapshot",
     "funding_update",
     "heartbeat_message",
@@ -79,6 +86,21 @@ class ProtocolError(Exception):
         self.message = message
         self.request_id = request_id
         self.details = details
+
+
+WS_ERRORS: ErrorTable[ProtocolError] = ErrorTable(
+    "WebSocket",
+    {
+        StreamClosed: lambda _: ProtocolError("shutting_down", "server shutting down"),
+        TooManyStreams: lambda error: ProtocolError("too_many_streams", f"{error}; retry later"),
+        SymbolError: lambda error: ProtocolError("invalid_symbol", str(error)),
+        UnknownSymbol: lambda error: ProtocolError(
+            "unknown_symbol", f"symbol {error.key!r} is not simulated here", symbol=error.key
+        ),
+    },
+)
+"""The error message of each engine error on the WebSocket port; a drain
+(``shutting_down``) is said as the reason of a 1001 close instead."""
 
 
 # --------------------------------------------------------------------------- channels
@@ -575,26 +597,6 @@ def book_message(kind: str, channel: Channel, book: OrderBook) -> bytes:
             "bids": [list(level) for level in book.bids],
             "asks": [list(level) for level in book.asks],
         },
-    )
-
-
-def fold_tick(candle: Candle | None, tick: Tick, interval: str) -> Candle:
-    """``candle`` with ``tick`` folded in (a copy), for a tick the recorder has not seen yet."""
-    length_ms = INTERVALS[interval] * 1000
-    start = tick.ts_ms - tick.ts_ms % length_ms
-    price = tick.price
-    if candle is None or start > candle.start_ms:
-        return Candle(tick.symbol, interval, start, price, price, price, price, tick.volume, 1)
-    return Candle(
-        candle.symbol,
-        interval,
-        candle.start_ms,
-        candle.open,
-        max(candle.high, price),
-        min(candle.low, price),
-        price,
-        candle.volume + tick.volume,
-        candle.trades + 1,
     )
 
 
