@@ -18,6 +18,7 @@ from quart_schema import validate_request
 from mdactors.api.admin import admin_blueprint, invalid_field, scenario_view
 from mdactors.api.chaos_bodies import BreakerResetBody
 from mdactors.api.chaos_orders import ORDERS, FieldError, Limits, Order, start_order
+from mdactors.api.chaos_schema import chaos_schema
 from mdactors.api.errors import ApiError
 from mdactors.api.web import context, json_response
 from mdactors.domain.symbols import SymbolError
@@ -96,6 +97,12 @@ def _route(path: str, body_type: type[BaseModel], make: Callable[..., Order]) ->
 
 for _path, (_body, _make) in ORDERS.items():
     _route(_path, _body, _make)
+
+
+@blueprint.get("/schema")
+async def schema() -> Response:
+    """Every scenario kind's route and body JSON Schema, and the settings' bounds."""
+    return json_response(chaos_schema(_limits(), context().market.symbols))
 
 
 @blueprint.get("/active-scenarios")

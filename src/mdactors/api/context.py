@@ -31,3 +31,5 @@ class ApiContext:
     scenarios: ScenarioEngine
     checks: dict[str, Callable[[], Mapping[str, object]]] = field(default_factory=dict)
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
+    ports: dict[str, int] = field(default_factory=dict)
+    """Bound ports by listener (``http``, ``grpc``, ``ws``), filled as each one starts."""

@@ -15,7 +15,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mdactors import __version__
-from mdactors.api import binance_rest, chaos, connect, debug, market_ui, rest
+from mdactors.api import binance_rest, chaos, connect, console, debug, listeners, market_ui, rest
 from mdactors.api.admin import register_admin
 from mdactors.api.codec import rfc3339
 from mdactors.api.context import ApiContext
@@ -191,6 +191,8 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(market_ui.blueprint)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
+    app.register_blueprint(listeners.blueprint)
+    app.register_blueprint(console.blueprint)
     if settings.chaos_enabled:
         register_admin(app, chaos.blueprint, debug.blueprint)
     return app
