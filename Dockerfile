@@ -12,7 +12,13 @@ RUN pip install --no-cache-dir .
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="mdactors" \
       org.opencontainers.image.description="Shared, realistic, controllable market-data simulator"
-RUN groupadd --system --gid 10001 mdactors \
+# wget: the ecosystem's orchestrator probes with `wget --quiet --tries=1 --spider .../api/v1/health`.
+# Unpinned on purpose: the slim base moves with Debian point releases, which drop old revisions.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wget \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 mdactors \
  && useradd --system --uid 10001 --gid mdactors --no-create-home mdactors
 COPY --from=build /opt/mdactors /opt/mdactors
 ENV PATH=/opt/mdactors/bin:$PATH \

@@ -152,14 +152,19 @@ async def test_unreachable_service_does_not_break_the_client() -> None:
 
 
 async def test_service_applies_configuration_live() -> None:
-    fake = FakeConfigService({TICK_KEY: "20ms", VOL_KEY: 1.5}, ttl=1)
+    perp_tick_key = "market-data.simulation.BTC-USD-PERP.tick-interval"
+    fake = FakeConfigService({TICK_KEY: "20ms", VOL_KEY: 1.5, perp_tick_key: "1s"}, ttl=1)
     async with config_service(fake), running_service({"CONFIG_SERVICE_URL": fake.url}) as service:
         actor = service.context.market.actor("BTC/USD")
+        perpetual = service.context.market.actor("BTC/USD-PERP")
         await wait_for(lambda: actor.interval == 0.02)
         assert actor.volatility_factor == 1.5
         assert service.context.market.actor("ETH/USD").interval == 0.05
+        # A perpetual ticks with its spot, whatever its own key says.
+        await wait_for(lambda: perpetual.interval == 0.02)
         fake.values[TICK_KEY] = "30ms"
         await wait_for(lambda: actor.interval == 0.03, within=10)
+        await wait_for(lambda: perpetual.interval == 0.03)
         base = f"http://127.0.0.1:{service.ports['http']}"
         async with httpx.AsyncClient(base_url=base) as http:
             ready = (await http.get("/api/v1/ready")).json()

@@ -43,6 +43,15 @@ def test_healthcheck_probes_the_health_endpoint_with_the_image_own_python() -> N
     assert "curl" not in check and "wget" not in check
 
 
+def test_image_has_wget_for_the_ecosystem_compose_healthcheck() -> None:
+    """The orchestrator probes with `wget --spider`; the runtime stage must install it."""
+    runtime = DOCKERFILE.replace("\\\n", " ").rsplit("\nFROM ", 1)[1]
+    installs = [line for line in runtime.splitlines() if "apt-get install" in line]
+    assert installs and "wget" in installs[0].split("apt-get install", 1)[1].split("&&")[0]
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    assert "wget --quiet --tries=1 --spider http://localhost:8080/api/v1/health" in compose
+
+
 def test_entrypoint_is_the_console_script() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     (entrypoint,) = _instructions("ENTRYPOINT")

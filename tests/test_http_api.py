@@ -231,6 +231,23 @@ async def test_cors_on_every_response_and_options_is_204(http: httpx.AsyncClient
     assert "GET" in preflight.headers["access-control-allow-methods"]
 
 
+async def test_cors_matches_the_old_service_and_the_protocols_served(
+    http: httpx.AsyncClient,
+) -> None:
+    preflight = await http.options(
+        "/marketdata.MarketDataService/GetPrice",
+        headers={"Origin": "http://ui.local", "Access-Control-Request-Method": "PUT"},
+    )
+    split = lambda name: {h.strip().lower() for h in preflight.headers[name].split(",")}  # noqa: E731
+    assert {"get", "post", "put", "delete", "options"} <= split("access-control-allow-methods")
+    allowed = split("access-control-allow-headers")
+    assert {"x-client", "x-client-version", "connect-protocol-version", "authorization"} <= allowed
+    assert "connect-protocol-version" in split("access-control-expose-headers")
+    # gRPC-Web is not served on this port, so its headers are not advertised.
+    assert not {"x-grpc-web", "grpc-timeout"} & allowed
+    assert not {"grpc-status", "grpc-message"} & split("access-control-expose-headers")
+
+
 async def test_openapi_document_lists_the_rest_api(http: httpx.AsyncClient) -> None:
     document = (await http.get("/openapi.json")).json()
     paths = document["paths"]

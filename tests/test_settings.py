@@ -225,3 +225,12 @@ def test_the_committed_env_example_passes_check() -> None:
     assert settings["MAX_PRICE_DEVIATION"] == pytest.approx(25.0)
     assert (settings["SERVICE_TTL"], settings["HEARTBEAT_INTERVAL"]) == (90.0, 30.0)
     assert "REDIS_POOL_SIZE" in result.stderr, "unused ecosystem variables are named"
+
+
+def test_readme_configuration_table_lists_every_setting_with_its_default() -> None:
+    from mdactors.settings import FIELDS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for field in FIELDS:
+        default = f"`{field.default}`" if field.default else "(empty)"
+        assert f"| `{field.env}` | {default} |" in readme, field.env

@@ -140,14 +140,47 @@ def test_volatility_factor_scales_the_returns(kind: SimulationKind) -> None:
     assert wild > 2.5 * calm
 
 
-def test_noise_adds_observation_noise() -> None:
+@pytest.mark.parametrize("level", [0.01, 0.5, 1.0])
+def test_noise_level_is_a_fraction_of_the_reference_bar_volatility(level: float) -> None:
     ref = reference(3_000)
+    sigma = np.std(log_returns(ref))
     clean = run(SimulationKind.BROWNIAN_MOTION, ref)
-    noisy = run(SimulationKind.BROWNIAN_MOTION, ref, include_noise=True, noise_level=0.01)
-    ignored = run(SimulationKind.BROWNIAN_MOTION, ref, include_noise=False, noise_level=0.01)
-    assert np.std(log_returns(noisy)) > 3 * np.std(log_returns(clean))
+    noisy = run(SimulationKind.BROWNIAN_MOTION, ref, include_noise=True, noise_level=level)
+    ignored = run(SimulationKind.BROWNIAN_MOTION, ref, include_noise=False, noise_level=level)
+    # Same seed: the path is drawn first, so the difference is the noise alone.
+    added = np.log(noisy.close) - np.log(clean.close)
+    assert np.std(added) == pytest.approx(level * sigma, rel=0.05)
     assert np.array_equal(ignored.close, clean.close)
     assert_valid(noisy, len(ref))
+
+
+def _reference_request_scores(kind: SimulationKind, seed: int) -> tuple[float, float]:
+    """The ecosystem's reference request: BTC-USD, the last 24 h in 100 points, noise 0.01."""
+    points, step_ns = 100, 86_400 * 10**9 // 100
+    model, rng = default_model(BTC), np.random.default_rng(seed)
+    gap = np.full(points, np.nan)
+    recorded = Bars(START_NS, step_ns, gap, gap, gap, gap, np.zeros(points))
+    historical, _ = complete_history(recorded, model, BTC, BTC.seed_price, rng)
+    params = SimulationParams(volatility_factor=1.0, include_noise=True, noise_level=0.01)
+    fallback = model.volatility * math.sqrt(step_ns / 1e9 / (365.0 * 86_400.0))
+    simulated = simulate(kind, historical, params, rng, fallback_sigma=fallback)
+    metrics = similarity(historical.prices(), simulated.prices())
+    return metrics.volatility_similarity, metrics.return_distribution_similarity
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        SimulationKind.STATISTICAL_SIMILARITY,
+        SimulationKind.MONTE_CARLO,
+        SimulationKind.BROWNIAN_MOTION,
+    ],
+)
+def test_reference_request_resembles_its_history(kind: SimulationKind) -> None:
+    scores = np.array([_reference_request_scores(kind, seed) for seed in range(20)])
+    volatility, distribution = np.median(scores, axis=0)
+    assert volatility >= 0.8
+    assert distribution >= 0.7
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,8 @@ async def test_metrics_parse_and_carry_red_and_feed_families(
     requests = families["http_requests"].samples
     routes = {sample.labels["route"] for sample in requests}
     assert "/api/v1/market/prices" in routes
-    assert "/api/v1/prices/<path:symbol>/current" in routes
+    # The old service's form, which its dashboards select on.
+    assert "/api/v1/prices/:symbol/current" in routes
     assert "unknown" in routes
     assert not any("123" in route for route in routes)
     sample = next(s for s in requests if s.labels["route"] == "/api/v1/market/prices")

@@ -16,6 +16,7 @@ from mdactors.engine.replay import ReplayOptions
 from mdactors.logs import configure_logging
 from mdactors.settings import ConfigError, Settings, load_settings
 from mdactors.tools import simulate
+from mdactors.tools.probes import probes_for
 from mdactors.tools.workers import check_workers, run_workers
 
 __all__ = ["main"]
@@ -61,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="processes sharing the ports (SO_REUSEPORT) and one market through Redis",
     )
-    check = commands.add_parser("check", help="validate the configuration and print it")
+    check = commands.add_parser(
+        "check", help="validate the configuration, print it, probe the configured dependencies"
+    )
     _add_setting_flags(check)
     simulate_cmd = commands.add_parser(
         "simulate", help="write a simulated path or scenario as CSV or JSON lines"
@@ -124,10 +127,19 @@ def _replay_options(args: argparse.Namespace) -> ReplayOptions:
 
 
 def _check(settings: Settings) -> int:
+    """Print the settings (stdout) and each configured dependency's reachability (stderr).
+
+    Exit 1 when a configured dependency is unreachable (2 is bad configuration).
+    """
     for notice in settings.notices:
         print(f"mdactors check: {notice}", file=sys.stderr)
     print(json.dumps(settings.public_view(), indent=2))
-    return 0
+    unreachable = 0
+    for probe in probes_for(settings):
+        answer = probe()
+        print(f"mdactors check: {answer.line()}", file=sys.stderr)
+        unreachable += not answer.reachable
+    return 1 if unreachable else 0
 
 
 def _bench(argv: list[str]) -> int:

@@ -404,7 +404,8 @@ FIELDS: tuple[Field, ...] = (
     Field("max_stream_symbols", "MAX_STREAM_SYMBOLS", _int_range(1, 100_000), "100",
           "Most symbols one stream may follow (gRPC, Connect, WebSocket session)."),
     Field("slow_consumer_timeout", "SLOW_CONSUMER_TIMEOUT", _positive_duration, "10s",
-          "A stream whose client accepts no update for this long is closed."),
+          "A stream whose client accepts no update for this long is closed "
+          "(SSE and Connect streams: the connection is reset)."),
     Field("stream_interval_floor", "STREAM_INTERVAL_FLOOR", parse_duration, "0",
           "Smallest update interval a stream gets; 0 = every tick allowed."),
     Field("max_request_bytes", "MAX_REQUEST_BYTES", _int_range(64, 4 * 1024 * 1024), "65536",

@@ -7,6 +7,8 @@ around them.
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 
 from quart import Response, g, request
@@ -28,16 +30,38 @@ from mdactors.engine.market import UnknownSymbol
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 MAX_BODY_BYTES = 1024 * 1024
+#: Request headers a browser may send, per protocol served on this port (REST with the
+#: old service's client headers, SSE's resume, Connect's own); a protocol adds its row
+#: here when it is served, so the preflight never advertises one that is not.
+_CORS_ALLOWED = {
+    "rest": ("Authorization", "Content-Type", "X-Client", "X-Client-Version"),
+    "sse": ("Last-Event-ID",),
+    "connect": (
+        "Connect-Protocol-Version",
+        "Connect-Timeout-Ms",
+        "Connect-Accept-Encoding",
+        "Connect-Content-Encoding",
+    ),
+}
+_CORS_EXPOSED = ("Connect-Protocol-Version", "Connect-Content-Encoding", "Content-Encoding")
 _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": (
-        "Authorization, Content-Type, Last-Event-ID, Connect-Protocol-Version, "
-        "Connect-Timeout-Ms, X-User-Agent, X-Grpc-Web, Grpc-Timeout"
-    ),
-    "Access-Control-Expose-Headers": "Grpc-Status, Grpc-Message, Content-Encoding",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": ", ".join(h for row in _CORS_ALLOWED.values() for h in row),
+    "Access-Control-Expose-Headers": ", ".join(_CORS_EXPOSED),
     "Access-Control-Max-Age": "7200",
 }
+_RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+@functools.cache
+def route_label(rule: str) -> str:
+    """A URL rule in the old service's form, which its dashboards select on.
+
+    ``/api/v1/prices/<symbol>/current`` → ``/api/v1/prices/:symbol/current``
+    (a converter such as ``<path:symbol>`` is dropped as well).
+    """
+    return _RULE_VARIABLE.sub(r":\1", rule)
 
 
 def _error_response(error: ApiError) -> Response:
@@ -70,7 +94,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     async def finish_request(response: Response) -> Response:
         response.headers.update(_CORS_HEADERS)
         rule = request.url_rule
-        route = rule.rule if rule is not None else "unknown"
+        route = route_label(rule.rule) if rule is not None else "unknown"
         started = getattr(g, "started", None)
         elapsed = time.perf_counter() - started if started is not None else 0.0
         ctx.metrics.observe_request(request.method, route, response.status_code, elapsed)

@@ -7,9 +7,12 @@ vectorised (numpy, no Python loop per point):
 * ``STATISTICAL_SIMILARITY``: a stationary block bootstrap (Politis–Romano)
   of the reference's own log returns: same distribution, same tails, the
   volatility clusters of the blocks kept;
-* ``MONTE_CARLO``: an ensemble of paths with fat-tailed innovations; each bar
-  summarises the ensemble (close = median, low/high = 10th/90th percentile),
-  a fan chart rather than one path;
+* ``MONTE_CARLO``: an ensemble of paths with fat-tailed innovations; the
+  closes follow the ensemble's median member (the path whose last close is
+  the median: conditioning on the end point keeps the moves' volatility σ,
+  which a per-bar median across paths would average away) and each bar's
+  low/high span the ensemble's 10th/90th percentile, a fan chart around one
+  typical path;
 * ``BROWNIAN_MOTION``: geometric Brownian motion with Gaussian shocks at σ,
   no drift (a martingale) unless ``trend_factor`` adds one;
 * ``MEAN_REVERSION``: an Ornstein–Uhlenbeck log price pulled back to the
@@ -21,7 +24,11 @@ vectorised (numpy, no Python loop per point):
 Parameters: ``volatility_factor`` scales σ; ``trend_factor`` adds a trend of
 that total return over the span (0.1 = +10 %, and the mean-reversion level
 moves by it); ``include_noise`` adds i.i.d. multiplicative observation noise
-of ``noise_level`` (a fraction of the price) to every simulated price.
+to every simulated price, with a standard deviation of ``noise_level`` times
+the reference's per-bar volatility σ (0.01 = 1 % of a typical bar's move,
+1 = as large as one). Read as a fraction of the price instead, the ecosystem's
+reference request (100 bars over 24 h, ``noise_level`` 0.01) would add noise
+four times the bar volatility and leave nothing of the reference's statistics.
 
 Single-path kinds draw one log return per bar; each bar's high and low are
 then drawn from the exact distribution of the maximum and minimum of a
@@ -50,8 +57,8 @@ __all__ = [
     "simulate",
 ]
 
-#: Observation noise (a fraction of the price) when noise is on and no level is given.
-DEFAULT_NOISE_LEVEL = 0.0005
+#: Observation noise (a fraction of the bar volatility σ) when noise is on and no level is given.
+DEFAULT_NOISE_LEVEL = 0.1
 #: Total steps an ensemble may draw (paths × bars); fewer paths for longer series.
 MAX_ENSEMBLE_STEPS = 4_000_000
 _MIN_PATHS, _MAX_PATHS = 8, 256
@@ -88,8 +95,8 @@ class SimulationParams:
             ("volatility_factor", 0.0 < self.volatility_factor <= 10.0, "must be within (0, 10]"),
             ("trend_factor", -0.99 <= self.trend_factor <= 10.0,
              "must be within -0.99..10 (a total return over the span: 0.1 = +10 %)"),
-            ("noise_level", 0.0 <= self.noise_level <= 0.1,
-             "must be within 0..0.1 (a fraction of the price)"),
+            ("noise_level", 0.0 <= self.noise_level <= 1.0,
+             "must be within 0..1 (a fraction of the reference's bar volatility)"),
         )  # fmt: skip
         for name, ok, message in checks:
             value = getattr(self, name)
@@ -122,7 +129,7 @@ def simulate(
     returns = np.diff(np.log(prices))
     sigma = (bar_volatility(prices) or fallback_sigma) * params.volatility_factor
     trend = math.log1p(params.trend_factor) / count
-    noise = params.noise_level if params.include_noise else 0.0
+    noise = params.noise_level * sigma if params.include_noise else 0.0
     start = math.log(prices[0])
     volume = _volumes(reference.volume, rng)
     if kind is SimulationKind.MONTE_CARLO:
@@ -226,8 +233,9 @@ def _ensemble(
     logs = np.cumsum(shocks, axis=1)
     if noise:
         logs += noise * rng.standard_normal(logs.shape)
+    close = logs[int(np.argsort(logs[:, -1])[paths // 2])].copy()
     logs.sort(axis=0)
-    low, close, high = (logs[round(q * (paths - 1))] for q in (0.1, 0.5, 0.9))
+    low, high = (logs[round(q * (paths - 1))] for q in (0.1, 0.9))
     closes = np.exp(start + close)
     opens = np.concatenate(([math.exp(start)], closes[:-1]))
     highs = np.maximum(np.exp(start + high), np.maximum(opens, closes))
