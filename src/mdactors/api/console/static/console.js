@@ -98,6 +98,7 @@
   }
 
   function touch() {
+    if (!state.lastDataAt) performance.mark("mdactors:first-data");
     state.lastDataAt = Date.now();
   }
 
