@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -229,6 +230,33 @@ def test_without_chaos_the_controls_are_absent_and_the_console_says_why(
         expect(page.locator("#chaos-controls")).to_be_hidden()
         expect(page.locator("#token-form")).to_be_hidden()
         context.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_console_shows_reconnecting_while_the_service_is_down_and_resubscribes(
+    browser: Browser,
+) -> None:
+    ports = {"HTTP_PORT": str(_free_port()), "WS_PORT": str(_free_port())}
+    context = browser.new_context()
+    page = context.new_page()
+    with service_thread(ports) as first:
+        page.goto(_url(first))
+        expect(page.locator("#conn-ws")).to_have_attribute("data-state", "live")
+        expect(page.locator("#conn-prices")).to_have_attribute("data-state", "live")
+    expect(page.locator("#conn-ws")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#conn-prices")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#age")).to_have_attribute("data-stale", "true")
+    with service_thread(ports) as second:
+        expect(page.locator("#conn-prices")).to_have_attribute("data-state", "live")
+        expect(page.locator("#conn-ws")).to_have_attribute("data-state", "live")
+        expect(page.locator("#age")).to_have_attribute("data-stale", "false")
+        assert second.context.streams.by_type["ws"] == 1
+    context.close()
 
 
 def test_a_screenshot_of_the_console_is_written(service: Service, page: Page) -> None:

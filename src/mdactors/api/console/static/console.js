@@ -18,7 +18,7 @@
   const BOOK_DEPTH = 10;
   const TAPE_ROWS = 14;
   const HISTORY_LIMIT = 500;
-  const STALE_AFTER_MS = 5000;
+  const STALE_AFTER_MS = 3000;
   const LISTENERS_EVERY_MS = 1500;
   const SCENARIOS_EVERY_MS = 1000;
   const CORRELATIONS_EVERY_MS = 15000;
@@ -337,7 +337,7 @@
     socket.onclose = (event) => {
       setConn("conn-ws", "chart", "reconnecting", event.code ? `closed ${event.code}` : "");
       setTimeout(connectSocket, socketBackoff);
-      socketBackoff = Math.min(socketBackoff * 2, 5000);
+      socketBackoff = Math.min(socketBackoff * 2, 3000);
     };
   }
   function follow() {
