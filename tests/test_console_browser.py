@@ -124,7 +124,9 @@ def test_console_loads_and_a_price_updates_within_3_s(service: Service, page: Pa
     first_data = time.perf_counter() - started
     first = cell.text_content()
     page.wait_for_function(
-        f"document.querySelector('{BTC_PRICE}').textContent !== {first!r}", timeout=3_000
+        "([cell, first]) => document.querySelector(cell).textContent !== first",
+        arg=[BTC_PRICE, first],
+        timeout=3_000,
     )
     expect(page.locator("#conn-prices")).to_have_attribute("data-state", "live")
     expect(page.locator("#conn-ws")).to_have_attribute("data-state", "live")
@@ -186,7 +188,8 @@ def test_price_shock_from_the_form_moves_the_last_candle_down_and_stops(
     expect(row).to_have_count(1)
     expect(row).to_contain_text("BTC/USD")
     page.wait_for_function(
-        f"Number(document.querySelector('#legend').dataset.close) < {before * 0.95}"
+        "(bound) => Number(document.querySelector('#legend').dataset.close) < bound",
+        arg=before * 0.95,
     )
     row.locator("button[data-stop]").click()
     expect(row).to_have_count(0)

@@ -230,7 +230,7 @@
     chart = LC.createChart($("chart"), {
       autoSize: true,
       ...chartTheme(),
-      timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 4 },
+      timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 8 },
       crosshair: { mode: LC.CrosshairMode.Normal },
     });
     candleSeries = chart.addSeries(LC.CandlestickSeries, {
@@ -445,6 +445,9 @@
     }
   }
   function select(key) {
+    // A scenario form's symbol follows the chart until the operator types another.
+    const symbolInput = document.querySelector('#scenario-form input[name="symbol"]');
+    if (symbolInput && (symbolInput.value === "" || symbolInput.value === state.selected)) symbolInput.value = key;
     state.selected = key;
     for (const [k, { row }] of symbolRows) row.setAttribute("aria-selected", String(k === key));
     $("chart-title").textContent = key;
