@@ -25,16 +25,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import trio
 
+from mdactors.domain.funding import FundingRules, FundingState
 from mdactors.domain.models import SECONDS_PER_YEAR, ModelState
 from mdactors.domain.perpetual import BasisParams, BasisProcess
+from mdactors.domain.positioning import OpenInterest
 from mdactors.domain.symbols import SymbolSpec
+from mdactors.domain.tick import Tick
 from mdactors.engine.symbol_actor import SymbolActor
 
-__all__ = ["DerivedActor", "cross_actor", "perpetual_actor"]
+__all__ = ["DerivedActor", "PerpetualActor", "cross_actor", "perpetual_actor"]
 
 FairPrice = Callable[[float, float], float]
 """``(dt seconds, volatility factor) -> fair log price`` after the leaders' steps."""
@@ -126,6 +130,54 @@ class DerivedActor(SymbolActor):
             self.advance()
 
 
+class PerpetualActor(DerivedActor):
+    """A perpetual's actor: its price, and on every tick its funding, mark and open interest.
+
+    The index is the spot's mid (scenarios on the spot included). Each tick,
+    whether stepped here or relayed from the instance that simulates it,
+    updates :attr:`funding` (premium, estimated and settled rates, mark) and
+    then :attr:`positions` (open interest, crowding, forced orders) from the
+    mark, so every transport reads one state.
+    """
+
+    def __init__(
+        self,
+        spec: SymbolSpec,
+        spot: SymbolActor,
+        fair: FairPrice,
+        price: float,
+        *,
+        funding: FundingState,
+        positions: OpenInterest,
+        **options: Any,
+    ) -> None:
+        super().__init__(spec, [spot], fair, price, **options)
+        self.spot = spot
+        self.funding = funding
+        self.positions = positions
+
+    def _observe(self, tick: Tick) -> None:
+        funding = self.funding
+        dt = (tick.ts_ns - funding.time_ns) / 1e9
+        mark = funding.observe(tick.ts_ns, self.spot.mid, tick.bid, tick.ask, tick.price)
+        self.positions.step(tick.ts_ns, dt, tick.price, mark, funding.estimated_rate)
+
+    def step(self) -> Tick:
+        """The next tick, with the perpetual's funding and positioning brought up to it."""
+        tick = super().step()
+        self._observe(tick)
+        return tick
+
+    def relayed(self, tick: Tick) -> None:
+        """Publish a relayed tick; funding and positioning follow it as if stepped here."""
+        self._observe(tick)
+        super().relayed(tick)
+
+
+#: Open interest at start, in days of the perpetual's volume (Binance BTCUSDT: about half).
+OPEN_INTEREST_DAYS = 0.5
+
+
 def perpetual_actor(
     spec: SymbolSpec,
     spot: SymbolActor,
@@ -135,19 +187,29 @@ def perpetual_actor(
     start_price: float | None = None,
     wall_clock: Callable[[], int] = time.time_ns,
     basis: BasisParams | None = None,
-) -> DerivedActor:
-    """The actor of a perpetual: ``spot``'s mid × (1 + basis), the basis drawn from ``rng``."""
+    rules: FundingRules | None = None,
+    positions_rng: np.random.Generator | None = None,
+) -> PerpetualActor:
+    """The actor of a perpetual: ``spot``'s mid × (1 + basis), the basis drawn from ``rng``,
+    open interest and liquidations from ``positions_rng`` (default: seeded from ``rng``)."""
     process = BasisProcess(basis or BasisParams(), rng)
 
     def fair(dt: float, volatility_factor: float) -> float:
         process.step(dt, volatility_factor)
         return math.log(spot.mid * process.factor)
 
-    return DerivedActor(
+    price = spot.mid * process.factor
+    if positions_rng is None:
+        positions_rng = np.random.default_rng(int(rng.integers(2**63)))
+    return PerpetualActor(
         spec,
-        [spot],
+        spot,
         fair,
-        spot.mid * process.factor,
+        price,
+        funding=FundingState(rules or FundingRules(), wall_clock()),
+        positions=OpenInterest(
+            spec.daily_volume * OPEN_INTEREST_DAYS, price, 1.0 / spec.qty_scale, positions_rng
+        ),
         half_life=process.params.half_life,
         rng=rng,
         volume_rng=volume_rng,

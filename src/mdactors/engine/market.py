@@ -6,6 +6,7 @@ import secrets
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import trio
@@ -119,15 +120,21 @@ class Market:
                     wall_clock=wall_clock,
                 )
                 continue
-            make = perpetual_actor if spec.perpetual else cross_actor
-            built[key] = make(  # type: ignore[operator]
-                spec,
-                *(built[leg] for leg in legs),
-                self.rng(key, "derived"),
-                self.rng(key, "volume"),
-                start_price=start_prices.get(key),
-                wall_clock=wall_clock,
-            )
+            common: dict[str, Any] = {
+                "start_price": start_prices.get(key),
+                "wall_clock": wall_clock,
+            }
+            rngs = (self.rng(key, "derived"), self.rng(key, "volume"))
+            if spec.perpetual:
+                built[key] = perpetual_actor(
+                    spec,
+                    built[legs[0]],
+                    *rngs,
+                    positions_rng=self.rng(key, "positions"),
+                    **common,
+                )
+            else:
+                built[key] = cross_actor(spec, built[legs[0]], built[legs[1]], *rngs, **common)
         self.actors: dict[str, SymbolActor] = {key: built[key] for key in keys}
 
     def rng(self, key: str, purpose: str) -> np.random.Generator:
