@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 from mdactors.adapters.latency_histogram import quantile
+from mdactors.adapters.loop_lag import LoopLag
 from mdactors.api.chaos_bodies import BreakerResetBody
 from mdactors.api.chaos_orders import ORDERS
 from mdactors.api.console import STATIC
@@ -184,3 +185,16 @@ def test_vendored_chart_library_is_the_pinned_version_with_its_licence() -> None
     assert (VENDOR / "NOTICE").read_text() == script.notice(build)
     assert "Apache License" in (VENDOR / "LICENSE").read_text()
     assert "https://www.tradingview.com/" in (VENDOR / "NOTICE").read_text()
+
+
+def test_loop_lag_keeps_the_latest_sample_and_the_largest_of_its_window() -> None:
+    lag = LoopLag(interval=0.25, window=1.0)  # a window of 4 samples
+    for sample in (0.002, 0.050, 0.001, 0.003):
+        lag.record(sample)
+    assert (lag.last, lag.recent_max, lag.samples) == (0.003, 0.050, 4)
+    lag.record(0.004)
+    assert lag.recent_max == 0.050
+    lag.record(0.004)  # the 50 ms sample leaves the window
+    assert (lag.last, lag.recent_max) == (0.004, 0.004)
+    lag.record(-0.001)  # a clock that woke early counts as no lag
+    assert lag.last == 0.0

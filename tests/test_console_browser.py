@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from mdactors.app import Service, build_service
 from mdactors.settings import load_settings
@@ -168,13 +168,18 @@ def test_wrong_admin_token_shows_the_401_and_the_right_one_works(
     expect(page.locator("#kind-select option")).to_have_count(10)
 
 
-def test_price_shock_from_the_form_moves_the_last_candle_down_and_stops(
-    service: Service, page: Page
-) -> None:
+def _price_shock_form(service: Service, page: Page) -> Locator:
+    """The console open with the admin token, its form showing the price-shock kind."""
     _admin(page, TOKEN)
     page.goto(_url(service))
     page.select_option("#kind-select", "price-shock")
-    form = page.locator("#scenario-form")
+    return page.locator("#scenario-form")
+
+
+def test_price_shock_from_the_form_moves_the_last_candle_down_and_stops(
+    service: Service, page: Page
+) -> None:
+    form = _price_shock_form(service, page)
     legend = page.locator("#legend")
     expect(legend).to_have_attribute("data-close", re.compile(r".+"))
     before = float(legend.get_attribute("data-close") or "nan")
@@ -199,10 +204,7 @@ def test_price_shock_from_the_form_moves_the_last_candle_down_and_stops(
 def test_out_of_range_value_shows_the_services_422_next_to_the_field(
     service: Service, page: Page
 ) -> None:
-    _admin(page, TOKEN)
-    page.goto(_url(service))
-    page.select_option("#kind-select", "price-shock")
-    form = page.locator("#scenario-form")
+    form = _price_shock_form(service, page)
     form.locator('input[name="shock_percentage"]').fill("-90")
     form.locator("button[type=submit]").click()
     error = form.locator('[data-field="shock_percentage"] .field-error')

@@ -513,6 +513,7 @@
     return v >= 0 ? `hsl(0, 75%, ${95 - 40 * v}%)` : `hsl(220, 75%, ${95 + 40 * v}%)`;
   }
   function renderCorrelations(body) {
+    $("correlations-state").textContent = `· ${body.window_minutes} min to ${body.timestamp.slice(11, 19)} UTC`;
     const short = (key) => assetOf(key);
     $("heatmap").tHead.replaceChildren(el("tr", {}, [el("th"), ...body.symbols.map((k) => el("th", { text: short(k), title: k }))]));
     $("heatmap").tBodies[0].replaceChildren(...body.symbols.map((k) =>
@@ -789,7 +790,7 @@
     connectSocket();
     startChaos();
     pollJson("/api/v1/listeners", LISTENERS_EVERY_MS, renderListeners, (why) => { $("listeners-age").textContent = `· unavailable (${why})`; });
-    pollJson(`/api/v1/correlations?symbols=${encodeURIComponent(cfg.symbols.join(","))}`, CORRELATIONS_EVERY_MS, renderCorrelations, () => {});
+    pollJson(`/api/v1/correlations?symbols=${encodeURIComponent(cfg.symbols.join(","))}`, CORRELATIONS_EVERY_MS, renderCorrelations, (why) => { $("correlations-state").textContent = `· unavailable (${why})`; });
     setInterval(() => {
       renderAge();
       renderListenersAge();
