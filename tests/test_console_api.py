@@ -46,7 +46,11 @@ async def test_console_page_and_its_files_are_served(http: httpx.AsyncClient) ->
         response = await http.get(path)
         assert response.status_code == 200, path
     for path in scripts:
-        assert "javascript" in (await http.get(path)).headers["content-type"]
+        response = await http.get(path)
+        assert "javascript" in response.headers["content-type"]
+        assert response.headers["cache-control"] == "no-cache"
+        again = await http.get(path, headers={"If-None-Match": response.headers["etag"]})
+        assert again.status_code == 304
     assert (await http.get("/console/static/nope.js")).status_code == 404
 
 

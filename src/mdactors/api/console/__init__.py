@@ -42,8 +42,11 @@ _SECURITY_HEADERS = {
 
 
 @blueprint.after_request
-async def security_headers(response: Response) -> Response:
+async def console_headers(response: Response) -> Response:
     response.headers.update(_SECURITY_HEADERS)
+    if "no-store" not in response.headers.get("Cache-Control", ""):
+        # Revalidate (ETag) on every load: an upgraded package's files are used at once.
+        response.headers["Cache-Control"] = "no-cache"
     return response
 
 
@@ -51,9 +54,7 @@ async def security_headers(response: Response) -> Response:
 @blueprint.get("/")
 async def page() -> Response:
     """The console page."""
-    response = await send_from_directory(STATIC, "index.html")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return await send_from_directory(STATIC, "index.html")
 
 
 def _chaos_state() -> dict[str, object]:
