@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mdactors.api.simulation_codec import price_points
+from mdactors.api.rpc.simulation_codec import price_points
 from mdactors.domain.model_config import default_model
 from mdactors.domain.reference import model_bars
 from mdactors.domain.similarity import similarity

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -141,3 +143,92 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+"""The machine's PostgreSQL (trust auth); each test session makes a private database on it."""
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a private database, created for this test session and dropped after it.
+
+    Skipped when PostgreSQL does not answer, unless ``REQUIRE_POSTGRES`` is
+    set (as CI does): then its absence fails the tests that need it.
+    """
+    import psycopg
+
+    name = f"mdactors_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        if os.environ.get("REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL unreachable and REQUIRE_POSTGRES is set: {error}")
+        pytest.skip(f"PostgreSQL unreachable: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_schema(postgres_database: str, request: pytest.FixtureRequest) -> str:
+    """A schema name no other test uses (the tables are created by the service under test)."""
+    return re.sub(r"[^a-z0-9_]", "_", f"t_{request.node.name[:40].lower()}_{secrets.token_hex(3)}")
+
+
+class TcpProxy:
+    """A loopback TCP proxy to ``target_port`` that a test can take down and bring back.
+
+    Down: every open connection is cut and new ones are closed at once, as a
+    PostgreSQL server that died would look to its clients.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.accepting = True
+        self._scope = trio.CancelScope()
+        self._connections: set[trio.CancelScope] = set()
+
+    def down(self) -> None:
+        """Cut every connection and refuse new ones."""
+        self.accepting = False
+        for scope in list(self._connections):
+            scope.cancel()
+
+    def up(self) -> None:
+        """Accept and forward connections again."""
+        self.accepting = True
+
+    async def _pump(self, source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        async with client:
+            if not self.accepting:
+                return
+            with trio.CancelScope() as scope:
+                self._connections.add(scope)
+                try:
+                    server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+                    async with server, trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, client, server)
+                        nursery.start_soon(self._pump, server, client)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                finally:
+                    self._connections.discard(scope)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``port`` is set before ``task_status.started()``."""
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from mdactors.api.binance_codec import DiffWindow, book_diff, decimal, depth_json, symbol_info
-from mdactors.api.binance_protocol import (
+from mdactors.api.binance.codec import DiffWindow, book_diff, decimal, depth_json, symbol_info
+from mdactors.api.binance.protocol import (
     SessionStreams,
     WsError,
     decode_control,
@@ -19,7 +19,7 @@ from mdactors.api.binance_protocol import (
     parse_path,
     parse_stream,
 )
-from mdactors.api.binance_symbols import BinanceSymbols
+from mdactors.api.binance.symbols import BinanceSymbols
 from mdactors.domain.book import Level, OrderBook, synthesize_book
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, aggregate

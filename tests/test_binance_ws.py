@@ -14,8 +14,8 @@ import trio.testing
 from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from mdactors.adapters.history import MemoryHistory
-from mdactors.api.binance_feed import DepthUpdate, KlineUpdate, SymbolFeed
-from mdactors.api.ws_protocol import fold_tick
+from mdactors.api.binance.feed import DepthUpdate, KlineUpdate, SymbolFeed
+from mdactors.api.ws.protocol import fold_tick
 from mdactors.app import Service
 from mdactors.engine.market import Market
 from tests.conftest import running_service

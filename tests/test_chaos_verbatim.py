@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio.testing
 
-from mdactors.api.chaos_orders import ORDERS, Limits, start_order
+from mdactors.api.admin.chaos_orders import ORDERS, Limits, start_order
 from mdactors.engine.market import Market
 from mdactors.engine.scenarios import ScenarioEngine
 

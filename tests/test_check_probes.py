@@ -110,3 +110,35 @@ def test_failing_config_service_exits_1(status: int | None, expected: str) -> No
 
 def test_bad_configuration_still_exits_2() -> None:
     assert _check({"REDIS_URL": "http://nope"}).returncode == 2
+
+
+def test_reachable_postgres_exits_0(postgres_database: str) -> None:
+    result = _check({"POSTGRES_URL": postgres_database})
+    assert result.returncode == 0, result.stderr
+    assert "postgres 127.0.0.1:5432: reachable" in result.stderr
+
+
+def test_unreachable_postgres_exits_1_with_the_reason_and_no_password() -> None:
+    port = _closed_port()
+    result = _check({"POSTGRES_URL": f"postgresql://app:s3cr3t@127.0.0.1:{port}/market"})
+    assert result.returncode == 1
+    assert f"postgres 127.0.0.1:{port}: unreachable (connection:" in result.stderr
+    assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_postgres_user_without_rights_is_permission(postgres_database: str) -> None:
+    import psycopg
+
+    user = f"reader_{_closed_port()}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{user}" LOGIN')
+        conn.execute(
+            f'REVOKE CREATE ON DATABASE "{postgres_database.rsplit("/", 1)[1]}" FROM PUBLIC'
+        )
+        try:
+            url = postgres_database.replace("postgres@", f"{user}@")
+            result = _check({"POSTGRES_URL": url, "POSTGRES_SCHEMA": "nowhere"})
+        finally:
+            conn.execute(f'DROP ROLE "{user}"')
+    assert result.returncode == 1
+    assert f"unreachable (permission: user {user} may not write the database" in result.stderr

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.connect_protocol import (
+from mdactors.api.connect.protocol import (
     Codec,
     end_stream,
     envelope,
@@ -17,7 +17,7 @@ from mdactors.api.connect_protocol import (
     parse_timeout,
     split_envelopes,
 )
-from mdactors.api.rpc import Code, RpcError
+from mdactors.api.rpc.service import Code, RpcError
 from mdactors.app import Service
 from tests.conftest import running_service
 

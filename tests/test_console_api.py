@@ -15,10 +15,10 @@ from trio_websocket import open_websocket_url
 
 from mdactors.adapters.latency_histogram import quantile
 from mdactors.adapters.loop_lag import LoopLag
-from mdactors.api.chaos_bodies import BreakerResetBody
-from mdactors.api.chaos_orders import ORDERS
+from mdactors.api.admin.chaos_bodies import BreakerResetBody
+from mdactors.api.admin.chaos_orders import ORDERS
 from mdactors.api.console import STATIC
-from mdactors.api.listeners import ListenerWindow, Reading
+from mdactors.api.http.listeners import ListenerWindow, Reading
 from mdactors.app import Service
 from tests.conftest import running_service, wait_for
 

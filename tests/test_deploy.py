@@ -74,5 +74,6 @@ def test_hadolint_passes() -> None:
 def test_compose_example_has_the_service_redis_and_a_prometheus_scrape() -> None:
     compose = (ROOT / "deploy" / "compose.yaml").read_text()
     assert "market-data:" in compose and "redis:" in compose and "prometheus:" in compose
+    assert "postgres:" in compose and "POSTGRES_URL: postgresql://" in compose
     scrape = (ROOT / "deploy" / "prometheus.yml").read_text()
     assert "metrics_path: /metrics" in scrape

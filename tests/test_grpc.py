@@ -537,7 +537,7 @@ async def test_grpc_binds_the_configured_host_without_reuseport() -> None:
 
 
 async def test_a_handler_bug_answers_internal_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mdactors.api.rpc import MarketDataRpc
+    from mdactors.api.rpc.service import MarketDataRpc
 
     def broken(self: MarketDataRpc, request: pb.GetPriceRequest) -> pb.GetPriceResponse:
         raise RuntimeError("secret detail")

@@ -14,10 +14,10 @@ import pytest
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.grpc import build_server
-from mdactors.api.grpc_fanout import FastStream, PriceFanOut, price_fan_outs
-from mdactors.api.grpc_transport import grpc_message
-from mdactors.api.proto_codec import symbol_prefix
+from mdactors.api.grpc.fanout import FastStream, PriceFanOut, price_fan_outs
+from mdactors.api.grpc.service import build_server
+from mdactors.api.grpc.transport import grpc_message
+from mdactors.api.rpc.proto_codec import symbol_prefix
 from mdactors.app import Service
 from mdactors.engine.fanout import FanOuts
 

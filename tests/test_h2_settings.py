@@ -8,7 +8,7 @@ import h2.config
 import h2.connection
 import h2.settings
 
-from mdactors.api.h2_settings import ValueQueue, compact_h2_settings
+from mdactors.api.grpc.h2_settings import ValueQueue, compact_h2_settings
 
 
 def test_settings_apply_only_when_acknowledged() -> None:

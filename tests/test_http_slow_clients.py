@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.connect_protocol import envelope
+from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
 
 from .conftest import running_service, wait_for

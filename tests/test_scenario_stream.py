@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
-from mdactors.api.connect_protocol import envelope
+from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
 from mdactors.domain.model_config import default_model
 from mdactors.domain.scenario_feed import ScenarioFeed, ScenarioPlan, ScenarioType

@@ -79,6 +79,16 @@ def test_flags_override_the_environment() -> None:
         ({"SIM_SEED": "-1"}, "SIM_SEED"),
         ({"CHAOS_ENABLED": "maybe"}, "CHAOS_ENABLED"),
         ({"CANDLE_INTERVAL": "7m"}, "CANDLE_INTERVAL"),
+        ({"POSTGRES_URL": "localhost:5432"}, "POSTGRES_URL"),
+        ({"POSTGRES_URL": "postgresql://db:port/market"}, "POSTGRES_URL"),
+        ({"POSTGRES_URL": "postgresql://u@db/market?sslmode=sometimes"}, "POSTGRES_URL"),
+        ({"POSTGRES_URL": "postgresql://u@db/market?nosuch=1"}, "POSTGRES_URL"),
+        ({"POSTGRES_SCHEMA": "market-data"}, "POSTGRES_SCHEMA"),
+        ({"POSTGRES_SCHEMA": "x; DROP TABLE candles"}, "POSTGRES_SCHEMA"),
+        ({"POSTGRES_POOL_SIZE": "0"}, "POSTGRES_POOL_SIZE"),
+        ({"POSTGRES_TIMEOUT": "0s"}, "POSTGRES_TIMEOUT"),
+        ({"PRICE_FEED_SAMPLE_INTERVAL": "often"}, "PRICE_FEED_SAMPLE_INTERVAL"),
+        ({"SNAPSHOT_INTERVAL": "0"}, "SNAPSHOT_INTERVAL"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -113,6 +123,25 @@ def test_cli_exits_2_with_one_line_naming_the_variable() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "HTTP_PORT" in lines[0]
+
+
+def test_malformed_postgres_url_exits_2_naming_it_without_its_password() -> None:
+    result = _cli(
+        "check", "--env-file", "/nonexistent", env={"POSTGRES_URL": "postgresql://u:pw1@db:x/m"}
+    )
+    assert result.returncode == 2
+    assert "POSTGRES_URL" in result.stderr
+    assert "pw1" not in result.stderr
+
+
+def test_postgres_settings_default_to_off_and_the_ecosystem_schema() -> None:
+    settings = load_settings(environ={"POSTGRES_URL": "postgresql://u:pw@db:5432/m"}, dotenv=None)
+    assert settings.postgres_schema == "market_data"
+    assert (settings.price_feed_sample_interval, settings.snapshot_interval) == (1.0, 60.0)
+    assert settings.public_view()["POSTGRES_URL"] == "***"
+    assert load_settings(environ={}, dotenv=None).postgres_url == ""
+    notices = load_settings(environ={"POSTGRES_URL": ""}, dotenv=None).notices
+    assert not any("POSTGRES_URL" in notice for notice in notices), "a setting now, not unused"
 
 
 def test_cli_check_prints_effective_settings_with_flag_overrides() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.simulation_codec import price_points
+from mdactors.api.rpc.simulation_codec import price_points
 from mdactors.domain.bars import Bars, grid_bars
 from mdactors.domain.candles import Candle
 from mdactors.domain.model_config import default_model

@@ -11,8 +11,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from mdactors.api.ws import WsServer
-from mdactors.api.ws_broadcast import Broadcaster, text_frame
+from mdactors.api.ws.broadcast import Broadcaster, text_frame
+from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
 
 from .conftest import running_service, wait_for

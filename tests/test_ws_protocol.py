@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mdactors.api.ws_protocol import (
+from mdactors.api.ws.protocol import (
     BOOK_DEFAULT_DEPTH,
     Channel,
     LagTracker,

@@ -27,19 +27,23 @@ from mdactors.adapters.discovery import (
 )
 from mdactors.adapters.history import HistoryStore, MemoryHistory
 from mdactors.adapters.metrics import FeedSnapshot, Metrics
+from mdactors.adapters.postgres_history import PersistedHistory
+from mdactors.adapters.postgres_store import PostgresStore, postgres_pool
 from mdactors.adapters.redis_cluster import RedisCluster
 from mdactors.adapters.redis_history import RedisHistory, redis_client
+from mdactors.api.binance.streams import BinanceStreams
 from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
-from mdactors.api.grpc import serve_grpc
-from mdactors.api.http import create_app
-from mdactors.api.readiness import monitor_dependencies
-from mdactors.api.write_guard import WriteGuard
-from mdactors.api.ws import serve_ws
+from mdactors.api.grpc.service import serve_grpc
+from mdactors.api.http.app import create_app
+from mdactors.api.http.readiness import monitor_dependencies
+from mdactors.api.http.write_guard import WriteGuard
+from mdactors.api.ws.server import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
+from mdactors.engine.persistence import feed_postgres
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.replay import ReplayDriver, ReplayOptions
 from mdactors.engine.scenarios import ScenarioEngine
@@ -96,7 +100,7 @@ class Service:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         # hypercorn has no write timeout: the guard resets the connection of a
-        # stream whose client stopped reading (see mdactors.api.write_guard).
+        # stream whose client stopped reading (see mdactors.api.http.write_guard).
         app = WriteGuard(create_app(self.context), settings.slow_consumer_timeout)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
@@ -248,7 +252,7 @@ class Service:
             ),
             Child("grpc", self._serve_grpc, listener=True),
             Child("http", self._serve_http, listener=True),
-            Child("ws", partial(serve_ws, ctx, self.ports), listener=True),
+            Child("ws", partial(serve_ws, ctx, self.ports, (BinanceStreams,)), listener=True),
         ]
         log.info(
             "starting",
@@ -307,13 +311,39 @@ def build_service(
                 settings.price_breaker_window,
                 settings.price_breaker_timeout,
             )
+    postgres = None
+    if settings.postgres_url:
+        postgres = _postgres(settings, market.source if replay is None else "replay")
+        metrics.watch_breaker(postgres.breaker)
+        metrics.registry.register(postgres.collector())
+        background.append(Child("postgres", postgres.run))
+        history = PersistedHistory(history, postgres, settings.price_feed_sample_interval)
     recorder = Recorder(market, history)
+    if isinstance(history, PersistedHistory):
+        history.volume_24h = lambda key: recorder.stats_24h(key).volume
     recorder.backfill()
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
     context = ApiContext(
-        settings, market, recorder, history, streams, lifecycle, metrics, ScenarioEngine(market)
+        settings,
+        market,
+        recorder,
+        history,
+        streams,
+        lifecycle,
+        metrics,
+        ScenarioEngine(market),
+        postgres=postgres,
     )
+    if postgres is not None:
+        context.checks["postgres"] = postgres.describe
+        background.append(
+            Child(
+                "postgres-feed",
+                partial(feed_postgres, postgres, market, recorder, settings.snapshot_interval),
+                restart=True,
+            )
+        )
     supervisor = Supervisor(
         lifecycle,
         streams,
@@ -358,6 +388,19 @@ def _redis_history(settings: Settings) -> RedisHistory:
         backlog=settings.history_backlog,
         batch_size=settings.history_batch_size,
         flush_interval=settings.history_flush_interval,
+    )
+
+
+def _postgres(settings: Settings, source: str) -> PostgresStore:
+    """The PostgreSQL store of ``settings`` (POSTGRES_URL set), not yet connected."""
+    return PostgresStore(
+        postgres_pool(
+            settings.postgres_url, settings.postgres_pool_size, settings.postgres_timeout
+        ),
+        CircuitBreaker("postgres", 5, settings.postgres_breaker_timeout),
+        schema=settings.postgres_schema,
+        backlog=settings.postgres_backlog,
+        source=source,
     )
 
 

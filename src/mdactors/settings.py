@@ -283,6 +283,48 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def _postgres_url(text: str) -> str:
+    """A ``postgresql://`` (or ``postgres://``) URL that libpq can parse; empty = off."""
+    text = text.strip()
+    if not text:
+        return ""
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a postgresql:// URL (e.g. postgresql://user@host:5432/db)")
+    from psycopg.conninfo import conninfo_to_dict  # only when PostgreSQL is configured
+
+    try:
+        params = conninfo_to_dict(text)
+    except Exception as error:  # psycopg.ProgrammingError: libpq's own message
+        # libpq quotes the URL (password included) in some messages: never echo it.
+        reason = str(error).replace(text, "<url>").splitlines()[0][:120]
+        raise ValueError(f"not a valid PostgreSQL URL ({reason})") from None
+    for port in str(params.get("port", "5432")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"not a valid PostgreSQL URL (port {port[:20]!r})")
+    if params.get("sslmode", "prefer") not in _SSL_MODES:
+        raise ValueError(
+            f"not a valid PostgreSQL URL (sslmode must be one of {', '.join(_SSL_MODES)})"
+        )
+    return text
+
+
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+_SQL_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _sql_identifier(text: str) -> str:
+    """A lower-case SQL identifier (a schema name), so it never needs quoting to match."""
+    text = text.strip()
+    if not _SQL_IDENTIFIER.match(text):
+        raise ValueError(
+            f"expected a lower-case identifier such as market_data (letters, digits, '_', "
+            f"at most 63 characters), got {text[:70]!r}"
+        )
+    return text
+
+
 def _socket_path(text: str) -> str:
     """A Unix socket path (empty = none): absolute, and short enough for ``bind``."""
     text = text.strip()
@@ -397,6 +439,24 @@ FIELDS: tuple[Field, ...] = (
           "Consecutive Redis failures that open its circuit breaker."),
     Field("redis_breaker_timeout", "REDIS_BREAKER_TIMEOUT", _positive_duration, "30s",
           "How long an open Redis breaker waits before a trial call; caps the retry backoff."),
+    Field("postgres_url", "POSTGRES_URL", _postgres_url, "",
+          "PostgreSQL for long history, snapshots and the symbol catalogue "
+          "(postgresql://user:password@host:5432/db); empty = off.", secret=True),
+    Field("postgres_schema", "POSTGRES_SCHEMA", _sql_identifier, "market_data",
+          "Schema of the market-data tables (created if missing)."),
+    Field("postgres_pool_size", "POSTGRES_POOL_SIZE", _int_range(1, 100), "4",
+          "Most PostgreSQL connections held by this process."),
+    Field("postgres_timeout", "POSTGRES_TIMEOUT", _positive_duration, "5s",
+          "Connect timeout and statement timeout of each PostgreSQL call (made off the loop)."),
+    Field("postgres_backlog", "POSTGRES_BACKLOG", _int_range(1, 10_000_000), "100000",
+          "Rows per table buffered for PostgreSQL while it is slow or down; beyond it the "
+          "oldest are dropped and counted."),
+    Field("postgres_breaker_timeout", "POSTGRES_BREAKER_TIMEOUT", _positive_duration, "30s",
+          "How long an open PostgreSQL breaker waits before a trial call; caps the backoff."),
+    Field("price_feed_sample_interval", "PRICE_FEED_SAMPLE_INTERVAL", parse_duration, "1s",
+          "A price_feeds row per symbol at most this often; 0 = every tick."),
+    Field("snapshot_interval", "SNAPSHOT_INTERVAL", _positive_duration, "1m",
+          "A market_snapshots row per symbol this often."),
     Field("advertise_address", "ADVERTISE_ADDRESS", _text, "",
           "Routable address registered in discovery; defaults to the host name."),
     Field("max_subscribers", "MAX_SUBSCRIBERS", _int_range(1, 1_000_000), "10000",
@@ -505,6 +565,14 @@ class Settings:
     history_flush_interval: float
     redis_breaker_threshold: int
     redis_breaker_timeout: float
+    postgres_url: str
+    postgres_schema: str
+    postgres_pool_size: int
+    postgres_timeout: float
+    postgres_backlog: int
+    postgres_breaker_timeout: float
+    price_feed_sample_interval: float
+    snapshot_interval: float
     advertise_address: str
     max_subscribers: int
     max_stream_symbols: int
@@ -596,7 +664,7 @@ ECOSYSTEM_UNUSED: tuple[str, ...] = (
     "CONNECTION_MAX_IDLE_TIME", "CONNECTION_TIMEOUT", "IDLE_TIMEOUT", "MAX_RETRIES",
     "RETRY_INTERVAL", "DEFAULT_TTL", "REDIS_POOL_SIZE", "REDIS_MIN_IDLE_CONNS",
     "REDIS_MAX_RETRIES", "REDIS_DIAL_TIMEOUT", "REDIS_READ_TIMEOUT", "REDIS_WRITE_TIMEOUT",
-    "SCHEMA_NAME", "REDIS_NAMESPACE", "POSTGRES_URL", "MONGO_URL",
+    "SCHEMA_NAME", "REDIS_NAMESPACE", "MONGO_URL",
     # the adapters' own test and performance-test settings
     "TEST_POSTGRES_URL", "TEST_REDIS_URL", "PERF_TEST_SIZE", "PERF_THROUGHPUT_MIN",
     "PERF_LATENCY_MAX", "SKIP_INTEGRATION_TESTS",

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -50,6 +49,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.retry import Retry
 
+from mdactors.adapters.backlog import Backlog
 from mdactors.adapters.breaker import BreakerState, CircuitBreaker
 from mdactors.adapters.history import MemoryHistory
 from mdactors.domain.candles import INTERVALS, Candle
@@ -150,56 +150,6 @@ def _union(
     return [merged[k] for k in sorted(merged)[-limit:]] if limit > 0 else []
 
 
-class _Backlog:
-    """Items waiting for Redis, oldest first, at most ``bound``; overflow drops the oldest.
-
-    ``in_flight`` counts items taken for a write that has not finished: they
-    are still waiting (a failed write gives them back), so :attr:`waiting`
-    includes them.
-    """
-
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-        self.items: deque[Any] = deque()
-        self.dropped = 0
-        self.in_flight = 0
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _trim(self) -> None:
-        over = len(self.items) - self.bound
-        if over > 0:
-            self.dropped += over
-            for _ in range(over):
-                self.items.popleft()
-
-    def push(self, items: Iterable[Any]) -> None:
-        self.items.extend(items)
-        self._trim()
-
-    @property
-    def waiting(self) -> int:
-        """Items not written yet: queued plus in flight."""
-        return len(self.items) + self.in_flight
-
-    def take(self, count: int) -> list[Any]:
-        items = self.items
-        batch = [items.popleft() for _ in range(min(count, len(items)))]
-        self.in_flight += len(batch)
-        return batch
-
-    def written(self, batch: list[Any]) -> None:
-        """A batch from :meth:`take` is in Redis."""
-        self.in_flight -= len(batch)
-
-    def give_back(self, batch: list[Any]) -> None:
-        """Return a batch that could not be written, ahead of newer items."""
-        self.in_flight -= len(batch)
-        self.items.extendleft(reversed(batch))
-        self._trim()
-
-
 class RedisHistory:
     """:class:`~mdactors.adapters.history.HistoryStore` persisted in Redis.
 
@@ -229,8 +179,8 @@ class RedisHistory:
         self.candle_capacity = candle_capacity
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._ticks = _Backlog(backlog)
-        self._candles = _Backlog(backlog)
+        self._ticks = Backlog(backlog)
+        self._candles = Backlog(backlog)
         self._work = trio.Event()
         self._symbols: list[str] = []
         self._stored_until: dict[tuple[str, str], int] | None = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mdactors.adapters.history import HistoryStore
 from mdactors.adapters.metrics import Metrics
+from mdactors.adapters.postgres_store import PostgresStore
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.scenarios import ScenarioEngine
@@ -31,5 +32,7 @@ class ApiContext:
     scenarios: ScenarioEngine
     checks: dict[str, Callable[[], Mapping[str, object]]] = field(default_factory=dict)
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
+    postgres: PostgresStore | None = None
+    """With ``POSTGRES_URL``: snapshots, the symbol catalogue and long history."""
     ports: dict[str, int] = field(default_factory=dict)
     """Bound ports by listener (``http``, ``grpc``, ``ws``), filled as each one starts."""

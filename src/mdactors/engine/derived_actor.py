@@ -157,6 +157,8 @@ class PerpetualActor(DerivedActor):
         self.positions = positions
 
     def _observe(self, tick: Tick) -> None:
+        overlay = self.overlay
+        self.positions.intensity = 1.0 if overlay is None else overlay.liquidations
         funding = self.funding
         dt = (tick.ts_ns - funding.time_ns) / 1e9
         mark = funding.observe(tick.ts_ns, self.spot.mid, tick.bid, tick.ask, tick.price)

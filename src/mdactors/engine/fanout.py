@@ -11,7 +11,7 @@ A member that cannot be served at once — a backlog, a full window or socket
 buffer, anything in flight on its connection — is handed back to its own task
 (:meth:`Member.wake_writer`), which serves it the ordinary way until it is
 caught up again. Transports subclass :class:`FanOut` with the pass itself
-(:mod:`mdactors.api.ws_broadcast`, :mod:`mdactors.api.grpc_fanout`).
+(:mod:`mdactors.api.ws.broadcast`, :mod:`mdactors.api.grpc.fanout`).
 """
 
 from __future__ import annotations

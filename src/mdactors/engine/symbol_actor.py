@@ -189,7 +189,9 @@ class SymbolActor:
         ticks = round(self._mid * scale)
         if ticks < 1:
             ticks = 1
-        bid, ask = quote(spec, self._mid, activity, self.spread_factor)
+        overlay = self.overlay
+        spread = self.spread_factor if overlay is None else self.spread_factor * overlay.spread
+        bid, ask = quote(spec, self._mid, activity, spread)
         day = now_ns // _NS_PER_DAY
         if day != self._day:
             self._day = day

@@ -19,7 +19,7 @@ from pathlib import Path
 from quart import Blueprint, Response, send_from_directory
 
 from mdactors import __version__
-from mdactors.api.web import context, json_response
+from mdactors.api.http.web import context, json_response
 
 __all__ = ["CHART_INTERVALS", "STATIC", "blueprint"]
 

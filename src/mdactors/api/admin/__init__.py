@@ -1,0 +1,1 @@
+"""Admin surfaces behind the bearer token: chaos scenarios and debug views."""

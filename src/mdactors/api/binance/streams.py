@@ -1,0 +1,301 @@
+"""Binance market streams on the WebSocket port: trio I/O around
+:mod:`mdactors.api.binance.protocol`.
+
+Paths: ``/ws/<stream>`` (raw; a segment that is not a stream name, such as
+ccxt's ``/ws/0``, is ignored), ``/stream?streams=a/b`` (combined, each event
+wrapped as ``{"stream": ..., "data": ...}``), and ``/`` or ``/ws`` whose first
+client message has a ``method`` (the connection then speaks Binance; see
+:meth:`mdactors.api.ws.server.WsServer.takeover`).
+
+Each connection is a :class:`BinanceSession`
+(an :class:`~mdactors.api.ws.session.OutboxSession`): a reader applying control
+messages and a writer sending, one event per frame, what the subscribed
+symbols' :class:`~mdactors.api.binance.feed.SymbolFeed` Topics publish.
+Every event is encoded once and its bytes cached on the event (``wire``)
+for all sessions. A session behind its Topics loses the oldest events
+(conflation: a depth gap it can detect); behind for longer than
+``SLOW_CONSUMER_TIMEOUT`` it is closed with 1008, and one send blocked that
+long resets its TCP connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import WebSocketConnection, WebSocketRequest
+
+from mdactors.api.binance.codec import (
+    TRADE_ID_BASE,
+    agg_trade_event,
+    all_tickers_event,
+    book_ticker_event,
+    combined,
+    depth_update_event,
+    kline_event,
+    mini_ticker_event,
+    partial_depth_event,
+    ticker_24hr_json,
+    ticker_event,
+    top_of_book,
+    trade_event,
+)
+from mdactors.api.binance.feed import (
+    AllTickers,
+    AllTickersFeed,
+    DepthUpdate,
+    FeedItem,
+    SymbolFeed,
+)
+from mdactors.api.binance.protocol import (
+    ALL_STREAMS_KEY,
+    SessionStreams,
+    StreamSpec,
+    WsError,
+    decode_control,
+    error_reply,
+    is_binance_message,
+    parse_path,
+    parse_stream,
+)
+from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
+from mdactors.api.ws.protocol import Channel
+from mdactors.api.ws.session import CLOSE_GOING_AWAY, OutboxSession
+from mdactors.domain.candles import Candle
+from mdactors.domain.tick import Tick, trade_of
+from mdactors.engine.subscription import StreamClosed, TooManyStreams
+from mdactors.engine.topic import Topic
+
+if TYPE_CHECKING:
+    from mdactors.api.ws.server import WsServer
+
+__all__ = ["BinanceSession", "BinanceStreams"]
+
+CLIENT_TYPE = "binance"
+OUTBOX_LIMIT = 64
+MAX_EVENTS_PER_TOPIC = 256
+"""Most events of one Topic taken at once; a session further behind loses the oldest."""
+
+
+class BinanceStreams:
+    """The Binance protocol on one :class:`~mdactors.api.ws.server.WsServer`: feeds, routes,
+    sessions."""
+
+    def __init__(self, server: WsServer) -> None:
+        self.server = server
+        ctx = self.ctx = server.ctx
+        self.symbols = BinanceSymbols(ctx.market.symbols, ctx.settings.binance_symbol_aliases)
+        self.feeds = {
+            key: SymbolFeed(
+                actor,
+                ctx.history,
+                self._candle_at,
+                ctx.settings.binance_book_depth,
+                ctx.market.wall_clock,
+            )
+            for key, actor in ctx.market.actors.items()
+        }
+        self.all_tickers = AllTickersFeed(ctx.market.actors)
+        self.sessions: set[BinanceSession] = set()
+        server.prefix_routes["/ws/"] = self._route
+        server.routes["/stream"] = self._route
+        server.takeover = (is_binance_message, self._take_over)
+
+    async def _route(self, _server: WsServer, request: WebSocketRequest) -> None:
+        await self.serve_path(request)
+
+    async def _take_over(self, ws: WebSocketConnection, first_message: str | bytes) -> None:
+        await self.serve(ws, False, [], first_message)
+
+    def _candle_at(self, tick: Tick, interval: str) -> Candle:
+        return self.server.candle_at(tick, Channel("candles", interval=interval))
+
+    def topic(self, key: str) -> Topic[FeedItem] | Topic[AllTickers]:
+        """The Topic feeding subscription ``key`` (a symbol key or :data:`ALL_STREAMS_KEY`)."""
+        return self.all_tickers.topic if key == ALL_STREAMS_KEY else self.feeds[key].topic
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every feed until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for feed in self.feeds.values():
+                nursery.start_soon(feed.run)
+            nursery.start_soon(self.all_tickers.run)
+            task_status.started()
+
+    async def serve_path(self, request: WebSocketRequest) -> None:
+        """``/ws/<stream>...`` and ``/stream?streams=...``."""
+        try:
+            combined_mode, names = parse_path(request.path, self.ctx.settings.binance_max_streams)
+        except WsError as error:
+            await request.reject(400, body=error.msg.encode() + b"\n")
+            return
+        ws = await request.accept()
+        await self.serve(ws, combined_mode, names, None)
+
+    async def serve(
+        self,
+        ws: WebSocketConnection,
+        combined_mode: bool,
+        names: list[str],
+        first_message: str | bytes | None,
+    ) -> None:
+        """Run one Binance session on an accepted connection."""
+        session = BinanceSession(self, ws, combined_mode)
+        self.sessions.add(session)
+        try:
+            await session.run(names, first_message)
+        finally:
+            self.sessions.discard(session)
+
+    def close_all(self) -> None:
+        """Ask every session to close with 1001 (drain)."""
+        for session in list(self.sessions):
+            session.request_close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+class BinanceSession(OutboxSession):
+    """One Binance connection: its streams, a reader and a writer."""
+
+    client_type = CLIENT_TYPE
+    outbox_limit = OUTBOX_LIMIT
+    take_limit = MAX_EVENTS_PER_TOPIC
+
+    def __init__(self, streams: BinanceStreams, ws: WebSocketConnection, combined_mode: bool):
+        super().__init__(streams.server, ws)
+        self.owner = streams
+        self.state = SessionStreams(self.ctx.settings.binance_max_streams, combined_mode)
+
+    # ------------------------------------------------------------------ control
+
+    def _apply(self, added: list[StreamSpec], removed: list[StreamSpec]) -> None:
+        for spec in added:
+            self._demand(spec, 1)
+        for spec in removed:
+            self._demand(spec, -1)
+        keys = set(self.state.by_key)
+        if self.subscription is None or keys != set(self.subscription.topics):
+            self._follow({key: self.owner.topic(key) for key in self.state.by_key})
+
+    def _demand(self, spec: StreamSpec, delta: int) -> None:
+        if spec.market is None or spec.kind not in ("depth", "kline"):
+            return
+        feed = self.owner.feeds[spec.market.key]
+        arg: object = spec.speed_ms if spec.kind == "depth" else spec.interval
+        if delta > 0:
+            feed.want(spec.kind, arg)
+        else:
+            feed.unwant(spec.kind, arg)
+
+    def _on_message(self, data: str | bytes) -> bool:
+        try:
+            control = decode_control(data, self.ctx.settings.max_request_bytes)
+            reply, added, removed = self.state.handle(control, self.owner.symbols)
+            try:
+                self._apply(added, removed)
+            except TooManyStreams as error:
+                self.state.remove([spec.name for spec in added])
+                for spec in added:
+                    self._demand(spec, -1)
+                raise WsError(2, f"Invalid request: {error}; retry later", control.id) from None
+            self._send_later(reply)
+        except WsError as error:
+            self._send_later(error_reply(error))
+        except StreamClosed:
+            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+            return False
+        return True
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, names: list[str], first_message: str | bytes | None) -> None:
+        """Follow the path's streams, then serve until either side closes."""
+        specs = []
+        for name in names:
+            try:
+                specs.append(parse_stream(name, self.owner.symbols))
+            except WsError as error:
+                if "@" in name or name.startswith("!"):
+                    self._send_later(error_reply(error))
+        try:
+            self._apply(self.state.add(specs), [])
+            if first_message is not None:
+                self._on_message(first_message)
+            await self._serve()
+        except (StreamClosed, TooManyStreams) as error:
+            self._closing = (CLOSE_GOING_AWAY, str(error)[:100])
+        finally:
+            for spec in self.state.streams.values():
+                self._demand(spec, -1)
+            self._release()
+        await self._close()
+
+    # ------------------------------------------------------------------ writer
+
+    def _updates(self, key: str, items: list[FeedItem], messages: list[bytes]) -> int:
+        specs = self.state.by_key.get(key, ())
+        combined_mode = self.state.combined
+        for item in items:
+            for spec in specs:
+                data = self._render(spec, item)
+                if data is not None:
+                    messages.append(combined(spec.name, data) if combined_mode else data)
+        return 0
+
+    # ------------------------------------------------------------------ encodings
+
+    def _render(self, spec: StreamSpec, item: FeedItem) -> bytes | None:
+        """The event of ``spec`` carried by ``item`` (``None`` if it carries none),
+        encoded once per item and stream and cached on the item."""
+        wire = item.wire
+        cached = wire.get(spec.name)
+        if cached is not None:
+            return cached
+        data = self._encode(spec, item)
+        if data is not None:
+            wire[spec.name] = data
+        return data
+
+    def _encode(self, spec: StreamSpec, item: FeedItem) -> bytes | None:
+        kind = spec.kind
+        market = spec.market
+        if isinstance(item, AllTickers):
+            if kind not in ("allTickers", "allMiniTickers"):
+                return None
+            rows = [self._ticker_row(m, item.ticks[m.key]) for m in self.owner.symbols.markets]
+            return all_tickers_event(rows, item.event_ms, kind == "allMiniTickers")
+        if market is None:
+            return None
+        if isinstance(item, Tick):
+            return self._encode_tick(spec, market, item)
+        if isinstance(item, DepthUpdate):
+            if kind != "depth" or spec.speed_ms != item.speed_ms:
+                return None
+            if spec.levels:
+                return partial_depth_event(market, item.book, spec.levels)
+            return depth_update_event(
+                market, item.first_id, item.last_id, item.event_ms, item.bids, item.asks
+            )
+        if kind != "kline" or spec.interval != item.interval:
+            return None
+        return kline_event(
+            market, item.interval, item.kline, item.event_ms, item.first_id, item.last_id
+        )
+
+    def _encode_tick(self, spec: StreamSpec, market: BinanceMarket, tick: Tick) -> bytes | None:
+        kind = spec.kind
+        if kind in ("trade", "aggTrade"):
+            trade = trade_of(tick)
+            if trade is None:
+                return None
+            encode = trade_event if kind == "trade" else agg_trade_event
+            return encode(market, trade, TRADE_ID_BASE + tick.seq)
+        if kind == "bookTicker":
+            return book_ticker_event(market, tick.seq, top_of_book(market, tick))
+        if kind == "ticker":
+            return ticker_event(self._ticker_row(market, tick), tick.ts_ms)
+        if kind == "miniTicker":
+            return mini_ticker_event(self._ticker_row(market, tick), tick.ts_ms)
+        return None
+
+    def _ticker_row(self, market: BinanceMarket, tick: Tick) -> dict[str, Any]:
+        return ticker_24hr_json(market, tick, self.ctx.recorder.stats_24h(market.key))

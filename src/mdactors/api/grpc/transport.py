@@ -1,0 +1,641 @@
+"""purerpc plumbing: a server bound to the configured host that drains, and a strict dispatcher.
+
+purerpc (0.8) gives us HTTP/2 + gRPC framing and generated servicers; this
+module replaces the parts of its server that do not fit a long-running
+market-data service:
+
+- :class:`GrpcServer` subclasses :class:`purerpc.Server` to bind the
+  configured host without ``SO_REUSEPORT`` (purerpc binds every interface
+  with it, so two processes could silently share a port; ``serve --workers``
+  asks for it explicitly) and to drain: stop
+  accepting, let the calls end, send GOAWAY, close.
+- :class:`_Dispatcher` runs each call under its own cancel scope, cancelled
+  when the client resets the stream (purerpc ignores RST_STREAM) or its
+  connection closes; enforces ``grpc-timeout``; turns :class:`RpcError`,
+  malformed and oversized requests into proper statuses (purerpc answers
+  them with CANCELLED or drops the connection); and sends stream messages
+  only when the HTTP/2 window can take a whole message, so a client that
+  stops reading is detected (``behind``) and, past the slow-consumer
+  timeout, ended with RESOURCE_EXHAUSTED instead of stalling.
+- Every streamed message is followed by a real checkpoint: purerpc's
+  ``send_message`` is not a schedule point while the window is open, and a
+  handler that never yields starves the whole process.
+
+It touches purerpc internals (``GRPCStream._wait_flow_control_update``,
+``GRPCConnection`` hooks); purerpc is pinned to 0.8.0 for that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import h2.exceptions
+import purerpc
+import trio
+from google.protobuf.message import DecodeError
+from h2.connection import ConnectionState
+from h2.stream import StreamState
+from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
+from purerpc.grpc_socket import SocketWrapper
+from purerpc.grpclib.buffers import MessageWriteBuffer
+from purerpc.grpclib.config import GRPCConfiguration
+from purerpc.grpclib.connection import GRPCConnection
+from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
+from purerpc.grpclib.exceptions import GRPCError, MessageTooLargeError
+from purerpc.grpclib.status import Status
+from purerpc.rpc import Cardinality
+
+from mdactors.api.grpc.h2_settings import compact_h2_settings
+from mdactors.api.rpc.service import Code, RpcError
+
+__all__ = ["MAX_RESPONSE_BYTES", "GrpcCall", "GrpcServer", "Lane", "Writer", "grpc_message"]
+
+MAX_UNSENT_BYTES = 512 * 1024
+"""Outbound bytes one connection may have queued before its streams count as behind."""
+_UNSENT_POLL_S = 0.02
+
+# ~10 KB less per connection (see mdactors.api.grpc.h2_settings).
+compact_h2_settings()
+
+log = logging.getLogger("mdactors.grpc")
+
+#: Largest response message sent (requests are held to MAX_REQUEST_BYTES).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+_PEER_GONE = (
+    GRPCError,
+    h2.exceptions.H2Error,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
+_FLUSH_GRACE_S = 0.5
+
+
+def _status(code: Code, message: str = "") -> Status:
+    return Status(int(code), message)
+
+
+@dataclass(slots=True)
+class GrpcCall:
+    """What a servicer method learns about its call (passed as ``request``).
+
+    ``behind`` is set by the dispatcher when the client could not take a
+    message at once (its HTTP/2 window was full); a streaming method reads
+    and clears it to decide whether to conflate.
+    """
+
+    service: str
+    method: str
+    timeout: float | None
+    behind: bool = False
+    lane: Lane | None = None
+    """The stream's direct route for a fan-out (server-streaming calls only)."""
+
+    def take_behind(self) -> bool:
+        """Return and clear :attr:`behind`."""
+        behind, self.behind = self.behind, False
+        return behind
+
+
+class _RawRequest:
+    """Keeps a request message's bytes; the dispatcher parses them itself."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def ParseFromString(self, data: bytes) -> None:
+        """Store ``data`` unparsed."""
+        self.data = data
+
+
+class _Oversized(RequestEnded):
+    """A request message longer than the limit arrived (ends the request side)."""
+
+    def __init__(self, stream_id: int, message: str) -> None:
+        super().__init__(stream_id)
+        self.message = message
+
+
+class _Connection(GRPCConnection):
+    """Reports stream resets and oversized messages instead of ignoring or dying."""
+
+    def __init__(self, config: GRPCConfiguration, on_reset: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self._on_reset = on_reset
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Send ``data`` in DATA frames no larger than the peer accepts.
+
+        purerpc hands h2 up to a whole flow-control window at once, and h2
+        refuses frames above ``max_outbound_frame_size`` (16 KiB by default):
+        without the split, any message over 16 KiB failed and the call hung.
+        """
+        size = self.h2_connection.max_outbound_frame_size
+        last = max(len(data) - 1, 0) // size * size
+        for offset in range(0, last + 1, size):
+            chunk = data[offset : offset + size]
+            super().send_data(stream_id, chunk, end_stream=end_stream and offset == last)
+
+    def _stream_reset(self, event: Any) -> list[Any]:
+        self._on_reset(event.stream_id)
+        return []
+
+    def _data_received(self, event: Any) -> list[Any]:
+        stream_id = event.stream_id
+        if stream_id not in self.message_read_buffers:
+            # The rest of a request already answered (oversized): discard it.
+            with suppress(h2.exceptions.H2Error):
+                self.h2_connection.acknowledge_received_data(
+                    event.flow_controlled_length, stream_id
+                )
+            return []
+        try:
+            return super()._data_received(event)
+        except MessageTooLargeError as error:
+            del self.message_read_buffers[stream_id]
+            with suppress(h2.exceptions.H2Error):
+                self.h2_connection.acknowledge_received_data(
+                    event.flow_controlled_length, stream_id
+                )
+            return [_Oversized(stream_id, str(error))]
+
+
+class _Stream(GRPCProtoStream):
+    """A call's stream whose responses may be larger than the request limit.
+
+    purerpc caps outgoing messages at the configuration's
+    ``max_message_length``, which is our *request* limit (MAX_REQUEST_BYTES);
+    a response (a GenerateSimulation of many points) may be up to
+    :data:`MAX_RESPONSE_BYTES`. Otherwise purerpc's send loop, unchanged.
+    """
+
+    async def send_message(self, message: Any) -> None:
+        """Serialise and send one message (purerpc's version skips our ``_send``)."""
+        await self._send(message.SerializeToString())
+
+    async def _send(self, message: bytes, compress: bool = False) -> None:
+        connection = self._grpc_connection
+        buffer = MessageWriteBuffer(connection.config.message_encoding, MAX_RESPONSE_BYTES)
+        buffer.write_message(message, compress)
+        while buffer:
+            window = connection.flow_control_window(self._stream_id)
+            if window <= 0:
+                await self._wait_flow_control_update()
+                continue
+            connection.send_data(self._stream_id, buffer.data_to_send(min(window, len(buffer))))
+            await self._socket.flush()
+
+
+class Writer(SocketWrapper):
+    """purerpc's connection writer, which a fan-out may also write through without blocking.
+
+    purerpc's writer task sends whatever h2 has queued whenever it is woken
+    (two task switches per message). :meth:`write_now` writes h2's queue at
+    once from the calling task when the writer is idle; what the socket does
+    not take is left to the writer task, which sends it before anything else.
+    """
+
+    def __init__(self, connection: GRPCConnection, stream: anyio.abc.SocketStream) -> None:
+        super().__init__(connection, stream)
+        self._socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._owed = b""
+        self._sending = False
+        self.deferred = 0
+        """Writes the socket took only part of (the writer task sent the rest)."""
+
+    async def _writer_thread(self) -> None:
+        while True:
+            data = self._owed or self._grpc_connection.data_to_send()
+            self._owed = b""
+            if data:
+                self._sending = True
+                try:
+                    await self._stream.send(data)
+                finally:
+                    self._sending = False
+            elif self._running:
+                await self._flush_event.wait()
+                self._flush_event = anyio.Event()
+            else:
+                return
+
+    def unsent(self) -> int:
+        """Bytes queued for the connection and not yet handed to the kernel."""
+        return len(self._grpc_connection.h2_connection._data_to_send) + len(self._owed)
+
+    def write_now(self) -> None:
+        """Hand h2's queue to the kernel without blocking (the writer task sends the rest)."""
+        if self._sending or self._owed or not self._running:
+            self._flush_event.set()
+            return
+        data = self._grpc_connection.data_to_send()
+        if not data:
+            return
+        fd = self._socket.fileno()
+        try:
+            written = os.write(fd, data) if fd >= 0 else 0
+        except OSError:  # would block, or the peer is gone: the writer task finds out
+            written = 0
+        if written < len(data):
+            self.deferred += 1
+            self._owed = data[written:]
+            self._flush_event.set()
+
+
+class Lane:
+    """One server-streaming call's direct route: whole messages into h2's queue, no task.
+
+    :meth:`try_send` frames a message as one HTTP/2 DATA frame itself and
+    does h2's flow-control bookkeeping (h2's ``send_data`` costs ~9 µs a
+    frame in Python); it refuses whatever h2 would refuse or the call's own
+    task must handle: a closed stream or connection, a window or frame size
+    too small, a connection with too much unsent.
+    """
+
+    __slots__ = ("_connection", "_h2", "on_message", "stream_id", "writer")
+
+    def __init__(
+        self, stream: GRPCProtoStream, writer: Writer, on_message: Callable[[int], None]
+    ) -> None:
+        self.stream_id = stream.stream_id
+        self._connection: GRPCConnection = stream._grpc_connection
+        self._h2 = self._connection.h2_connection
+        self.writer = writer
+        self.on_message = on_message
+        """Called with the publish time of each message sent (latency metric)."""
+
+    def try_send(self, message: bytes) -> bool:
+        """Queue gRPC-framed ``message`` (see :func:`grpc_message`); ``False``: not sent."""
+        h2c = self._h2
+        stream = h2c.streams.get(self.stream_id)
+        size = len(message)
+        if (
+            stream is None
+            or stream.state_machine.state not in _SENDING_STATES
+            or h2c.state_machine.state is not ConnectionState.SERVER_OPEN
+            or size > h2c.max_outbound_frame_size
+            or size > h2c.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+            or self.writer.unsent() > MAX_UNSENT_BYTES
+        ):
+            return False
+        h2c._data_to_send += _DATA_HEADER.pack(size >> 8, size & 0xFF, 0, 0, self.stream_id)
+        h2c._data_to_send += message
+        h2c.outbound_flow_control_window -= size
+        stream.outbound_flow_control_window -= size
+        return True
+
+
+_SENDING_STATES = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+_DATA_HEADER = struct.Struct(">HBBBI")
+"""An HTTP/2 frame header of type DATA (0), no flags: 24-bit length, type, flags, stream id."""
+_GRPC_PREFIX = struct.Struct(">BI")
+
+
+def grpc_message(data: bytes) -> bytes:
+    """``data`` with gRPC's length prefix (uncompressed), as :meth:`Lane.try_send` takes it."""
+    return _GRPC_PREFIX.pack(0, len(data)) + data
+
+
+class _Socket(GRPCProtoSocket):
+    """A server-side purerpc socket over :class:`_Connection` and :class:`_Stream`."""
+
+    StreamClass = _Stream
+
+    def __init__(
+        self,
+        config: GRPCConfiguration,
+        sock: anyio.abc.SocketStream,
+        on_reset: Callable[[int], None],
+    ) -> None:
+        super().__init__(config, sock)
+        self._grpc_connection = _Connection(config, on_reset)
+        self._socket = self.writer = Writer(self._grpc_connection, sock)
+
+    @property
+    def connection(self) -> GRPCConnection:
+        """The gRPC/HTTP/2 state machine."""
+        return self._grpc_connection
+
+    async def goaway(self) -> None:
+        """Tell the client no new calls will be accepted on this connection."""
+        try:
+            self._grpc_connection.h2_connection.close_connection()
+            await self._socket.flush()
+        except h2.exceptions.H2Error:
+            pass
+
+
+@dataclass(eq=False)
+class _ConnectionState:
+    calls: dict[int, trio.CancelScope] = field(default_factory=dict)
+    socket: _Socket | None = None
+    reader: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    async def close(self) -> None:
+        """GOAWAY, then stop reading: the writer flushes and the connection ends."""
+        if self.socket is not None:
+            await self.socket.goaway()
+        self.reader.cancel()
+
+    def reset(self, stream_id: int) -> None:
+        scope = self.calls.get(stream_id)
+        if scope is not None:
+            scope.cancel()
+
+
+class _Dispatcher:
+    """Runs the calls of every connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        services: dict[str, purerpc.Service],
+        *,
+        max_message_bytes: int,
+        slow_consumer_timeout: float,
+        accepting: Callable[[], bool],
+        on_message: Callable[[int], None],
+    ) -> None:
+        self.services = services
+        self.max_message_bytes = max_message_bytes
+        self.slow_consumer_timeout = slow_consumer_timeout
+        self.accepting = accepting
+        self.on_message = on_message
+        self.in_flight = 0
+        self.idle = trio.Event()
+        self.idle.set()
+        self.connections: set[_ConnectionState] = set()
+        self.all_closed = trio.Event()
+        self.all_closed.set()
+
+    async def connection(self, sock: anyio.abc.SocketStream) -> None:
+        """Serve one client connection until it closes (or we are cancelled)."""
+        state = _ConnectionState()
+        config = GRPCConfiguration(client_side=False, max_message_length=self.max_message_bytes)
+        if not self.connections:
+            self.all_closed = trio.Event()
+        self.connections.add(state)
+        try:
+            async with _Socket(config, sock, state.reset) as grpc_socket:
+                state.socket = grpc_socket
+                async with trio.open_nursery() as nursery:
+                    with state.reader:
+                        async for stream in grpc_socket.listen():
+                            nursery.start_soon(self._run_call, state, stream)
+                    # The peer closed the connection (or we stopped reading, on
+                    # drain): its calls can send nothing more.
+                    nursery.cancel_scope.cancel()
+            # Leaving the socket lets its writer flush what is queued, then close.
+        except _PEER_GONE as error:
+            log.debug("grpc connection closed: %r", error)
+        except Exception as error:
+            if _peer_gone(error):  # anyio's task group wraps the peer's disconnect
+                log.debug("grpc connection closed: %r", error)
+            else:
+                log.exception("grpc connection failed")
+        finally:
+            self.connections.discard(state)
+            if not self.connections:
+                self.all_closed.set()
+            with trio.CancelScope(shield=True):
+                await sock.aclose()
+
+    async def _run_call(self, state: _ConnectionState, stream: GRPCProtoStream) -> None:
+        self.in_flight += 1
+        self.idle = trio.Event() if self.in_flight == 1 else self.idle
+        scope = trio.CancelScope()
+        state.calls[stream.stream_id] = scope
+        try:
+            with scope:
+                await self._call(stream)
+        except _PEER_GONE as error:
+            log.debug("grpc call ended by the peer: %r", error)
+        except Exception:
+            log.exception("grpc call failed")
+        finally:
+            state.calls.pop(stream.stream_id, None)
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()
+
+    async def _call(self, stream: GRPCProtoStream) -> None:
+        await stream.start_response()
+        event = await stream.receive_event()
+        if not isinstance(event, RequestReceived):
+            await stream.close(_status(Code.INTERNAL, "expected request headers"))
+            return
+        service = self.services.get(event.service_name)
+        bound = service.methods.get(event.method_name) if service is not None else None
+        if bound is None:
+            path = f"/{event.service_name}/{event.method_name}"[:200]
+            await stream.close(_status(Code.UNIMPLEMENTED, f"unknown method {path}"))
+            return
+        if not self.accepting():
+            await stream.close(_status(Code.UNAVAILABLE, "server is shutting down"))
+            return
+        timeout = event.timeout.total_seconds() if event.timeout is not None else None
+        call = GrpcCall(event.service_name, event.method_name, timeout)
+        stream.expect_message_type(_RawRequest)
+        status = _status(Code.OK)
+        with trio.move_on_after(timeout if timeout is not None else float("inf")) as deadline:
+            try:
+                await self._invoke(stream, bound, call)
+            except RpcError as error:
+                status = _status(error.code, error.message)
+            except _PEER_GONE:
+                raise
+            except Exception:
+                # A bug in a handler: the client gets INTERNAL at once, not a hang
+                # until its deadline; the details go to the log, not to the client.
+                log.exception("grpc handler failed", extra={"method": call.method})
+                status = _status(Code.INTERNAL, "internal error")
+        if deadline.cancelled_caught:
+            status = _status(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+        await stream.close(status)
+
+    async def _read_request(self, stream: GRPCProtoStream, request_type: Any) -> Any:
+        data: bytes | None = None
+        while True:
+            event = await stream.receive_event()
+            if isinstance(event, _Oversized):
+                raise RpcError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"request message larger than {self.max_message_bytes} bytes",
+                )
+            if isinstance(event, RequestEnded):
+                break
+            if isinstance(event, MessageReceived):
+                if data is not None:
+                    raise RpcError(Code.INVALID_ARGUMENT, "expected exactly one request message")
+                data = event.data.data
+        if data is None:
+            raise RpcError(Code.INVALID_ARGUMENT, "expected exactly one request message, got none")
+        try:
+            return request_type.FromString(data)
+        except DecodeError:
+            raise RpcError(
+                Code.INVALID_ARGUMENT,
+                f"malformed {request_type.DESCRIPTOR.full_name} message ({len(data)} bytes)",
+            ) from None
+
+    async def _invoke(self, stream: GRPCProtoStream, bound: Any, call: GrpcCall) -> None:
+        signature = bound.signature
+        request = await self._read_request(stream, signature.request_type)
+        if signature.cardinality is Cardinality.UNARY_UNARY:
+            response = await bound.method_fn(request, call)
+            await stream.send_message(response)
+        elif signature.cardinality is Cardinality.UNARY_STREAM:
+            call.lane = Lane(stream, stream._socket, self.on_message)
+            messages: AsyncIterator[Any] = bound.method_fn(request, call)
+            async with aclosing(messages):
+                async for message in messages:
+                    await self._send_streamed(stream, message, call)
+        else:
+            raise RpcError(Code.UNIMPLEMENTED, "client streaming is not supported")
+
+    async def _send_streamed(self, stream: GRPCProtoStream, message: Any, call: GrpcCall) -> None:
+        data = message.SerializeToString()
+        connection = stream._grpc_connection
+        writer: Writer = stream._socket
+        needed = min(len(data) + 5, connection.h2_connection.max_outbound_frame_size)
+
+        def blocked() -> bool:
+            # A client may open a huge HTTP/2 window and stop reading: then the
+            # bytes pile up in h2's outbound buffer (purerpc's writer never
+            # pushes back), so that buffer is bounded as well as the window.
+            return (
+                connection.flow_control_window(stream.stream_id) < needed
+                or writer.unsent() > MAX_UNSENT_BYTES
+            )
+
+        if blocked():
+            call.behind = True
+            with trio.move_on_after(self.slow_consumer_timeout) as waited:
+                while blocked():
+                    if connection.flow_control_window(stream.stream_id) < needed:
+                        await stream._wait_flow_control_update()
+                    else:
+                        await trio.sleep(_UNSENT_POLL_S)
+            if waited.cancelled_caught:
+                raise RpcError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"client too slow: it accepted no update for {self.slow_consumer_timeout:g} s "
+                    "(read faster, or ask for fewer updates with update_interval_ms)",
+                )
+        await stream.send_message(message)
+        ts_ns = getattr(message, "ts_ns", 0)
+        if ts_ns:
+            self.on_message(ts_ns)
+        # purerpc's send is no schedule point while the window is open.
+        await trio.lowlevel.checkpoint()
+
+
+def _peer_gone(error: BaseException) -> bool:
+    """Whether ``error`` (possibly a group) only says that the peer went away."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(_PEER_GONE)[1] is None
+    return isinstance(error, _PEER_GONE)
+
+
+class GrpcServer(purerpc.Server):
+    """purerpc's server bound to ``host`` (no SO_REUSEPORT) with a graceful drain.
+
+    :meth:`serve` reports the bound port through ``task_status`` and returns
+    once ``stop_accepting`` has fired and every call has ended.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        max_message_bytes: int,
+        slow_consumer_timeout: float,
+        on_message: Callable[[int], None] = lambda ts_ns: None,
+        reuse_port: bool = False,
+    ) -> None:
+        super().__init__(port=port)
+        self.host = host
+        self.reuse_port = reuse_port
+        self._accepting = True
+        self._dispatcher_options = {
+            "max_message_bytes": max_message_bytes,
+            "slow_consumer_timeout": slow_consumer_timeout,
+            "on_message": on_message,
+        }
+        self.dispatcher: _Dispatcher | None = None
+
+    async def serve(
+        self,
+        stop_accepting: Callable[[], Awaitable[object]],
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until ``stop_accepting()`` returns, then drain and return."""
+        async with AsyncExitStack() as stack:
+            # purerpc keeps each service behind an async context manager.
+            services = {
+                name: await stack.enter_async_context(manager)
+                for name, manager in self.services.items()
+            }
+            await self._serve(services, stop_accepting, task_status)
+
+    async def _serve(
+        self,
+        services: dict[str, purerpc.Service],
+        stop_accepting: Callable[[], Awaitable[object]],
+        task_status: trio.TaskStatus[int],
+    ) -> None:
+        dispatcher = self.dispatcher = _Dispatcher(
+            services, accepting=lambda: self._accepting, **self._dispatcher_options
+        )
+        listener = await anyio.create_tcp_listener(
+            local_host=self.host or None, local_port=self.port, reuse_port=self.reuse_port
+        )
+        self.port = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+        async with trio.open_nursery() as connections:
+            async with listener:
+                for one in listener.listeners:  # one per address family
+                    connections.start_soon(self._accept, one, connections, dispatcher)
+                task_status.started(self.port)
+                await stop_accepting()
+                self._accepting = False
+            # Open streams were told to end by the drain; wait for every call.
+            await dispatcher.idle.wait()
+            for state in list(dispatcher.connections):
+                await state.close()
+            # The writers flush the last trailers and GOAWAY frames; a peer
+            # that does not read gets a bounded grace.
+            with trio.move_on_after(_FLUSH_GRACE_S):
+                await dispatcher.all_closed.wait()
+            connections.cancel_scope.cancel()
+
+    async def serve_async(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """purerpc's entry point: serve forever (no drain)."""
+        await self.serve(trio.sleep_forever, task_status=task_status)
+
+    @staticmethod
+    async def _accept(
+        listener: anyio.abc.SocketListener,
+        nursery: trio.Nursery,
+        dispatcher: _Dispatcher,
+    ) -> None:
+        while True:
+            try:
+                sock = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as error:  # e.g. EMFILE: back off instead of spinning
+                log.warning("grpc accept failed: %s", error)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(dispatcher.connection, sock)

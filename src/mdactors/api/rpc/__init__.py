@@ -1,0 +1,1 @@
+"""The RPC core that gRPC and Connect share: service methods, status codes, proto codec."""

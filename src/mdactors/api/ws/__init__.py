@@ -1,0 +1,1 @@
+"""Our WebSocket protocol on port 8765: listener, sessions, broadcast, JSON protocol."""
