@@ -20,7 +20,7 @@ from mdactors.api.admin.chaos_orders import ORDERS
 from mdactors.api.console import STATIC
 from mdactors.api.http.listeners import ListenerWindow, Reading
 from mdactors.app import Service
-from tests.conftest import running_service, wait_for
+from tests.conftest import RedisServer, running_service, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = STATIC / "vendor" / "lightweight-charts"
@@ -202,3 +202,21 @@ def test_loop_lag_keeps_the_latest_sample_and_the_largest_of_its_window() -> Non
     assert (lag.last, lag.recent_max) == (0.004, 0.004)
     lag.record(-0.001)  # a clock that woke early counts as no lag
     assert lag.last == 0.0
+
+
+async def test_listeners_shows_postgresql_and_redis_status_when_configured(
+    redis_server: RedisServer, postgres_database: str, postgres_schema: str
+) -> None:
+    env = {
+        "REDIS_URL": redis_server.url,
+        "POSTGRES_URL": postgres_database,
+        "POSTGRES_SCHEMA": postgres_schema,
+        "DISCOVERY_ENABLED": "false",
+    }
+    async with running_service(env) as service, _client(service) as http:
+        await wait_for(lambda: service.context.postgres is not None and service.context.postgres.up)
+        dependencies = (await http.get("/api/v1/listeners")).json()["dependencies"]
+    assert dependencies["history"]["backend"] == "redis"
+    assert dependencies["history"]["status"] == "ok"
+    assert dependencies["postgres"]["status"] == "ok"
+    assert dependencies["postgres"]["schema"] == postgres_schema
