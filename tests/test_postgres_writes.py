@@ -282,3 +282,34 @@ def test_bench_runs(postgres_database: str) -> None:
         cwd=root,
     )  # fmt: skip
     assert "rows/s persisted" in result.stdout
+
+
+async def test_a_slow_postgres_times_out_degrades_and_catches_up(
+    postgres_database: str, postgres_schema: str
+) -> None:
+    env = _env(postgres_database, postgres_schema, DEFAULT_SYMBOLS="BTC/USD")
+    async with running_service(env) as service:
+        store = service.context.postgres
+        assert store is not None
+        await wait_for(lambda: store.up and store.persisted["price_feeds"] > 5, 20)
+        blocker = await trio.to_thread.run_sync(psycopg.connect, postgres_database)
+        try:
+            # Another session holds the table: every write waits until POSTGRES_TIMEOUT (1 s).
+            await trio.to_thread.run_sync(
+                blocker.execute,
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    _table(postgres_schema, "price_feeds")
+                ),
+            )
+            await wait_for(lambda: store.reason == "timeout" and not store.up, 10)
+            base = f"http://127.0.0.1:{service.ports['http']}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                with trio.fail_after(1):  # the loop is never blocked by the waiting writer
+                    served = await http.get("/api/v1/prices/BTC-USD/current")
+            assert served.status_code == 200
+            waiting = store.backlog["price_feeds"]
+            assert waiting > 0
+        finally:
+            await trio.to_thread.run_sync(blocker.close)  # rolls back: the lock is gone
+        await wait_for(lambda: store.up and store.backlog["price_feeds"] < waiting, 20)
+        assert store.dropped["price_feeds"] == 0
