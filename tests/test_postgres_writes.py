@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -39,6 +40,17 @@ async def _query(url: str, query: sql.Composable, params: tuple[Any, ...] = ()) 
             return conn.execute(query, params).fetchall()
 
     return await trio.to_thread.run_sync(run)
+
+
+def _server(url: str) -> SplitResult:
+    return urlsplit(url)
+
+
+def _through(url: str, proxy: TcpProxy) -> str:
+    """``url`` with its server replaced by ``proxy`` on loopback."""
+    parts = _server(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
 
 
 def _table(schema: str, name: str) -> sql.Composed:
@@ -156,10 +168,10 @@ def _on_lot_grid(volume: float) -> float:
 async def test_outage_within_the_backlog_loses_nothing(
     postgres_database: str, postgres_schema: str
 ) -> None:
-    proxy = TcpProxy(5432)
+    proxy = TcpProxy(_server(postgres_database).port or 5432)
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
-        url = postgres_database.replace(":5432/", f":{proxy.port}/")
+        url = _through(postgres_database, proxy)
         env = _env(url, postgres_schema, DEFAULT_SYMBOLS="BTC/USD", PRICE_UPDATE_INTERVAL="20ms")
         async with running_service(env) as service:
             store = service.context.postgres
@@ -200,11 +212,11 @@ def _tick(seq: int) -> Tick:
 async def test_overflow_beyond_the_backlog_is_dropped_oldest_first_and_counted(
     postgres_database: str, postgres_schema: str
 ) -> None:
-    proxy = TcpProxy(5432)
+    proxy = TcpProxy(_server(postgres_database).port or 5432)
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
         proxy.down()
-        url = postgres_database.replace(":5432/", f":{proxy.port}/")
+        url = _through(postgres_database, proxy)
         store = PostgresStore(
             postgres_pool(url, 2, 1.0),
             CircuitBreaker("postgres", 5, 0.3),
