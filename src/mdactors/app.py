@@ -36,6 +36,7 @@ from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc.service import serve_grpc
 from mdactors.api.http.app import create_app
+from mdactors.api.http.body_drain import DrainBody
 from mdactors.api.http.readiness import monitor_dependencies
 from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
@@ -43,6 +44,7 @@ from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
+from mdactors.engine.market_view import MarketView
 from mdactors.engine.persistence import feed_postgres
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.replay import ReplayDriver, ReplayOptions
@@ -100,7 +102,9 @@ class Service:
         config.errorlog = logging.getLogger("hypercorn.error")
         # hypercorn has no write timeout: the guard resets the connection of a
         # stream whose client stopped reading (see mdactors.api.http.write_guard).
-        app = WriteGuard(create_app(self.context), settings.slow_consumer_timeout)
+        # An answer sent before the request body was read (a 401 on a large POST)
+        # must not leave that body in the way of the connection's next request.
+        app = WriteGuard(DrainBody(create_app(self.context)), settings.slow_consumer_timeout)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             if not settings.reuse_port:
@@ -331,6 +335,7 @@ def build_service(
         lifecycle,
         metrics,
         ScenarioEngine(market),
+        MarketView(market, recorder, history),
         postgres=postgres,
     )
     if postgres is not None:
