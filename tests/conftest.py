@@ -1,7 +1,10 @@
-"""Shared fixtures: a real service on loopback ports, and clients for it."""
+"""Shared fixtures: a real service on loopback ports, and the clients several test modules use
+(gRPC, WebSocket, SSE): test modules import from here, never from one another."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import secrets
@@ -12,13 +15,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import grpc
 import httpx
 import pytest
 import redis
 import trio
+from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
+from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 from mdactors.app import Service, build_service
 from mdactors.settings import load_settings
 
@@ -232,3 +238,131 @@ class TcpProxy:
         async with trio.open_nursery() as nursery:
             task_status.started()
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+
+# -- clients shared by several test modules -----------------------------------
+
+T = TypeVar("T")
+BTC = "BTC/USD"
+
+
+@asynccontextmanager
+async def grpc_service(
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[Service, grpc.Channel]]:
+    """The running service and a grpcio channel to its gRPC port."""
+    async with running_service(env) as service:
+        channel = grpc.insecure_channel(f"127.0.0.1:{service.ports['grpc']}")
+        try:
+            yield service, channel
+        finally:
+            channel.close()
+
+
+async def call(fn: Callable[[], T]) -> T:
+    """Run a blocking grpcio call in a worker thread."""
+    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+def stub(channel: grpc.Channel) -> pb_grpc.MarketDataServiceStub:
+    return pb_grpc.MarketDataServiceStub(channel)
+
+
+def rpc_error(fn: Callable[[], Any]) -> grpc.RpcError:
+    """Call ``fn`` and return the grpc error it raises."""
+    try:
+        fn()
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError("expected the RPC to fail")
+
+
+def take(iterator: Any, count: int) -> list[Any]:
+    return list(itertools.islice(iterator, count))
+
+
+Message = dict[str, Any]
+
+
+def unwrap(frame: str | bytes) -> Iterator[Message]:
+    """The messages of one frame (a batch frame holds several)."""
+    body = json.loads(frame)
+    if body["type"] == "batch":
+        yield from body["messages"]
+    else:
+        yield body
+
+
+class Client:
+    """A trio-websocket client that reads messages one at a time, batches unwrapped."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.pending: list[Message] = []
+
+    async def send(self, payload: Message | str | bytes) -> None:
+        await self.ws.send_message(
+            payload if isinstance(payload, str | bytes) else json.dumps(payload)
+        )
+
+    async def next(self) -> Message:
+        while not self.pending:
+            self.pending.extend(unwrap(await self.ws.get_message()))
+        return self.pending.pop(0)
+
+    async def next_of(self, kind: str, within: float = 5.0) -> Message:
+        """The next message of type ``kind`` (others are skipped)."""
+        with trio.fail_after(within):
+            while True:
+                message = await self.next()
+                if message["type"] == kind:
+                    return message
+
+    async def request(self, payload: Message | str | bytes, reply: str) -> Message:
+        await self.send(payload)
+        return await self.next_of(reply)
+
+
+@asynccontextmanager
+async def connect(service: Service, path: str = "/ws") -> AsyncIterator[Client]:
+    url = f"ws://127.0.0.1:{service.ports['ws']}{path}"
+    async with open_websocket_url(url) as ws:
+        client = Client(ws)
+        welcome = await client.next_of("welcome")
+        assert "BTC/USD" in welcome["symbols"]
+        yield client
+
+
+@asynccontextmanager
+async def small_window_client(
+    port: int, nursery: trio.Nursery
+) -> AsyncIterator[WebSocketConnection]:
+    """A client with a tiny receive buffer (the application decides when it reads)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws")
+    try:
+        yield ws
+    finally:
+        await stream.aclose()
+
+
+async def read_events(lines: AsyncIterator[str], count: int) -> list[dict[str, str]]:
+    """Parse up to ``count`` SSE events (fields of each) from a response's lines."""
+    events: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if fields:
+                events.append(fields)
+                fields = {}
+                if len(events) == count:
+                    break
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(": ")
+        fields[name] = value
+    return events

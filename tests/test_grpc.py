@@ -7,9 +7,6 @@ import errno
 import itertools
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import grpc
@@ -25,46 +22,7 @@ from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 from mdactors._proto.grpc_health.v1 import health_pb2, health_pb2_grpc
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-
-T = TypeVar("T")
-BTC = "BTC/USD"
-
-
-@asynccontextmanager
-async def grpc_service(
-    env: Mapping[str, str] | None = None,
-) -> AsyncIterator[tuple[Service, grpc.Channel]]:
-    """The running service and a grpcio channel to its gRPC port."""
-    async with running_service(env) as service:
-        channel = grpc.insecure_channel(f"127.0.0.1:{service.ports['grpc']}")
-        try:
-            yield service, channel
-        finally:
-            channel.close()
-
-
-async def call(fn: Callable[[], T]) -> T:
-    """Run a blocking grpcio call in a worker thread."""
-    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
-
-
-def stub(channel: grpc.Channel) -> pb_grpc.MarketDataServiceStub:
-    return pb_grpc.MarketDataServiceStub(channel)
-
-
-def rpc_error(fn: Callable[[], Any]) -> grpc.RpcError:
-    """Call ``fn`` and return the grpc error it raises."""
-    try:
-        fn()
-    except grpc.RpcError as error:
-        return error
-    raise AssertionError("expected the RPC to fail")
-
-
-def take(iterator: Any, count: int) -> list[Any]:
-    return list(itertools.islice(iterator, count))
-
+from .conftest import BTC, call, grpc_service, rpc_error, stub, take, wait_for
 
 # -- unary -----------------------------------------------------------------
 
