@@ -315,7 +315,7 @@ def build_service(
             )
     postgres = None
     if settings.postgres_url:
-        postgres = _postgres(settings, market.source if replay is None else "replay")
+        postgres = _postgres(settings, market, "replay" if replay is not None else market.source)
         metrics.watch_breaker(postgres.breaker)
         metrics.registry.register(postgres.collector())
         background.append(Child("postgres", postgres.run))
@@ -389,8 +389,8 @@ def _redis_history(settings: Settings) -> RedisHistory:
     )
 
 
-def _postgres(settings: Settings, source: str) -> PostgresStore:
-    """The PostgreSQL store of ``settings`` (POSTGRES_URL set), not yet connected."""
+def _postgres(settings: Settings, market: Market, source: str) -> PostgresStore:
+    """The PostgreSQL store of ``settings`` (POSTGRES_URL set) for ``market``, not connected."""
     return PostgresStore(
         postgres_pool(
             settings.postgres_url, settings.postgres_pool_size, settings.postgres_timeout
@@ -399,6 +399,7 @@ def _postgres(settings: Settings, source: str) -> PostgresStore:
         schema=settings.postgres_schema,
         backlog=settings.postgres_backlog,
         source=source,
+        simulated=market.symbols,
     )
 
 

@@ -4,12 +4,13 @@ correlations. Symbols are accepted in any spelling and echoed as sent."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pydantic import BaseModel, Field
 from quart import Blueprint, Response
 from quart_schema import validate_querystring
 
-from mdactors.api.codec import LIVE_SOURCE, rfc3339, tick_fields
+from mdactors.api.codec import LIVE_SOURCE, perpetual_fields, rfc3339, tick_fields
 from mdactors.api.http.errors import invalid_parameter
 from mdactors.api.http.web import context, json_response, parse_time_ms
 from mdactors.domain.candles import INTERVALS, Candle
@@ -78,7 +79,15 @@ async def current_price(symbol: str) -> Response:
     body = tick_fields(ctx.market.latest(key))
     body["symbol"] = symbol
     body["key"] = key
+    _add_perpetual(body, key)
     return json_response(body)
+
+
+def _add_perpetual(body: dict[str, Any], key: str) -> None:
+    """A perpetual's answers carry its mark, index, funding and open interest."""
+    contract = context().market.latest(key).contract
+    if contract is not None:
+        body["perpetual"] = perpetual_fields(contract)
 
 
 @blueprint.get("/api/v1/prices/<path:symbol>/history")
@@ -148,20 +157,59 @@ async def stats_24h(symbol: str) -> Response:
     ctx = context()
     key = ctx.market.resolve(symbol)
     stats = ctx.view.stats_24h(key)
+    body = {
+        "symbol": symbol,
+        "key": key,
+        "open": stats.open,
+        "high": stats.high,
+        "low": stats.low,
+        "last": stats.last,
+        "volume": stats.volume,
+        "change": stats.change,
+        "change_percentage": stats.change_pct,
+        "window_start": rfc3339(stats.start_ms * 1_000_000),
+        "window_end": rfc3339(stats.end_ms * 1_000_000),
+        "source": LIVE_SOURCE,
+    }
+    _add_perpetual(body, key)
+    return json_response(body)
+
+
+class FundingQuery(BaseModel):
+    """Query of ``/funding/{symbol}``."""
+
+    start: str | None = Field(None, description="RFC 3339 time or epoch ms (inclusive).")
+    end: str | None = Field(None, description="RFC 3339 time or epoch ms (inclusive).")
+    limit: int = Field(100, ge=1, le=1000, description="Most recent settlements to return.")
+
+
+@blueprint.get("/api/v1/funding/<path:symbol>")
+@validate_querystring(FundingQuery)
+async def funding_history(symbol: str, query_args: FundingQuery) -> Response:
+    """A perpetual's settled fundings (newest last) and the interval in progress."""
+    ctx = context()
+    key = ctx.market.resolve(symbol)
+    perpetual = ctx.market.perpetual(key)
+    if perpetual is None:
+        raise invalid_parameter("symbol", f"{symbol[:40]!r} is not a perpetual (e.g. BTC-USD-PERP)")
+    start_ms = parse_time_ms("start", query_args.start) or 0
+    end_ms = parse_time_ms("end", query_args.end)
+    settled = [
+        {
+            "funding_time": rfc3339(s.time_ms * 1_000_000),
+            "funding_rate": s.rate,
+            "mark_price": s.mark,
+        }
+        for s in perpetual.funding.history
+        if start_ms <= s.time_ms and (end_ms is None or s.time_ms <= end_ms)
+    ][-query_args.limit :]
     return json_response(
         {
             "symbol": symbol,
             "key": key,
-            "open": stats.open,
-            "high": stats.high,
-            "low": stats.low,
-            "last": stats.last,
-            "volume": stats.volume,
-            "change": stats.change,
-            "change_percentage": stats.change_pct,
-            "window_start": rfc3339(stats.start_ms * 1_000_000),
-            "window_end": rfc3339(stats.end_ms * 1_000_000),
-            "source": LIVE_SOURCE,
+            "count": len(settled),
+            "settled": settled,
+            "current": perpetual_fields(perpetual.snapshot()),
         }
     )
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdactors.api.codec import dumps, tick_quote_fields
+from mdactors.api.codec import dumps, perpetual_fields, tick_quote_fields
 from mdactors.domain.book import OrderBook
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick, Trade
@@ -50,6 +50,8 @@ __all__ = [
     "candle_message",
     "decode_client_message",
     "error_message",
+    "funding_snapshot",
+    "funding_update",
     "heartbeat_message",
     "pong_message",
     "subscribed_message",
@@ -66,7 +68,7 @@ BOOK_DEFAULT_DEPTH = 10
 BOOK_MAX_DEPTH = 100
 MAX_CHANNELS_PER_MESSAGE = 16
 MAX_ID_LENGTH = 64
-CHANNEL_KINDS = ("ticker", "trades", "candles", "book")
+CHANNEL_KINDS = ("ticker", "trades", "candles", "book", "funding")
 
 RequestId = str | int | None
 
@@ -107,7 +109,8 @@ WS_ERRORS: ErrorTable[ProtocolError] = ErrorTable(
 @dataclass(frozen=True, slots=True)
 class Channel:
     """One data channel of a symbol: ``ticker``, ``trades``, ``candles:<interval>``,
-    ``book`` or ``book:<depth>``. ``name`` is its canonical spelling."""
+    ``book``, ``book:<depth>`` or (perpetuals) ``funding``. ``name`` is its canonical
+    spelling."""
 
     kind: str
     interval: str = ""
@@ -129,7 +132,7 @@ class Channel:
             raise ProtocolError("bad_channel", "channels must be strings")
         kind, sep, arg = text.strip().lower().partition(":")
         shown = text[:40]
-        if kind in ("ticker", "trades") and not sep:
+        if kind in ("ticker", "trades", "funding") and not sep:
             return cls(kind)
         if kind == "candles":
             if arg not in INTERVALS:
@@ -153,8 +156,8 @@ class Channel:
             return cls("book", depth=int(arg))
         raise ProtocolError(
             "bad_channel",
-            f"unknown channel {shown!r}; expected ticker, trades, candles:<interval> "
-            "or book[:<depth>]",
+            f"unknown channel {shown!r}; expected ticker, trades, candles:<interval>, "
+            "book[:<depth>] or funding",
             channel=shown,
         )
 
@@ -432,7 +435,14 @@ def welcome_message(
             "version": version,
             "ts": ts_ns,
             "symbols": list(symbols),
-            "channels": ["ticker", "trades", "candles:<interval>", "book", "book:<depth>"],
+            "channels": [
+                "ticker",
+                "trades",
+                "candles:<interval>",
+                "book",
+                "book:<depth>",
+                "funding",
+            ],
             "intervals": list(INTERVALS),
             "limits": limits,
         }
@@ -499,6 +509,24 @@ def ticker_update(tick: Tick) -> bytes:
             "update", "ticker", tick.symbol, tick.seq, tick.ts_ns, tick_quote_fields(tick)
         )
     return cached
+
+
+def funding_update(tick: Tick) -> bytes:
+    """The ``funding`` update of a perpetual's ``tick`` (its mark, index, funding and open
+    interest: :func:`~mdactors.api.codec.perpetual_fields`), encoded once per tick."""
+    cached = tick.wire.get("ws:funding")
+    if cached is None:
+        contract = tick.contract
+        data = perpetual_fields(contract) if contract is not None else None
+        cached = tick.wire["ws:funding"] = _data(
+            "update", "funding", tick.symbol, tick.seq, tick.ts_ns, data
+        )
+    return cached
+
+
+def funding_snapshot(tick: Tick) -> bytes:
+    """The ``funding`` snapshot: the same payload as the update, typed ``snapshot``."""
+    return _as_snapshot(funding_update(tick))
 
 
 def ticker_snapshot(tick: Tick) -> bytes:

@@ -48,6 +48,8 @@ from mdactors.api.ws.protocol import (
     candle_message,
     decode_client_message,
     error_message,
+    funding_snapshot,
+    funding_update,
     heartbeat_message,
     pong_message,
     resolve_all,
@@ -61,6 +63,7 @@ from mdactors.api.ws.protocol import (
     welcome_message,
 )
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, CLOSE_GRACE_S, CLOSE_POLICY, OutboxSession
+from mdactors.domain.symbols import is_perpetual
 from mdactors.domain.tick import Tick, trade_of
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.net import shared_listen_socket
@@ -178,6 +181,15 @@ class WsSession(OutboxSession):
 
     def _subscribe(self, message: Subscribe) -> None:
         resolved = resolve_all(message.symbols, self._resolve, message.id)
+        if any(channel.kind == "funding" for channel in message.channels):
+            for raw, key in resolved:
+                if not is_perpetual(key):
+                    raise ProtocolError(
+                        "bad_channel",
+                        f"funding is a perpetual's channel; {raw[:40]!r} is not a perpetual",
+                        request_id=message.id,
+                        channel="funding",
+                    )
         try:
             result = self.state.subscribe(resolved, message.channels)
         except ProtocolError as error:
@@ -209,6 +221,8 @@ class WsSession(OutboxSession):
             return ticker_snapshot(tick)
         if channel.kind == "trades":
             return trades_snapshot(tick, ctx.view.recent_trades(key, TRADES_SNAPSHOT))
+        if channel.kind == "funding":
+            return funding_snapshot(tick)
         if channel.kind == "candles":
             return candle_message(
                 "snapshot",
@@ -243,6 +257,10 @@ class WsSession(OutboxSession):
             if kind == "ticker":
                 messages.extend(
                     ticker_update(tick) for tick in items if state.wants(key, channel, tick.seq)
+                )
+            elif kind == "funding":
+                messages.extend(
+                    funding_update(tick) for tick in items if state.wants(key, channel, tick.seq)
                 )
             elif kind == "trades":
                 for tick in items:
