@@ -16,8 +16,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 import pytest
 import redis
@@ -366,3 +371,121 @@ async def read_events(lines: AsyncIterator[str], count: int) -> list[dict[str, s
         name, _, value = line.partition(": ")
         fields[name] = value
     return events
+
+
+class RawGrpc:
+    """A bare HTTP/2 gRPC client (h2) whose flow-control window the test controls."""
+
+    def __init__(self, stream: trio.SocketStream, window: int) -> None:
+        self.stream = stream
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+        )
+        self.messages: list[bytes] = []
+        self.trailers: dict[str, str] = {}
+        self.unacked = 0
+        self._buffer = b""
+
+    @classmethod
+    async def connect(cls, port: int, window: int = 65_535) -> RawGrpc:
+        client = cls(await trio.open_tcp_stream("127.0.0.1", port), window)
+        client.h2.initiate_connection()
+        await client.flush()
+        return client
+
+    async def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            await self.stream.send_all(data)
+
+    async def start(self, path: str, message: bytes) -> int:
+        stream_id = self.h2.get_next_available_stream_id()
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+        self.h2.send_headers(stream_id, headers)
+        self.h2.send_data(stream_id, b"\0" + len(message).to_bytes(4, "big") + message, True)
+        await self.flush()
+        return stream_id
+
+    async def _read(self) -> None:
+        data = await self.stream.receive_some(65_536)
+        if not data:
+            raise AssertionError("connection closed")
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                self.unacked += event.flow_controlled_length
+                self._buffer += event.data
+                while len(self._buffer) >= 5:
+                    size = int.from_bytes(self._buffer[1:5], "big")
+                    if len(self._buffer) < 5 + size:
+                        break
+                    self.messages.append(self._buffer[5 : 5 + size])
+                    self._buffer = self._buffer[5 + size :]
+            elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                headers = dict(event.headers)
+                if "grpc-status" in headers:
+                    self.trailers = headers
+        await self.flush()
+
+    async def messages_until(self, count: int) -> None:
+        """Read until ``count`` messages arrived; fail if the call ends first."""
+        while len(self.messages) < count:
+            if self.trailers:
+                raise AssertionError(f"call ended early: {self.status()}")
+            await self._read()
+
+    async def wait_trailers(self) -> tuple[int, str]:
+        """Read until the call ends; return its status."""
+        while not self.trailers:
+            await self._read()
+        return self.status()
+
+    async def ack(self, stream_id: int) -> None:
+        """Open the window again for everything received (one WINDOW_UPDATE)."""
+        self.h2.acknowledge_received_data(self.unacked, stream_id)
+        self.unacked = 0
+        await self.flush()
+
+    def status(self) -> tuple[int, str]:
+        return int(self.trailers["grpc-status"]), unquote(self.trailers.get("grpc-message", ""))
+
+
+PATH = "/marketdata.MarketDataService"
+"""Where Connect serves the MarketDataService on the HTTP port."""
+
+
+async def read_stream(
+    client: httpx.AsyncClient, body: bytes, content_type: str, count: int, **headers: str
+) -> tuple[list[tuple[int, bytes]], httpx.Response]:
+    """Up to ``count`` envelopes (and the end-stream one if it comes first)."""
+    frames: list[tuple[int, bytes]] = []
+    buffer = b""
+    async with client.stream(
+        "POST",
+        f"{PATH}/StreamPrices",
+        content=body,
+        headers={"Content-Type": content_type, **headers},
+    ) as response:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            # One chunk may hold several envelopes: take no more than ``count``.
+            while (
+                len(frames) < count
+                and len(buffer) >= 5
+                and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big")
+            ):
+                size = int.from_bytes(buffer[1:5], "big")
+                frames.append((buffer[0], buffer[5 : 5 + size]))
+                buffer = buffer[5 + size :]
+            if len(frames) >= count or (frames and frames[-1][0] & 0x02):
+                break
+    return frames, response
