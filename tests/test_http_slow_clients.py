@@ -18,8 +18,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-from .test_sse_metrics import read_events
+from .conftest import read_events, running_service, wait_for
 
 SLOW_AFTER = 1.0
 #: Fast ticks so a client that does not read fills the socket buffers in well under a second.
@@ -77,6 +76,12 @@ async def test_stream_whose_client_stops_reading_is_disconnected_and_frees_its_s
                 await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
         assert streams.subscribers[("BTC/USD", client_type)] == 0
         assert lost(service, client_type) > 0
+        # What went out before the buffers filled was delivered: its latency observed.
+        registry = service.context.metrics.registry
+        count = registry.get_sample_value(
+            "market_data_publication_latency_seconds_count", {"client_type": client_type}
+        )
+        assert count is not None and count > 0
 
 
 async def test_sse_client_that_keeps_reading_is_not_disconnected() -> None:
