@@ -41,6 +41,8 @@ from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
+from mdactors.engine.derived_actor import PerpetualActor
+from mdactors.engine.mark_history import MarkHistory
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
 from mdactors.engine.persistence import feed_postgres
@@ -242,6 +244,7 @@ class Service:
             *self.background,
             self._engine(),
             Child("recorder", ctx.recorder.run),
+            *([Child("marks", ctx.marks.run)] if ctx.marks is not None else []),
             *self._config_refresh(),
             Child(
                 "health",
@@ -332,6 +335,10 @@ def build_service(
         metrics,
         ScenarioEngine(market),
         postgres=postgres,
+        marks=MarkHistory(
+            {k: a for k, a in market.actors.items() if isinstance(a, PerpetualActor)},
+            wall_clock=market.wall_clock,
+        ),
     )
     if postgres is not None:
         context.checks["postgres"] = postgres.describe

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from mdactors.adapters.history import HistoryStore
 from mdactors.adapters.metrics import Metrics
 from mdactors.adapters.postgres_store import PostgresStore
+from mdactors.engine.mark_history import MarkHistory
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.scenarios import ScenarioEngine
@@ -34,3 +35,5 @@ class ApiContext:
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
     postgres: PostgresStore | None = None
     """With ``POSTGRES_URL``: snapshots, the symbol catalogue and long history."""
+    marks: MarkHistory | None = None
+    """The perpetuals' recorded mark-price candles (the Binance futures view's mark klines)."""

@@ -40,8 +40,12 @@ __all__ = [
     "exchange_info",
     "kline_event",
     "kline_row",
+    "lot_size_filter",
+    "min_notional_of",
     "mini_ticker_event",
     "partial_depth_event",
+    "places_of",
+    "price_filter",
     "symbol_info",
     "ticker_24hr_json",
     "ticker_event",
@@ -67,6 +71,40 @@ def _places(decimals: int) -> int:
     return max(_PLACES, decimals)
 
 
+def places_of(market: BinanceMarket) -> tuple[int, int]:
+    """The decimal places of ``market``'s prices and quantities on the wire."""
+    spec = market.spec
+    return _places(spec.price_decimals), _places(spec.qty_decimals)
+
+
+def min_notional_of(market: BinanceMarket) -> float:
+    """Ten ticks' worth of one lot, at least 1 unit of quote."""
+    spec = market.spec
+    return max(1.0, round(spec.seed_price * spec.lot_size * 10, spec.price_decimals))
+
+
+def price_filter(market: BinanceMarket) -> dict[str, Any]:
+    """``PRICE_FILTER``: ``tickSize`` is the symbol's tick size."""
+    tick, places = market.spec.tick_size, places_of(market)[0]
+    return {
+        "filterType": "PRICE_FILTER",
+        "minPrice": decimal(tick, places),
+        "maxPrice": decimal(10_000_000.0, places),
+        "tickSize": decimal(tick, places),
+    }
+
+
+def lot_size_filter(market: BinanceMarket, kind: str = "LOT_SIZE") -> dict[str, Any]:
+    """``LOT_SIZE`` (or ``MARKET_LOT_SIZE``): ``stepSize`` is the symbol's lot size."""
+    lot, places = market.spec.lot_size, places_of(market)[1]
+    return {
+        "filterType": kind,
+        "minQty": decimal(lot, places),
+        "maxQty": decimal(9_000_000.0, places),
+        "stepSize": decimal(lot, places),
+    }
+
+
 # --------------------------------------------------------------------------- exchangeInfo
 
 
@@ -77,10 +115,8 @@ def symbol_info(market: BinanceMarket) -> dict[str, Any]:
     its lot size; the minimum notional is ten ticks' worth of one lot, at
     least 1 unit of quote.
     """
-    spec = market.spec
-    tick, lot = spec.tick_size, spec.lot_size
-    price_places, qty_places = _places(spec.price_decimals), _places(spec.qty_decimals)
-    min_notional = max(1.0, round(spec.seed_price * lot * 10, spec.price_decimals))
+    price_places, qty_places = places_of(market)
+    min_notional = min_notional_of(market)
     return {
         "symbol": market.name,
         "status": "TRADING",
@@ -102,18 +138,8 @@ def symbol_info(market: BinanceMarket) -> dict[str, Any]:
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": decimal(tick, price_places),
-                "maxPrice": decimal(10_000_000.0, price_places),
-                "tickSize": decimal(tick, price_places),
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": decimal(lot, qty_places),
-                "maxQty": decimal(9_000_000.0, qty_places),
-                "stepSize": decimal(lot, qty_places),
-            },
+            price_filter(market),
+            lot_size_filter(market),
             {
                 "filterType": "MIN_NOTIONAL",
                 "minNotional": decimal(min_notional, price_places),

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from mdactors import __version__
 from mdactors.api.admin import chaos, debug
 from mdactors.api.admin.guard import register_admin
+from mdactors.api.binance import futures_rest as binance_futures_rest
 from mdactors.api.binance import rest as binance_rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.connect import routes as connect
@@ -219,6 +220,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(catalogue.blueprint)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
+    app.register_blueprint(binance_futures_rest.blueprint)
     if settings.chaos_enabled:
         register_admin(app, chaos.blueprint, debug.blueprint)
     return app
