@@ -8,6 +8,8 @@
     python -m bench plot bench/results/A-sweep.json bench/results/B-sweep.json
     python -m bench engine --readers 100,1000
     python -m bench ticks
+    python -m bench soak --duration 10m
+    python -m bench soak --duration 3m --transports grpc --faults
 
 Results (JSON, and the sweep's PNG) go to bench/results/; every document
 carries the machine description, the git commit and the load average.
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from bench.churn import TRANSPORTS as CHURN_TRANSPORTS
 from bench.loadgen import Load
 from bench.report import RESULTS_DIR, document, format_table, stamp, write_json
 from bench.runner import run_point, servers_for, sweep
@@ -79,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--readers", default="100,1000", help="comma-separated reader counts")
     engine.add_argument("--seconds", type=float, default=3.0)
     commands.add_parser("ticks", help="tick generation cost (bench/tick_generation.py)")
+    soak = commands.add_parser("soak", help="churn every streaming transport for a long time")
+    soak.add_argument("--duration", default="10m", help="how long (Go duration, default 10m)")
+    soak.add_argument("--sample", default="30s", help="sampling window (default 30s)")
+    soak.add_argument("--transports", default=",".join(CHURN_TRANSPORTS), help="comma list")
+    soak.add_argument("--interval", default="100ms", help="tick interval")
+    soak.add_argument("--grpc-channels", type=int, default=10, help="long-lived gRPC channels")
+    soak.add_argument("--grpc-streams", type=int, default=150, help="concurrent gRPC streams")
+    soak.add_argument("--concurrency", type=int, default=20, help="per other transport")
+    soak.add_argument("--faults", action="store_true", help="kill Redis, fail the config service")
+    soak.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     return parser
 
 
@@ -186,6 +199,39 @@ def _parameters(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from bench.soak import SoakPlan, run_soak
+
+    transports = tuple(args.transports.split(","))
+    unknown = set(transports) - set(CHURN_TRANSPORTS)
+    if unknown:
+        raise SystemExit(f"unknown transport(s) {sorted(unknown)}; use {CHURN_TRANSPORTS}")
+    plan = SoakPlan(
+        transports,
+        duration=parse_duration(args.duration),
+        sample=parse_duration(args.sample),
+        interval=args.interval,
+        grpc_channels=args.grpc_channels,
+        grpc_streams=args.grpc_streams,
+        concurrency=args.concurrency,
+        faults=args.faults,
+    )
+    result = run_soak(plan)
+    doc = document("soak", _parameters(args), [])
+    doc.update(result)
+    del doc["rows"], doc["ratios"]
+    path = write_json(doc, args.out)
+    print(f"results: {path}")
+    try:
+        from bench.plot import plot_soak
+    except ImportError:
+        print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+    else:
+        print(f"plot: {plot_soak(doc, path.with_suffix('.png'))}")
+    print(result["verdict"]["line"])  # type: ignore[index]
+    return 0
+
+
 def _engine(args: argparse.Namespace) -> int:
     from bench.engine import engine_deliveries
 
@@ -208,5 +254,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["ticks"]:
         return _ticks(argv[1:])
     args = _parser().parse_args(argv)
-    commands = {"run": _run, "sweep": _sweep, "plot": _plot, "engine": _engine}
+    commands = {"run": _run, "sweep": _sweep, "plot": _plot, "engine": _engine, "soak": _soak}
     return commands[args.command](args)

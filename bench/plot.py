@@ -1,4 +1,5 @@
-"""The sweep's PNG: latency percentiles and server CPU per message vs subscribers."""
+"""The sweep's PNG (latency percentiles and server CPU per message vs subscribers)
+and the soak's (streams, CPU per stream and RSS over time)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 
-__all__ = ["plot_sweep", "sweep_series"]
+__all__ = ["plot_soak", "plot_sweep", "sweep_series"]
 
 Row = dict[str, object]
 
@@ -64,6 +65,41 @@ def plot_sweep(rows: Sequence[Row], path: Path, p99_bound_ms: float | None = Non
     for axes in (latency, cpu):
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_soak(doc: dict[str, object], path: Path) -> Path:
+    """Streams per window by transport, server CPU per stream and RSS over the soak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spans: list[Row] = doc["windows"]  # type: ignore[assignment]
+    minutes = [float(span["t_s"]) / 60 for span in spans]  # type: ignore[arg-type]
+    figure, (streams, cpu, rss) = plt.subplots(1, 3, figsize=(16, 4.5))
+    transports = list(spans[0]["per_transport"]) if spans else []  # type: ignore[call-overload]
+    for transport in transports:
+        values = [span["per_transport"][transport] for span in spans]  # type: ignore[index]
+        streams.plot(minutes, values, marker="o", label=transport)
+    streams.plot(minutes, [span["streams"] for span in spans], marker="s", label="all")
+    cpu.plot(minutes, [span["cpu_ms_per_stream"] for span in spans], marker="o")
+    rss.plot(minutes, [span["rss_mb"] for span in spans], marker="o")
+    for fault in doc.get("faults") or []:  # type: ignore[attr-defined]
+        for axes in (streams, cpu, rss):
+            axes.axvline(fault["t_s"] / 60, color="grey", linewidth=0.8, linestyle=":")
+    streams.set(xlabel="minutes", ylabel="streams completed per window", title="Churn")
+    cpu.set(xlabel="minutes", ylabel="server CPU ms per stream", title="CPU per stream")
+    rss.set(xlabel="minutes", ylabel="server RSS (MB)", title="Memory")
+    for axes in (streams, cpu, rss):
+        axes.grid(True, alpha=0.3)
+        axes.set_ylim(bottom=0)
+    streams.legend(fontsize="small")
+    figure.suptitle(str(doc.get("verdict", {}).get("line", "")), fontsize="small")  # type: ignore[attr-defined]
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

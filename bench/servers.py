@@ -110,13 +110,16 @@ def _launch(name: str, command: list[str], wanted: set[str], env: dict[str, str]
     return server
 
 
-def start_mdactors(symbols: list[str], interval: str, seed: int = 7) -> Server:
-    """``mdactors serve`` on free loopback ports (every transport), in-memory history."""
+def start_mdactors(
+    symbols: list[str], interval: str, seed: int = 7, env: dict[str, str] | None = None
+) -> Server:
+    """``mdactors serve`` on free loopback ports (every transport), in-memory history
+    unless ``env`` (extra environment variables) says otherwise."""
     command = [sys.executable, "-m", "mdactors", "serve", "--host", "127.0.0.1"]
     command += ["--http-port", "0", "--grpc-port", "0", "--ws-port", "0"]
     command += ["--symbols", ",".join(symbols), "--interval", interval, "--seed", str(seed)]
     command += ["--log-format", "json", "--log-level", "INFO", "--env-file", os.devnull]
-    env = {"MAX_SUBSCRIBERS": "1000000", "DRAIN_DELAY": "0s", "REDIS_URL": ""}
+    env = {"MAX_SUBSCRIBERS": "1000000", "DRAIN_DELAY": "0s", "REDIS_URL": "", **(env or {})}
     server = _launch("mdactors", command, {"grpc", "http", "ws"}, env)
     server.ports["sse"] = server.ports["http"]
     return server

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from mdactors.api.binance.codec import DiffWindow, book_diff, decimal, depth_json, symbol_info
+from mdactors.api.binance.codec import decimal, depth_json, symbol_info
 from mdactors.api.binance.protocol import (
     SessionStreams,
     WsError,
@@ -21,6 +21,7 @@ from mdactors.api.binance.protocol import (
 )
 from mdactors.api.binance.symbols import BinanceSymbols
 from mdactors.domain.book import Level, OrderBook, synthesize_book
+from mdactors.domain.book_diff import DiffWindow, book_diff
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, aggregate
 from mdactors.domain.quotes import quote

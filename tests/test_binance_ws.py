@@ -14,10 +14,11 @@ import trio.testing
 from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from mdactors.adapters.history import MemoryHistory
-from mdactors.api.binance.feed import DepthUpdate, KlineUpdate, SymbolFeed
-from mdactors.api.ws.protocol import fold_tick
 from mdactors.app import Service
+from mdactors.engine.binance_feed import DepthUpdate, KlineUpdate, SymbolFeed
 from mdactors.engine.market import Market
+from mdactors.engine.market_view import MarketView
+from mdactors.engine.recorder import Recorder
 from tests.conftest import running_service
 
 pytestmark = pytest.mark.timeout(60)
@@ -237,10 +238,10 @@ def trio_wall_clock() -> int:
 async def _feed(nursery: trio.Nursery) -> SymbolFeed:
     market = Market(["BTC/USD"], 0.05, seed=3, wall_clock=trio_wall_clock)
     actor = market.actor("BTC/USD")
+    history = MemoryHistory(1024)
     feed = SymbolFeed(
         actor,
-        MemoryHistory(1024),
-        lambda tick, interval: fold_tick(None, tick, interval),
+        MarketView(market, Recorder(market, history), history),
         book_depth=20,
         wall_clock=trio_wall_clock,
     )

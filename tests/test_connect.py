@@ -45,7 +45,12 @@ async def read_stream(
     ) as response:
         async for chunk in response.aiter_bytes():
             buffer += chunk
-            while len(buffer) >= 5 and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big"):
+            # One chunk may hold several envelopes: take no more than ``count``.
+            while (
+                len(frames) < count
+                and len(buffer) >= 5
+                and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big")
+            ):
                 size = int.from_bytes(buffer[1:5], "big")
                 frames.append((buffer[0], buffer[5 : 5 + size]))
                 buffer = buffer[5 + size :]

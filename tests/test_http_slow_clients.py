@@ -77,6 +77,12 @@ async def test_stream_whose_client_stops_reading_is_disconnected_and_frees_its_s
                 await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
         assert streams.subscribers[("BTC/USD", client_type)] == 0
         assert lost(service, client_type) > 0
+        # What went out before the buffers filled was delivered: its latency observed.
+        registry = service.context.metrics.registry
+        count = registry.get_sample_value(
+            "market_data_publication_latency_seconds_count", {"client_type": client_type}
+        )
+        assert count is not None and count > 0
 
 
 async def test_sse_client_that_keeps_reading_is_not_disconnected() -> None:

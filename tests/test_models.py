@@ -21,7 +21,9 @@ MINUTE = 60.0 / SECONDS_PER_YEAR
 BTC = default_model(spec_for("BTC/USD"))
 USDT = default_model(spec_for("USDT/USD"))
 # Jumps every few minutes, so a short path exercises the jump branch.
-JUMPY = dataclasses.replace(BTC, volatility=0.9, jump_intensity=100_000.0, jump_std=0.001)
+JUMPY = dataclasses.replace(
+    BTC, volatility=0.9, jump_intensity=100_000.0, jump_mean=0.0, jump_std=0.001
+)
 
 
 def _live_prices(model: PriceModel, steps: int, seed: int, dt: float = MINUTE) -> np.ndarray:
@@ -50,14 +52,25 @@ def test_step_and_simulate_agree_on_the_same_shocks() -> None:
     inputs = draw(JUMPY.tail_mix, np.random.default_rng(3), 2_000)
     e = inputs.combined(MarketFactor(3).draws(0, 2_000))
     assert np.sum(inputs.u >= JUMPY.coefficients(MINUTE).no_jump) > 5
+    season = JUMPY.rhythm.sigmas(np.arange(2_000, dtype=np.int64) * 60 * 10**9 * 7)
+    assert JUMPY.coefficients(MINUTE).memory and len(set(season.tolist())) > 10
     vector_state, step_state = JUMPY.initial_state(50.0), JUMPY.initial_state(50.0)
-    vectorised = JUMPY.simulate(vector_state, MINUTE, e, inputs.u, inputs.j)
+    vectorised = JUMPY.simulate(vector_state, MINUTE, e, inputs.u, inputs.j, season)
     stepped = []
-    for args in zip(e.tolist(), inputs.u.tolist(), inputs.j.tolist(), strict=True):
+    for args in zip(e.tolist(), inputs.u.tolist(), inputs.j.tolist(), season.tolist(), strict=True):
         JUMPY.step(step_state, MINUTE, *args)
         stepped.append(step_state.log_price)
     np.testing.assert_array_equal(stepped, vectorised)
     assert step_state.variance == vector_state.variance
+    assert (step_state.fast, step_state.slow) == (vector_state.fast, vector_state.slow)
+    assert step_state.fast != 0.0 and step_state.slow != 0.0
+
+
+def test_a_symbol_without_the_market_factor_keeps_its_volatility() -> None:
+    # Without a factor the innovation is the symbol's own draw at full weight, not
+    # its idiosyncratic part alone (which had only √(1 − ρ²) of the variance).
+    returns = log_returns(BTC.path(1.0, MINUTE, 50_000, np.random.default_rng(4)))
+    assert np.std(returns) * math.sqrt(365 * 1_440) == pytest.approx(0.5, rel=0.25)
 
 
 def test_seeded_paths_are_reproducible_and_seeds_differ() -> None:

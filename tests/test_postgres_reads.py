@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from mdactors.adapters.postgres_rows import CANDLE_COLUMNS, candle_row
+from mdactors.adapters.postgres_schema import ensure_schema
 from mdactors.app import Service
 from mdactors.domain.candles import Candle
 from mdactors.domain.symbols import spec_for
@@ -166,3 +167,43 @@ async def test_snapshots_without_postgres_are_a_503_saying_so() -> None:
         response = await http.get("/api/v1/snapshots/BTC-USD")
     assert response.status_code == 503
     assert response.json()["error"] == "postgres_not_configured"
+
+
+async def test_catalogue_rows_of_symbols_no_longer_simulated_turn_inactive(
+    postgres_database: str, postgres_schema: str
+) -> None:
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        ensure_schema(conn, postgres_schema)
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.symbols (symbol, base_currency, quote_currency, is_active) "
+                "VALUES ('XRP/USD', 'XRP', 'USD', true)"
+            ).format(sql.Identifier(postgres_schema))
+        )
+    async with _served(postgres_database, postgres_schema) as (_, http):
+        active = (await http.get("/api/v1/symbols?active=true")).json()
+        inactive = (await http.get("/api/v1/symbols?active=false")).json()
+    assert [s["symbol"] for s in active["symbols"]] == ["BTC/USD", "ETH/USD"]
+    assert [s["symbol"] for s in inactive["symbols"]] == ["XRP/USD"]
+
+
+async def test_price_feeds_of_another_writer_still_read_as_ticks(
+    postgres_database: str, postgres_schema: str
+) -> None:
+    start = _old_minute()
+    async with _served(postgres_database, postgres_schema) as (_, http):
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.price_feeds (symbol, price, timestamp, metadata) "
+                    "VALUES ('BTC/USD', 41000.5, to_timestamp(%s / 1000.0), '[1, 2]')"
+                ).format(sql.Identifier(postgres_schema)),
+                (start,),
+            )
+        answer = await http.get(
+            f"/api/v1/prices/BTC-USD/history?interval=tick&start={start}&end={start + 1}"
+        )
+    assert answer.status_code == 200
+    (tick,) = answer.json()["data"]
+    assert (tick["price"], tick["bid"], tick["ask"]) == (41000.5, 41000.5, 41000.5)
+    assert tick["timestamp_ns"] == start * 1_000_000

@@ -112,3 +112,22 @@ async def test_service_over_an_incompatible_schema_serves_and_reports_why(
         assert "symbols.symbol_id is missing" in check["detail"]
         assert price.status_code == 200
         assert store.persisted["candles"] == 0
+
+
+async def test_a_user_without_privileges_is_reported_as_permission(
+    postgres_database: str, postgres_schema: str
+) -> None:
+    user = f"nopriv_{postgres_schema[-6:]}"
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
+        try:
+            url = postgres_database.replace("postgres@", f"{user}@")
+            env = {"POSTGRES_URL": url, "POSTGRES_SCHEMA": postgres_schema}
+            async with running_service(env) as service:
+                store = service.context.postgres
+                assert store is not None
+                await wait_for(lambda: store.reason == "permission", 20)
+                assert "permission denied" in store.describe()["detail"]
+                assert store.errors["permission"] >= 1
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))

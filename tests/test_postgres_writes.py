@@ -3,6 +3,9 @@ lose nothing within the backlog and count what overflows it, a restart writes no
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +17,7 @@ from mdactors.adapters.breaker import CircuitBreaker
 from mdactors.adapters.postgres_store import PostgresStore, postgres_pool
 from mdactors.domain.candles import INTERVALS
 from mdactors.domain.tick import Tick
-from tests.conftest import TcpProxy, running_service, wait_for
+from tests.conftest import POSTGRES_ADMIN_URL, TcpProxy, running_service, wait_for
 
 
 def _env(url: str, schema: str, **extra: str) -> dict[str, str]:
@@ -265,3 +268,17 @@ async def test_a_restart_continues_without_duplicates_or_rewriting_stored_candle
     symbols_after = await _query(url, catalogue)
     assert [row[:2] for row in symbols_after] == [row[:2] for row in symbols_before]
     assert all(a[2] > b[2] for a, b in zip(symbols_after, symbols_before, strict=True))
+
+
+def test_bench_runs(postgres_database: str) -> None:
+    root = Path(__file__).parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.postgres_writes", "--seconds", "0.3", "--url",
+         POSTGRES_ADMIN_URL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=root,
+    )  # fmt: skip
+    assert "rows/s persisted" in result.stdout

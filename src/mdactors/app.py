@@ -36,6 +36,7 @@ from mdactors.api.codec import LIVE_SOURCE
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc.service import serve_grpc
 from mdactors.api.http.app import create_app
+from mdactors.api.http.body_drain import DrainBody
 from mdactors.api.http.readiness import monitor_dependencies
 from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
@@ -45,6 +46,7 @@ from mdactors.engine.derived_actor import PerpetualActor
 from mdactors.engine.mark_history import MarkHistory
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
+from mdactors.engine.market_view import MarketView
 from mdactors.engine.persistence import feed_postgres
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.replay import ReplayDriver, ReplayOptions
@@ -102,7 +104,9 @@ class Service:
         config.errorlog = logging.getLogger("hypercorn.error")
         # hypercorn has no write timeout: the guard resets the connection of a
         # stream whose client stopped reading (see mdactors.api.http.write_guard).
-        app = WriteGuard(create_app(self.context), settings.slow_consumer_timeout)
+        # An answer sent before the request body was read (a 401 on a large POST)
+        # must not leave that body in the way of the connection's next request.
+        app = WriteGuard(DrainBody(create_app(self.context)), settings.slow_consumer_timeout)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             if not settings.reuse_port:
@@ -314,7 +318,7 @@ def build_service(
             )
     postgres = None
     if settings.postgres_url:
-        postgres = _postgres(settings, market.source if replay is None else "replay")
+        postgres = _postgres(settings, market, "replay" if replay is not None else market.source)
         metrics.watch_breaker(postgres.breaker)
         metrics.registry.register(postgres.collector())
         background.append(Child("postgres", postgres.run))
@@ -334,6 +338,7 @@ def build_service(
         lifecycle,
         metrics,
         ScenarioEngine(market),
+        MarketView(market, recorder, history),
         postgres=postgres,
         marks=MarkHistory(
             {k: a for k, a in market.actors.items() if isinstance(a, PerpetualActor)},
@@ -391,8 +396,8 @@ def _redis_history(settings: Settings) -> RedisHistory:
     )
 
 
-def _postgres(settings: Settings, source: str) -> PostgresStore:
-    """The PostgreSQL store of ``settings`` (POSTGRES_URL set), not yet connected."""
+def _postgres(settings: Settings, market: Market, source: str) -> PostgresStore:
+    """The PostgreSQL store of ``settings`` (POSTGRES_URL set) for ``market``, not connected."""
     return PostgresStore(
         postgres_pool(
             settings.postgres_url, settings.postgres_pool_size, settings.postgres_timeout
@@ -401,6 +406,7 @@ def _postgres(settings: Settings, source: str) -> PostgresStore:
         schema=settings.postgres_schema,
         backlog=settings.postgres_backlog,
         source=source,
+        simulated=market.symbols,
     )
 
 

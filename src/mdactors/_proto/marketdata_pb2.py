@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10marketdata.proto\x12\nmarketdata\x1a\x1fgoogle/protobuf/timestamp.proto\"!\n\x0fGetPriceRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\xb7\x01\n\x10GetPriceResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x64 \x01(\x04\x12\x0b\n\x03\x62id\x18\x65 \x01(\x01\x12\x0b\n\x03\x61sk\x18\x66 \x01(\x01\x12\x0b\n\x03key\x18g \x01(\t\x12\x0c\n\x04live\x18h \x01(\x08\"B\n\x13StreamPricesRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\x1a\n\x12update_interval_ms\x18\x02 \x01(\x05\"\xfc\x01\n\x0bPriceUpdate\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0e\n\x06volume\x18\x03 \x01(\x01\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x30\n\x0b\x63hange_info\x18\x06 \x01(\x0b\x32\x1b.marketdata.PriceChangeInfo\x12\x10\n\x08sequence\x18\x64 \x01(\x04\x12\x0b\n\x03\x62id\x18\x65 \x01(\x01\x12\x0b\n\x03\x61sk\x18\x66 \x01(\x01\x12\x14\n\x0ctimestamp_ns\x18g \x01(\x03\x12\x0b\n\x03key\x18h \x01(\t\"\x80\x01\n\x0fPriceChangeInfo\x12\x15\n\rchange_amount\x18\x01 \x01(\x01\x12\x19\n\x11\x63hange_percentage\x18\x02 \x01(\x01\x12\x12\n\ndaily_high\x18\x03 \x01(\x01\x12\x11\n\tdaily_low\x18\x04 \x01(\x01\x12\x14\n\x0c\x64\x61ily_volume\x18\x05 \x01(\x01\"\x88\x01\n\x14SimulationParameters\x12\x19\n\x11volatility_factor\x18\x01 \x01(\x01\x12\x14\n\x0ctrend_factor\x18\x02 \x01(\x01\x12\x13\n\x0b\x64\x61ta_points\x18\x03 \x01(\x05\x12\x15\n\rinclude_noise\x18\x04 \x01(\x08\x12\x13\n\x0bnoise_level\x18\x05 \x01(\x01\"\xec\x01\n\x11SimulationRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fsimulation_type\x18\x04 \x01(\x0e\x32\x1a.marketdata.SimulationType\x12\x34\n\nparameters\x18\x05 \x01(\x0b\x32 .marketdata.SimulationParameters\"\x83\x01\n\nPricePoint\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\x02 \x01(\x01\x12\x0c\n\x04high\x18\x03 \x01(\x01\x12\x0b\n\x03low\x18\x04 \x01(\x01\x12\r\n\x05\x63lose\x18\x05 \x01(\x01\x12\x0e\n\x06volume\x18\x06 \x01(\x01\"\xb0\x01\n\x12StatisticalMetrics\x12\x1f\n\x17\x63orrelation_coefficient\x18\x01 \x01(\x01\x12\x1d\n\x15volatility_similarity\x18\x02 \x01(\x01\x12&\n\x1ereturn_distribution_similarity\x18\x03 \x01(\x01\x12\x18\n\x10trend_similarity\x18\x04 \x01(\x01\x12\x18\n\x10\x63onfidence_score\x18\x05 \x01(\x01\"\xd8\x01\n\x12SimulationResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12/\n\x0fhistorical_data\x18\x02 \x03(\x0b\x32\x16.marketdata.PricePoint\x12.\n\x0esimulated_data\x18\x03 \x03(\x0b\x32\x16.marketdata.PricePoint\x12:\n\x12similarity_metrics\x18\x04 \x01(\x0b\x32\x1e.marketdata.StatisticalMetrics\x12\x15\n\rsimulation_id\x18\x05 \x01(\t\"u\n\x12ScenarioParameters\x12\x11\n\tintensity\x18\x01 \x01(\x01\x12\x17\n\x0f\x64uration_factor\x18\x02 \x01(\x01\x12\x17\n\x0frecovery_factor\x18\x03 \x01(\x01\x12\x1a\n\x12gradual_transition\x18\x04 \x01(\x08\"\xe8\x01\n\x0fScenarioRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12/\n\rscenario_type\x18\x02 \x01(\x0e\x32\x18.marketdata.ScenarioType\x12\x32\n\nparameters\x18\x03 \x01(\x0b\x32\x1e.marketdata.ScenarioParameters\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64uration_minutes\x18\x05 \x01(\x05\x12\x16\n\x0eplayback_speed\x18\x64 \x01(\x01\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xee\x01\n\x13HealthCheckResponse\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.marketdata.HealthStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32,.marketdata.HealthCheckResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*{\n\x0eSimulationType\x12\x1a\n\x16STATISTICAL_SIMILARITY\x10\x00\x12\x0f\n\x0bMONTE_CARLO\x10\x01\x12\x13\n\x0f\x42ROWNIAN_MOTION\x10\x02\x12\x12\n\x0eMEAN_REVERSION\x10\x03\x12\x13\n\x0fTREND_FOLLOWING\x10\x04*q\n\x0cScenarioType\x12\t\n\x05RALLY\x10\x00\x12\t\n\x05\x43RASH\x10\x01\x12\x0e\n\nDIVERGENCE\x10\x02\x12\x12\n\x0eMEAN_REVERTING\x10\x03\x12\x14\n\x10VOLATILITY_SPIKE\x10\x04\x12\x11\n\rCONSOLIDATION\x10\x05*N\n\x0cHealthStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKNOWN\x10\x03\x32\x95\x03\n\x11MarketDataService\x12\x45\n\x08GetPrice\x12\x1b.marketdata.GetPriceRequest\x1a\x1c.marketdata.GetPriceResponse\x12J\n\x0cStreamPrices\x12\x1f.marketdata.StreamPricesRequest\x1a\x17.marketdata.PriceUpdate0\x01\x12S\n\x12GenerateSimulation\x12\x1d.marketdata.SimulationRequest\x1a\x1e.marketdata.SimulationResponse\x12H\n\x0eStreamScenario\x12\x1b.marketdata.ScenarioRequest\x1a\x17.marketdata.PriceUpdate0\x01\x12N\n\x0bHealthCheck\x12\x1e.marketdata.HealthCheckRequest\x1a\x1f.marketdata.HealthCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10marketdata.proto\x12\nmarketdata\x1a\x1fgoogle/protobuf/timestamp.proto\"!\n\x0fGetPriceRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\xb7\x01\n\x10GetPriceResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x64 \x01(\x04\x12\x0b\n\x03\x62id\x18\x65 \x01(\x01\x12\x0b\n\x03\x61sk\x18\x66 \x01(\x01\x12\x0b\n\x03key\x18g \x01(\t\x12\x0c\n\x04live\x18h \x01(\x08\"B\n\x13StreamPricesRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\x1a\n\x12update_interval_ms\x18\x02 \x01(\x05\"\xaa\x02\n\x0bPriceUpdate\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0e\n\x06volume\x18\x03 \x01(\x01\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x30\n\x0b\x63hange_info\x18\x06 \x01(\x0b\x32\x1b.marketdata.PriceChangeInfo\x12\x10\n\x08sequence\x18\x64 \x01(\x04\x12\x0b\n\x03\x62id\x18\x65 \x01(\x01\x12\x0b\n\x03\x61sk\x18\x66 \x01(\x01\x12\x14\n\x0ctimestamp_ns\x18g \x01(\x03\x12\x0b\n\x03key\x18h \x01(\t\x12,\n\tperpetual\x18i \x01(\x0b\x32\x19.marketdata.PerpetualInfo\"\xca\x01\n\rPerpetualInfo\x12\x12\n\nmark_price\x18\x01 \x01(\x01\x12\x13\n\x0bindex_price\x18\x02 \x01(\x01\x12\x15\n\rpremium_index\x18\x03 \x01(\x01\x12\x14\n\x0c\x66unding_rate\x18\x04 \x01(\x01\x12\x35\n\x11next_funding_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rinterest_rate\x18\x06 \x01(\x01\x12\x15\n\ropen_interest\x18\x07 \x01(\x01\"\x80\x01\n\x0fPriceChangeInfo\x12\x15\n\rchange_amount\x18\x01 \x01(\x01\x12\x19\n\x11\x63hange_percentage\x18\x02 \x01(\x01\x12\x12\n\ndaily_high\x18\x03 \x01(\x01\x12\x11\n\tdaily_low\x18\x04 \x01(\x01\x12\x14\n\x0c\x64\x61ily_volume\x18\x05 \x01(\x01\"\x88\x01\n\x14SimulationParameters\x12\x19\n\x11volatility_factor\x18\x01 \x01(\x01\x12\x14\n\x0ctrend_factor\x18\x02 \x01(\x01\x12\x13\n\x0b\x64\x61ta_points\x18\x03 \x01(\x05\x12\x15\n\rinclude_noise\x18\x04 \x01(\x08\x12\x13\n\x0bnoise_level\x18\x05 \x01(\x01\"\xec\x01\n\x11SimulationRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fsimulation_type\x18\x04 \x01(\x0e\x32\x1a.marketdata.SimulationType\x12\x34\n\nparameters\x18\x05 \x01(\x0b\x32 .marketdata.SimulationParameters\"\x83\x01\n\nPricePoint\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\x02 \x01(\x01\x12\x0c\n\x04high\x18\x03 \x01(\x01\x12\x0b\n\x03low\x18\x04 \x01(\x01\x12\r\n\x05\x63lose\x18\x05 \x01(\x01\x12\x0e\n\x06volume\x18\x06 \x01(\x01\"\xb0\x01\n\x12StatisticalMetrics\x12\x1f\n\x17\x63orrelation_coefficient\x18\x01 \x01(\x01\x12\x1d\n\x15volatility_similarity\x18\x02 \x01(\x01\x12&\n\x1ereturn_distribution_similarity\x18\x03 \x01(\x01\x12\x18\n\x10trend_similarity\x18\x04 \x01(\x01\x12\x18\n\x10\x63onfidence_score\x18\x05 \x01(\x01\"\xd8\x01\n\x12SimulationResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12/\n\x0fhistorical_data\x18\x02 \x03(\x0b\x32\x16.marketdata.PricePoint\x12.\n\x0esimulated_data\x18\x03 \x03(\x0b\x32\x16.marketdata.PricePoint\x12:\n\x12similarity_metrics\x18\x04 \x01(\x0b\x32\x1e.marketdata.StatisticalMetrics\x12\x15\n\rsimulation_id\x18\x05 \x01(\t\"u\n\x12ScenarioParameters\x12\x11\n\tintensity\x18\x01 \x01(\x01\x12\x17\n\x0f\x64uration_factor\x18\x02 \x01(\x01\x12\x17\n\x0frecovery_factor\x18\x03 \x01(\x01\x12\x1a\n\x12gradual_transition\x18\x04 \x01(\x08\"\xe8\x01\n\x0fScenarioRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12/\n\rscenario_type\x18\x02 \x01(\x0e\x32\x18.marketdata.ScenarioType\x12\x32\n\nparameters\x18\x03 \x01(\x0b\x32\x1e.marketdata.ScenarioParameters\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64uration_minutes\x18\x05 \x01(\x05\x12\x16\n\x0eplayback_speed\x18\x64 \x01(\x01\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xee\x01\n\x13HealthCheckResponse\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.marketdata.HealthStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32,.marketdata.HealthCheckResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*{\n\x0eSimulationType\x12\x1a\n\x16STATISTICAL_SIMILARITY\x10\x00\x12\x0f\n\x0bMONTE_CARLO\x10\x01\x12\x13\n\x0f\x42ROWNIAN_MOTION\x10\x02\x12\x12\n\x0eMEAN_REVERSION\x10\x03\x12\x13\n\x0fTREND_FOLLOWING\x10\x04*q\n\x0cScenarioType\x12\t\n\x05RALLY\x10\x00\x12\t\n\x05\x43RASH\x10\x01\x12\x0e\n\nDIVERGENCE\x10\x02\x12\x12\n\x0eMEAN_REVERTING\x10\x03\x12\x14\n\x10VOLATILITY_SPIKE\x10\x04\x12\x11\n\rCONSOLIDATION\x10\x05*N\n\x0cHealthStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKNOWN\x10\x03\x32\x95\x03\n\x11MarketDataService\x12\x45\n\x08GetPrice\x12\x1b.marketdata.GetPriceRequest\x1a\x1c.marketdata.GetPriceResponse\x12J\n\x0cStreamPrices\x12\x1f.marketdata.StreamPricesRequest\x1a\x17.marketdata.PriceUpdate0\x01\x12S\n\x12GenerateSimulation\x12\x1d.marketdata.SimulationRequest\x1a\x1e.marketdata.SimulationResponse\x12H\n\x0eStreamScenario\x12\x1b.marketdata.ScenarioRequest\x1a\x17.marketdata.PriceUpdate0\x01\x12N\n\x0bHealthCheck\x12\x1e.marketdata.HealthCheckRequest\x1a\x1f.marketdata.HealthCheckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._loaded_options = None
   _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_SIMULATIONTYPE']._serialized_start=2284
-  _globals['_SIMULATIONTYPE']._serialized_end=2407
-  _globals['_SCENARIOTYPE']._serialized_start=2409
-  _globals['_SCENARIOTYPE']._serialized_end=2522
-  _globals['_HEALTHSTATUS']._serialized_start=2524
-  _globals['_HEALTHSTATUS']._serialized_end=2602
+  _globals['_SIMULATIONTYPE']._serialized_start=2535
+  _globals['_SIMULATIONTYPE']._serialized_end=2658
+  _globals['_SCENARIOTYPE']._serialized_start=2660
+  _globals['_SCENARIOTYPE']._serialized_end=2773
+  _globals['_HEALTHSTATUS']._serialized_start=2775
+  _globals['_HEALTHSTATUS']._serialized_end=2853
   _globals['_GETPRICEREQUEST']._serialized_start=65
   _globals['_GETPRICEREQUEST']._serialized_end=98
   _globals['_GETPRICERESPONSE']._serialized_start=101
@@ -48,29 +48,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMPRICESREQUEST']._serialized_start=286
   _globals['_STREAMPRICESREQUEST']._serialized_end=352
   _globals['_PRICEUPDATE']._serialized_start=355
-  _globals['_PRICEUPDATE']._serialized_end=607
-  _globals['_PRICECHANGEINFO']._serialized_start=610
-  _globals['_PRICECHANGEINFO']._serialized_end=738
-  _globals['_SIMULATIONPARAMETERS']._serialized_start=741
-  _globals['_SIMULATIONPARAMETERS']._serialized_end=877
-  _globals['_SIMULATIONREQUEST']._serialized_start=880
-  _globals['_SIMULATIONREQUEST']._serialized_end=1116
-  _globals['_PRICEPOINT']._serialized_start=1119
-  _globals['_PRICEPOINT']._serialized_end=1250
-  _globals['_STATISTICALMETRICS']._serialized_start=1253
-  _globals['_STATISTICALMETRICS']._serialized_end=1429
-  _globals['_SIMULATIONRESPONSE']._serialized_start=1432
-  _globals['_SIMULATIONRESPONSE']._serialized_end=1648
-  _globals['_SCENARIOPARAMETERS']._serialized_start=1650
-  _globals['_SCENARIOPARAMETERS']._serialized_end=1767
-  _globals['_SCENARIOREQUEST']._serialized_start=1770
-  _globals['_SCENARIOREQUEST']._serialized_end=2002
-  _globals['_HEALTHCHECKREQUEST']._serialized_start=2004
-  _globals['_HEALTHCHECKREQUEST']._serialized_end=2041
-  _globals['_HEALTHCHECKRESPONSE']._serialized_start=2044
-  _globals['_HEALTHCHECKRESPONSE']._serialized_end=2282
-  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_start=2236
-  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_end=2282
-  _globals['_MARKETDATASERVICE']._serialized_start=2605
-  _globals['_MARKETDATASERVICE']._serialized_end=3010
+  _globals['_PRICEUPDATE']._serialized_end=653
+  _globals['_PERPETUALINFO']._serialized_start=656
+  _globals['_PERPETUALINFO']._serialized_end=858
+  _globals['_PRICECHANGEINFO']._serialized_start=861
+  _globals['_PRICECHANGEINFO']._serialized_end=989
+  _globals['_SIMULATIONPARAMETERS']._serialized_start=992
+  _globals['_SIMULATIONPARAMETERS']._serialized_end=1128
+  _globals['_SIMULATIONREQUEST']._serialized_start=1131
+  _globals['_SIMULATIONREQUEST']._serialized_end=1367
+  _globals['_PRICEPOINT']._serialized_start=1370
+  _globals['_PRICEPOINT']._serialized_end=1501
+  _globals['_STATISTICALMETRICS']._serialized_start=1504
+  _globals['_STATISTICALMETRICS']._serialized_end=1680
+  _globals['_SIMULATIONRESPONSE']._serialized_start=1683
+  _globals['_SIMULATIONRESPONSE']._serialized_end=1899
+  _globals['_SCENARIOPARAMETERS']._serialized_start=1901
+  _globals['_SCENARIOPARAMETERS']._serialized_end=2018
+  _globals['_SCENARIOREQUEST']._serialized_start=2021
+  _globals['_SCENARIOREQUEST']._serialized_end=2253
+  _globals['_HEALTHCHECKREQUEST']._serialized_start=2255
+  _globals['_HEALTHCHECKREQUEST']._serialized_end=2292
+  _globals['_HEALTHCHECKRESPONSE']._serialized_start=2295
+  _globals['_HEALTHCHECKRESPONSE']._serialized_end=2533
+  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_start=2487
+  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_end=2533
+  _globals['_MARKETDATASERVICE']._serialized_start=2856
+  _globals['_MARKETDATASERVICE']._serialized_end=3261
 # @@protoc_insertion_point(module_scope)

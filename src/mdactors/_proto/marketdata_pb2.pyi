@@ -87,7 +87,7 @@ class StreamPricesRequest(_message.Message):
     def __init__(self, symbols: _Optional[_Iterable[str]] = ..., update_interval_ms: _Optional[int] = ...) -> None: ...
 
 class PriceUpdate(_message.Message):
-    __slots__ = ("symbol", "price", "volume", "timestamp", "source", "change_info", "sequence", "bid", "ask", "timestamp_ns", "key")
+    __slots__ = ("symbol", "price", "volume", "timestamp", "source", "change_info", "sequence", "bid", "ask", "timestamp_ns", "key", "perpetual")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class PriceUpdate(_message.Message):
     ASK_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    PERPETUAL_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     price: float
     volume: float
@@ -110,7 +111,26 @@ class PriceUpdate(_message.Message):
     ask: float
     timestamp_ns: int
     key: str
-    def __init__(self, symbol: _Optional[str] = ..., price: _Optional[float] = ..., volume: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., change_info: _Optional[_Union[PriceChangeInfo, _Mapping]] = ..., sequence: _Optional[int] = ..., bid: _Optional[float] = ..., ask: _Optional[float] = ..., timestamp_ns: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
+    perpetual: PerpetualInfo
+    def __init__(self, symbol: _Optional[str] = ..., price: _Optional[float] = ..., volume: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., change_info: _Optional[_Union[PriceChangeInfo, _Mapping]] = ..., sequence: _Optional[int] = ..., bid: _Optional[float] = ..., ask: _Optional[float] = ..., timestamp_ns: _Optional[int] = ..., key: _Optional[str] = ..., perpetual: _Optional[_Union[PerpetualInfo, _Mapping]] = ...) -> None: ...
+
+class PerpetualInfo(_message.Message):
+    __slots__ = ("mark_price", "index_price", "premium_index", "funding_rate", "next_funding_time", "interest_rate", "open_interest")
+    MARK_PRICE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_PRICE_FIELD_NUMBER: _ClassVar[int]
+    PREMIUM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FUNDING_RATE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FUNDING_TIME_FIELD_NUMBER: _ClassVar[int]
+    INTEREST_RATE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_INTEREST_FIELD_NUMBER: _ClassVar[int]
+    mark_price: float
+    index_price: float
+    premium_index: float
+    funding_rate: float
+    next_funding_time: _timestamp_pb2.Timestamp
+    interest_rate: float
+    open_interest: float
+    def __init__(self, mark_price: _Optional[float] = ..., index_price: _Optional[float] = ..., premium_index: _Optional[float] = ..., funding_rate: _Optional[float] = ..., next_funding_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interest_rate: _Optional[float] = ..., open_interest: _Optional[float] = ...) -> None: ...
 
 class PriceChangeInfo(_message.Message):
     __slots__ = ("change_amount", "change_percentage", "daily_high", "daily_low", "daily_volume")

@@ -1,4 +1,4 @@
-"""A circuit breaker for one outside dependency (Redis, the configuration service).
+"""A circuit breaker for one outside dependency (Redis, the configuration service, PostgreSQL).
 
 Closed: calls go through; ``failure_threshold`` consecutive failures open it.
 Open: callers should not try (fail fast, serve what they have) until
@@ -44,7 +44,7 @@ class CircuitBreaker:
     """Consecutive-failure breaker for the dependency called ``name``.
 
     ``name`` is a metric label value, so it must come from a fixed set
-    (``redis``, ``config_service``). Not thread-safe: use it from the event
+    (``redis``, ``config_service``, ``postgres``). Not thread-safe: use it from the event
     loop (report outcomes after ``trio.to_thread.run_sync`` returns).
     """
 

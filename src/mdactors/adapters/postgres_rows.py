@@ -1,6 +1,6 @@
 """Rows of the ``market_data`` tables, made from ticks, candles and specs (pure, no I/O).
 
-Prices and quantities leave as :class:`~decimal.Decimal` built from the
+Prices and quantities leave as exact decimal text built from the
 symbol's integer grid (``ticks / 10**price_decimals``, ``lots /
 10**qty_decimals``), so the ``numeric`` columns hold exactly the price a
 client was sent, never a float's binary expansion. A tick's own fields that
@@ -51,17 +51,23 @@ SYMBOL_COLUMNS = (
     "min_price_movement", "min_order_size", "max_order_size", "metadata",
 )  # fmt: skip
 
-_PERCENT = Decimal("0.00000001")
 _MAX_ORDER_SHARE = 0.01
 """The largest order the catalogue states: 1 % of the symbol's simulated daily volume."""
 
 
-def grid(value: float, decimals: int) -> Decimal:
-    """``value`` on a grid of ``10**-decimals``, exactly (``43000.12`` → ``Decimal("43000.12")``).
+def grid(value: float, decimals: int) -> str:
+    """``value`` on a grid of ``10**-decimals`` as exact decimal text (``43000.12`` →
+    ``"43000.12"``), for a ``numeric`` column.
 
     The float is a grid price already (``ticks / 10**decimals``): rounding
-    recovers the integer ticks, and the decimal is built from them."""
-    return Decimal(round(value * 10**decimals)).scaleb(-decimals)
+    recovers the integer ticks, and the text is written from them, digit by
+    digit, so no binary expansion reaches the database."""
+    units = round(value * 10**decimals)
+    if decimals == 0:
+        return str(units)
+    sign = "-" if units < 0 else ""
+    whole, part = divmod(abs(units), 10**decimals)
+    return f"{sign}{whole}.{part:0{decimals}d}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,19 +82,19 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _tick_metadata(t: Tick) -> str:
+    # Formatted directly (float repr is valid JSON for a tick's finite numbers): it runs
+    # per sampled tick, and json.dumps costs several times as much.
+    return (
+        f'{{"seq":{t.seq},"ts_ns":{t.ts_ns},"volume":{t.volume!r},"change":{t.change!r},'
+        f'"change_pct":{t.change_pct!r},"day_high":{t.day_high!r},"day_low":{t.day_low!r},'
+        f'"day_volume":{t.day_volume!r}}}'
+    )
+
+
 def price_feed_row(tick: Tick, spec: SymbolSpec, volume_24h: float, source: str) -> tuple:
     """The ``price_feeds`` row of a sampled ``tick`` (in :data:`PRICE_FEED_COLUMNS` order)."""
     p, q = spec.price_decimals, spec.qty_decimals
-    metadata = {
-        "seq": tick.seq,
-        "ts_ns": tick.ts_ns,
-        "volume": tick.volume,
-        "change": tick.change,
-        "change_pct": tick.change_pct,
-        "day_high": tick.day_high,
-        "day_low": tick.day_low,
-        "day_volume": tick.day_volume,
-    }
     return (
         tick.symbol,
         grid(tick.price, p),
@@ -97,25 +103,46 @@ def price_feed_row(tick: Tick, spec: SymbolSpec, volume_24h: float, source: str)
         grid(volume_24h, q),
         source,
         _at(tick.ts_ns),
-        _json(metadata),
+        _tick_metadata(tick),
     )
 
 
-def tick_from_row(symbol: str, price: Decimal, bid: Decimal, ask: Decimal, meta: dict) -> Tick:
-    """The tick a ``price_feeds`` row was written from."""
+def _number(meta: dict[str, Any], name: str, default: float = 0.0) -> float:
+    value = meta.get(name, default)
+    return float(value) if isinstance(value, int | float) else default
+
+
+def tick_from_row(
+    symbol: str,
+    price: Decimal,
+    bid: Decimal | None,
+    ask: Decimal | None,
+    at: datetime,
+    meta: Any,
+) -> Tick:
+    """The tick a ``price_feeds`` row was written from.
+
+    A row another writer made (no tick fields in ``metadata``, no bid/ask) still
+    reads: its missing fields are the price, zero, or the row's timestamp.
+    """
+    meta = meta if isinstance(meta, dict) else {}
+    mid = float(price)
+    ts_ns = meta.get("ts_ns")
+    if not isinstance(ts_ns, int):
+        ts_ns = (at - _EPOCH) // timedelta(microseconds=1) * 1_000
     return Tick(
         symbol,
-        int(meta["seq"]),
-        float(price),
-        float(bid),
-        float(ask),
-        float(meta["volume"]),
-        int(meta["ts_ns"]),
-        float(meta["change"]),
-        float(meta["change_pct"]),
-        float(meta["day_high"]),
-        float(meta["day_low"]),
-        float(meta["day_volume"]),
+        int(_number(meta, "seq")),
+        mid,
+        float(bid) if bid is not None else mid,
+        float(ask) if ask is not None else mid,
+        _number(meta, "volume"),
+        ts_ns,
+        _number(meta, "change"),
+        _number(meta, "change_pct"),
+        _number(meta, "day_high", mid),
+        _number(meta, "day_low", mid),
+        _number(meta, "day_volume"),
     )
 
 
@@ -141,13 +168,15 @@ def candle_from_row(
     symbol: str,
     interval: str,
     start: datetime,
-    values: tuple[Decimal, Decimal, Decimal, Decimal, Decimal],
-    trades: int,
+    values: tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None],
+    trades: int | None,
 ) -> Candle:
-    """The closed candle a ``candles`` row holds (``values`` = open, high, low, close, volume)."""
-    o, h, low, c, volume = (float(v) for v in values)
+    """The closed candle a ``candles`` row holds (``values`` = open, high, low, close, volume;
+    a volume or trade count another writer left NULL reads as 0)."""
+    o, h, low, c = (float(v) for v in values[:4])
+    volume = float(values[4]) if values[4] is not None else 0.0
     start_ms = (start - _EPOCH) // timedelta(milliseconds=1)
-    return Candle(symbol, interval, start_ms, o, h, low, c, volume, trades, True)
+    return Candle(symbol, interval, start_ms, o, h, low, c, volume, trades or 0, True)
 
 
 def snapshot_row(
@@ -155,18 +184,17 @@ def snapshot_row(
 ) -> tuple:
     """A ``market_snapshots`` row: ``tick`` and the 24 h figures at its time."""
     p = spec.price_decimals
-    bid, ask = grid(tick.bid, p), grid(tick.ask, p)
     return (
         tick.symbol,
         grid(tick.price, p),
-        bid,
-        ask,
-        ask - bid,
+        grid(tick.bid, p),
+        grid(tick.ask, p),
+        grid(tick.ask - tick.bid, p),
         grid(volume_24h, spec.qty_decimals),
         grid(change_24h, p),
-        Decimal(change_pct_24h).quantize(_PERCENT),
+        grid(change_pct_24h, 8),
         _at(tick.ts_ns),
-        _json({"seq": tick.seq}),
+        f'{{"seq":{tick.seq}}}',
     )
 
 
@@ -180,8 +208,8 @@ def symbol_row(spec: SymbolSpec, active: bool) -> tuple:
         spec.quote,
         f"{spec.base}/{spec.quote}{' perpetual' if spec.perpetual else ''}",
         active,
-        Decimal(1).scaleb(-spec.price_decimals),
-        Decimal(1).scaleb(-q),
+        grid(spec.tick_size, spec.price_decimals),
+        grid(spec.lot_size, q),
         grid(spec.daily_volume * _MAX_ORDER_SHARE, q),
         _json({"kind": kind, "price_decimals": spec.price_decimals, "qty_decimals": q}),
     )

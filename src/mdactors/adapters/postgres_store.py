@@ -7,7 +7,8 @@ Writes: ``record_*`` (event loop, never blocking) queue items in one bounded
 (:func:`~mdactors.adapters.postgres_schema.ensure_schema`), and flushes the
 backlogs in a worker thread (psycopg 3's sync API under
 ``trio.to_thread.run_sync``; its async API is asyncio-only): one transaction
-per batch, multi-row ``INSERT ... ON CONFLICT`` on each table's unique key,
+per batch, each table's rows COPYed into a staging table and upserted from it
+(``INSERT ... SELECT ... ON CONFLICT`` on the table's unique key),
 so a batch written twice (a retry after a lost commit acknowledgement, a warm
 restart) leaves no duplicates. Price feeds and snapshots are observations
 (``DO NOTHING``); candles and catalogue rows are upserted.
@@ -64,7 +65,6 @@ log = logging.getLogger("mdactors.postgres")
 FAILURES = (psycopg.Error, PoolTimeout, OSError)
 """What a failed PostgreSQL call raises (psycopg errors, pool timeouts, socket errors)."""
 _REASONS = ("connection", "timeout", "auth", "permission", "incompatible_schema", "query")
-_CHUNK_ROWS = 500
 _FLUSH_INTERVAL_S = 0.1
 _FINAL_FLUSH_S = 2.0
 _BACKOFF_BASE_S = 0.05
@@ -129,29 +129,42 @@ def failure_reason(error: BaseException) -> str:
     return "connection"
 
 
-def _insert(schema: str, table: str, rows: int) -> sql.Composed:
-    columns = _COLUMNS_OF[table]
-    row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    return sql.SQL("INSERT INTO {}.{} ({}) VALUES {} ON CONFLICT ({}) {}").format(
-        sql.Identifier(schema),
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join([row] * rows),
+def _stage(table: str) -> sql.Identifier:
+    return sql.Identifier(f"mdactors_stage_{table}")
+
+
+def _staging_statements(schema: str, table: str) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
+    """``(create the session's staging table, COPY into it, upsert from it)`` for ``table``.
+
+    COPY moves the rows (formatted by psycopg's C code, so the worker thread
+    holds the GIL briefly: the event loop's lag stays low), and one
+    ``INSERT ... SELECT ... ON CONFLICT`` applies them; the staging table is
+    a temporary table of the connection, emptied at each commit.
+    """
+    columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS_OF[table]))
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    create = sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA"
+    ).format(_stage(table), columns, target)
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(_stage(table), columns)
+    upsert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+        target,
+        columns,
+        columns,
+        _stage(table),
         sql.SQL(", ").join(map(sql.Identifier, TABLES[table])),
         sql.SQL(_CONFLICT[table]),
     )
-
-
-def _chunks(rows: list[tuple], size: int) -> Iterable[list[tuple]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+    return create, copy, upsert
 
 
 class PostgresStore:
     """The four tables of ``schema`` behind ``pool``, written by :meth:`run`.
 
     ``source`` is the ``price_feeds.source`` written (the market's source,
-    ``simulator`` or ``replay``). Not thread-safe: call it from the event loop.
+    ``simulator`` or ``replay``). ``simulated`` are the market's symbols: catalogue
+    rows of other symbols are set inactive at each connect. Not thread-safe: call
+    it from the event loop.
     """
 
     def __init__(
@@ -163,13 +176,16 @@ class PostgresStore:
         backlog: int = 100_000,
         source: str = "simulator",
         spec: Callable[[str], SymbolSpec] = spec_for,
+        simulated: Sequence[str] = (),
     ) -> None:
         self._pool = pool
         self.breaker = breaker
         self.schema = schema
         self.source = source
         self._spec = spec
+        self._simulated = list(simulated)
         self._backlogs = {table: Backlog(backlog) for table in TABLES}
+        self._statements = {table: _staging_statements(schema, table) for table in TABLES}
         self._work = trio.Event()
         self._ready = False
         """Pool opened and schema checked: batches may be written."""
@@ -249,10 +265,22 @@ class PostgresStore:
     # -- the writer task ----------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Open the pool, check or create the schema, remember the newest candles (thread)."""
-        self._pool.open(wait=False)
-        with self._pool.connection() as conn:
+        """Check or create the schema, remember the newest candles, open the pool (thread).
+
+        A connection of its own, not the pool's: the pool retries in the background
+        and reports only a timeout, where this says why (auth, permission, no server).
+        """
+        with psycopg.connect(self._pool.conninfo, **self._pool.kwargs) as conn:
             ensure_schema(conn, self.schema)
+            if self._simulated:
+                # Catalogue rows of symbols this market no longer simulates are inactive.
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET is_active = false, updated_at = now() "
+                        "WHERE is_active AND NOT (symbol = ANY(%s))"
+                    ).format(self._table("symbols")),
+                    (self._simulated,),
+                )
             rows = conn.execute(
                 sql.SQL(
                     'SELECT symbol, "interval", max(start_time) FROM {}.candles '
@@ -262,6 +290,7 @@ class PostgresStore:
         self._stored_until = {
             (symbol, interval): int(start.timestamp() * 1000) for symbol, interval, start in rows
         }
+        self._pool.open(wait=False)
 
     def _rows(self, table: str, items: list[Any]) -> list[tuple]:
         spec = self._spec
@@ -288,11 +317,14 @@ class PostgresStore:
             return {}
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             for table, table_rows in rows.items():
-                for chunk in _chunks(table_rows, _CHUNK_ROWS):
-                    cur.execute(
-                        _insert(self.schema, table, len(chunk)),
-                        [value for row in chunk for value in row],
-                    )
+                if not table_rows:
+                    continue
+                create, copy, upsert = self._statements[table]
+                cur.execute(create)
+                with cur.copy(copy) as stream:
+                    for row in table_rows:
+                        stream.write_row(row)
+                cur.execute(upsert)
         return {table: len(table_rows) for table, table_rows in rows.items()}
 
     async def flush(self, limit: int = 5_000) -> bool:
@@ -309,6 +341,8 @@ class PostgresStore:
             if not isinstance(error, FAILURES):
                 raise
             self._failed(error)
+            if self.reason in ("connection", "timeout", "auth"):
+                self._ready = False  # reconnect through _prepare: it names the cause
             return False
         for table, batch in batches.items():
             self._backlogs[table].written(batch)
@@ -360,6 +394,7 @@ class PostgresStore:
             with trio.move_on_after(_FINAL_FLUSH_S, shield=True):
                 while self._ready and self.up and self._pending() and await self.flush():
                     pass
+            with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._pool.close, 1.0)
 
     # -- reads --------------------------------------------------------------------
@@ -403,7 +438,7 @@ class PostgresStore:
     async def ticks(self, key: str, start_ns: int, end_ns: int, limit: int) -> list[Tick] | None:
         """The newest ``limit`` stored (sampled) ticks in ``[start_ns, end_ns]``, oldest first."""
         query = sql.SQL(
-            "SELECT price, bid, ask, metadata FROM {} WHERE symbol = %s "
+            "SELECT price, bid, ask, timestamp, metadata FROM {} WHERE symbol = %s "
             "AND timestamp >= to_timestamp(%s / 1e6) AND timestamp <= to_timestamp(%s / 1e6) "
             "ORDER BY timestamp DESC LIMIT %s"
         ).format(self._table("price_feeds"))

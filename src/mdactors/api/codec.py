@@ -11,9 +11,18 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from mdactors.domain.perpetual import PerpetualSnapshot
 from mdactors.domain.tick import Tick
 
-__all__ = ["LIVE_SOURCE", "dumps", "rfc3339", "tick_fields", "tick_json", "tick_quote_fields"]
+__all__ = [
+    "LIVE_SOURCE",
+    "dumps",
+    "perpetual_fields",
+    "rfc3339",
+    "tick_fields",
+    "tick_json",
+    "tick_quote_fields",
+]
 
 LIVE_SOURCE = "market-data-simulator"
 
@@ -64,6 +73,26 @@ def tick_fields(tick: Tick) -> dict[str, Any]:
         **tick_quote_fields(tick),
         "timestamp_ns": tick.ts_ns,
         "source": LIVE_SOURCE,
+    }
+
+
+def perpetual_fields(snapshot: PerpetualSnapshot) -> dict[str, Any]:
+    """A perpetual's contract state as JSON fields (REST and the WebSocket ``funding`` channel).
+
+    ``funding_rate`` is the estimated rate of the interval that settles at
+    ``next_funding_time``; ``open_interest`` is in contracts (base units) and
+    ``open_interest_value`` in the quote currency at the mark price.
+    """
+    return {
+        "mark_price": snapshot.mark_price,
+        "index_price": snapshot.index_price,
+        "premium_index": snapshot.premium_index,
+        "funding_rate": snapshot.funding_rate,
+        "interest_rate": snapshot.interest_rate,
+        "next_funding_time": rfc3339(snapshot.next_funding_ms * 1_000_000),
+        "open_interest": snapshot.open_interest,
+        "open_interest_value": snapshot.open_interest * snapshot.mark_price,
+        "timestamp": rfc3339(snapshot.time_ns),
     }
 
 

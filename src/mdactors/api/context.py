@@ -10,6 +10,7 @@ from mdactors.adapters.metrics import Metrics
 from mdactors.adapters.postgres_store import PostgresStore
 from mdactors.engine.mark_history import MarkHistory
 from mdactors.engine.market import Market
+from mdactors.engine.market_view import MarketView
 from mdactors.engine.recorder import Recorder
 from mdactors.engine.scenarios import ScenarioEngine
 from mdactors.engine.subscription import StreamRegistry
@@ -31,6 +32,8 @@ class ApiContext:
     lifecycle: Lifecycle
     metrics: Metrics
     scenarios: ScenarioEngine
+    view: MarketView
+    """The read model: candles, books, 24 h statistics and trades for every protocol."""
     checks: dict[str, Callable[[], Mapping[str, object]]] = field(default_factory=dict)
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
     postgres: PostgresStore | None = None

@@ -1,15 +1,84 @@
-"""Recent history made at start-up, so history endpoints answer from the first second."""
+"""Recent history made at start-up, so history endpoints answer from the first second.
+
+:func:`minute_history` is the vectorised twin of a live actor over whole
+minutes: the symbol's own model (long memory, jumps, tails) stepped
+``substeps`` times a minute with the rhythm of each step's UTC hour, and
+volume from the same :func:`~mdactors.domain.quotes.activity` the actor
+uses. The path is drawn forwards from its seed and then scaled so that its
+last close is exactly the live price (a scale leaves every log return
+unchanged, so the history keeps all its stylized facts).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mdactors.domain.bars import Bars, path_bars
 from mdactors.domain.candles import Candle
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, PriceModel
+from mdactors.domain.quotes import activity, volumes
 from mdactors.domain.symbols import SymbolSpec
 
-__all__ = ["backfill_minutes"]
+__all__ = ["backfill_minutes", "minute_history", "model_history"]
+
+_MINUTE_MS = 60_000
+
+
+def model_history(
+    spec: SymbolSpec,
+    model: PriceModel,
+    end_price: float,
+    end_ns: int,
+    step_ns: int,
+    count: int,
+    rng: np.random.Generator,
+    substeps: int = 6,
+    factor: MarketFactor | None = None,
+) -> Bars:
+    """The ``count`` bars of ``step_ns`` before ``end_ns``, the last closing at ``end_price``.
+
+    Each bar is ``substeps`` steps of the model, so highs and lows are those
+    of a real intra-bar path; pass the same ``factor`` for every symbol to
+    make their histories correlated. Volumes are unrounded units.
+    """
+    steps = count * substeps
+    sub_ns = step_ns // substeps
+    first_ns = end_ns - count * step_ns
+    # Each step is stamped, as a live tick is, at its end.
+    stamps = first_ns + sub_ns * np.arange(1, steps + 1, dtype=np.int64)
+    rhythm = model.rhythm
+    season = None if rhythm.flat else rhythm.sigmas(stamps)
+    dt_years = sub_ns / 1e9 / SECONDS_PER_YEAR
+    path = model.path(end_price, dt_years, steps, rng, factor, season=season)
+    moves = np.diff(np.log(path))
+    typical = model.typical_move() * model.volatility * np.sqrt(dt_years)
+    if typical:
+        level = activity(moves, typical if season is None else typical * season)
+    else:
+        level = np.ones(steps)
+    if not rhythm.flat:
+        level = level * rhythm.volumes(stamps)
+    scale = end_price / path[-1]
+    noise = rng.standard_normal(count)
+    bar_level = level.reshape(count, substeps).mean(axis=1)
+    bars = path_bars(path * scale, substeps, volumes(spec, step_ns / 1e9, noise, bar_level), 0, 0)
+    return Bars(first_ns, step_ns, bars.open, bars.high, bars.low, bars.close, bars.volume)
+
+
+def minute_history(
+    spec: SymbolSpec,
+    model: PriceModel,
+    end_price: float,
+    end_ms: int,
+    minutes: int,
+    rng: np.random.Generator,
+    substeps: int = 6,
+    factor: MarketFactor | None = None,
+) -> Bars:
+    """:func:`model_history` of the ``minutes`` one-minute bars before minute-aligned ``end_ms``."""
+    end_ns, minute_ns = end_ms * 1_000_000, _MINUTE_MS * 1_000_000
+    return model_history(spec, model, end_price, end_ns, minute_ns, minutes, rng, substeps, factor)
 
 
 def backfill_minutes(
@@ -22,42 +91,20 @@ def backfill_minutes(
     substeps: int = 6,
     factor: MarketFactor | None = None,
 ) -> list[Candle]:
-    """Closed one-minute candles for the ``minutes`` before ``end_ms``.
-
-    ``end_ms`` must be minute-aligned; the last candle closes exactly at
-    ``end_price``, so the live feed continues the history without a jump.
-    Each minute is simulated in ``substeps`` steps of the same model that
-    drives the live price, giving real intra-minute highs and lows; pass the
-    same ``factor`` for every symbol to make their histories correlated.
-    """
+    """:func:`minute_history` as closed ``1m`` candles, rounded to the symbol's grid."""
     if minutes <= 0:
         return []
-    steps = minutes * substeps
-    dt_years = 60.0 / substeps / SECONDS_PER_YEAR
-    path = model.path(end_price, dt_years, steps, rng, factor)
-    prices = path[1:] * (end_price / path[-1])
-    start_price = path[0] * (end_price / path[-1])
-    grid = prices.reshape(minutes, substeps)
-    opens = np.concatenate(([start_price], grid[:-1, -1]))
-    highs = np.maximum(grid.max(axis=1), opens)
-    lows = np.minimum(grid.min(axis=1), opens)
-    closes = grid[:, -1]
-    mean_volume = spec.daily_volume / 1_440.0
-    volumes = mean_volume * np.exp(0.5 * rng.standard_normal(minutes) - 0.125)
+    bars = minute_history(spec, model, end_price, end_ms, minutes, rng, substeps, factor)
     decimals = spec.price_decimals
-    first_start = end_ms - minutes * 60_000
-    candles = []
-    for index, (o, h, low, c, v) in enumerate(
-        zip(
-            np.round(opens, decimals).tolist(),
-            np.round(highs, decimals).tolist(),
-            np.round(lows, decimals).tolist(),
-            np.round(closes, decimals).tolist(),
-            np.round(volumes, spec.qty_decimals).tolist(),
-            strict=True,
-        )
-    ):
-        candles.append(
-            Candle(spec.key, "1m", first_start + index * 60_000, o, h, low, c, v, substeps, True)
-        )
-    return candles
+    columns = (
+        np.round(bars.open, decimals).tolist(),
+        np.round(bars.high, decimals).tolist(),
+        np.round(bars.low, decimals).tolist(),
+        np.round(bars.close, decimals).tolist(),
+        np.round(bars.volume, spec.qty_decimals).tolist(),
+    )
+    first_ms = bars.start_ns // 1_000_000
+    return [
+        Candle(spec.key, "1m", first_ms + index * _MINUTE_MS, o, h, low, c, v, substeps, True)
+        for index, (o, h, low, c, v) in enumerate(zip(*columns, strict=True))
+    ]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["INTERVALS", "Candle", "CandleSeries", "interval_seconds"]
+from mdactors.domain.tick import Tick
+
+__all__ = ["INTERVALS", "Candle", "CandleSeries", "fold_tick", "interval_seconds"]
 
 INTERVALS: dict[str, int] = {
     "1m": 60,
@@ -135,3 +137,23 @@ class CandleSeries:
             self.symbol, self.interval, last_start, price, price, price, price, 0.0
         )
         return closed
+
+
+def fold_tick(candle: Candle | None, tick: Tick, interval: str) -> Candle:
+    """``candle`` with ``tick`` folded in (a copy), for a tick the recorder has not seen yet."""
+    length_ms = INTERVALS[interval] * 1000
+    start = tick.ts_ms - tick.ts_ms % length_ms
+    price = tick.price
+    if candle is None or start > candle.start_ms:
+        return Candle(tick.symbol, interval, start, price, price, price, price, tick.volume, 1)
+    return Candle(
+        candle.symbol,
+        interval,
+        candle.start_ms,
+        candle.open,
+        max(candle.high, price),
+        min(candle.low, price),
+        price,
+        candle.volume + tick.volume,
+        candle.trades + 1,
+    )

@@ -128,18 +128,24 @@ class Innovations:
 
     ``factor_scale`` = ρ·w and ``idio`` = √(1−ρ²)·n·w, so the step's
     innovation is ``factor_scale · f + idio``. ``u`` and ``j`` drive jumps
-    (``u`` = 0 and ``j`` = 0 when the model has none).
+    (``u`` = 0 and ``j`` = 0 when the model has none). ``idio_weight`` is
+    √(1−ρ²).
     """
 
     factor_scale: np.ndarray
     idio: np.ndarray
     u: np.ndarray
     j: np.ndarray
+    idio_weight: float = 1.0
 
     def combined(self, factor: np.ndarray | None) -> np.ndarray:
-        """The unit-variance innovations ``e`` given the factor draws (``None`` = none)."""
+        """The unit-variance innovations ``e`` given the factor draws.
+
+        Without a factor (``None``: a symbol on its own) ``e`` is the
+        symbol's own draw at full weight, ``n·w``, still of unit variance.
+        """
         if factor is None:
-            return self.idio
+            return self.idio if self.idio_weight == 1.0 else self.idio / self.idio_weight
         return self.factor_scale * factor + self.idio
 
 
@@ -155,7 +161,7 @@ def draw_batch(mix: TailMix, rng: np.random.Generator, count: int) -> Innovation
     else:
         u = j = np.zeros(count)
     idio_weight = (1.0 - mix.loading * mix.loading) ** 0.5
-    return Innovations(mix.loading * scale, idio_weight * normal * scale, u, j)
+    return Innovations(mix.loading * scale, idio_weight * normal * scale, u, j, idio_weight)
 
 
 def draw(mix: TailMix, rng: np.random.Generator, count: int) -> Innovations:
@@ -168,5 +174,6 @@ def draw(mix: TailMix, rng: np.random.Generator, count: int) -> Innovations:
         *(
             np.concatenate([getattr(batch, name) for batch in batches])[:count]
             for name in ("factor_scale", "idio", "u", "j")
-        )
+        ),
+        batches[0].idio_weight,
     )

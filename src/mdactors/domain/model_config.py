@@ -1,8 +1,9 @@
 """Which price model each symbol runs: calibrated defaults plus per-symbol overrides.
 
-Defaults: every crypto asset runs a GARCH diffusion with Student-t (ν = 5)
-innovations, Merton jumps and a loading on the common market factor, at the
-yearly volatility of its :class:`~mdactors.domain.symbols.SymbolSpec`;
+Defaults: every crypto asset runs a long-memory GARCH diffusion with
+Student-t (ν = 5) innovations, mostly negative Merton jumps, a daily rhythm
+and a loading on the common market factor, at the yearly volatility of its
+:class:`~mdactors.domain.symbols.SymbolSpec`;
 stablecoins run an Ornstein–Uhlenbeck process around their peg with about
 7 bp of daily σ.
 
@@ -67,14 +68,28 @@ _LOADINGS = {
 }
 _DEFAULT_LOADING = 0.5
 
-# Crypto default: 6 h volatility half-life, c = ξ²/2κ = 0.45 (CV of variance
-# ≈ 0.9), about one jump every 7 days of σ_J = 1 % (4 % of BTC's variance).
+# Crypto default (docs/realism.md): GARCH with a 12 h half-life and c = ξ²/2κ
+# = 0.3, times two long-memory log-variance components (30 min, σ 0.3, falls
+# counting more than rises with ℓ = 0.3; 14 days, σ 0.45), so ACF(|r|) decays
+# roughly as a power law from minutes to days; about one jump a week, mostly
+# down (μ_J = −0.8 %, σ_J = 0.8 %, 2.6 % of BTC's variance), for the negative
+# skew of crypto returns; a daily rhythm of 2× (A = 1/3) peaking at 15:00 UTC,
+# weekends at 80 %.
 _CRYPTO = {
     "tail_dof": 5.0,
     "jump_intensity": 50.0,
-    "jump_std": 0.01,
-    "vol_clustering": 0.45,
-    "vol_half_life_hours": 6.0,
+    "jump_mean": -0.008,
+    "jump_std": 0.008,
+    "vol_clustering": 0.3,
+    "vol_half_life_hours": 12.0,
+    "vol_fast_dispersion": 0.3,
+    "vol_fast_half_life_hours": 0.5,
+    "vol_fast_asymmetry": 0.3,
+    "vol_slow_dispersion": 0.45,
+    "vol_slow_half_life_hours": 336.0,
+    "rhythm_amplitude": 1.0 / 3.0,
+    "rhythm_peak_hour": 15.0,
+    "weekend_activity": 0.8,
 }
 PRESETS: dict[str, dict[str, float]] = {
     "gbm": {},

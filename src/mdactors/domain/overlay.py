@@ -76,6 +76,8 @@ class SymbolOverlay:
         self.excess = 0.0
         self.offset = 0.0
         self.volume = 1.0
+        self.spread = 1.0
+        self.liquidations = 1.0
         self._rng = rng
         self._noise: list[float] = []
         self._base = log_price
@@ -116,6 +118,7 @@ class SymbolOverlay:
         dx = base - self._base
         self._base = base
         offset, scale, noise2, shared, volume, pull = 0.0, 1.0, 0.0, 0.0, 1.0, 0.0
+        spread = liquidations = 1.0
         pulls: list[tuple[float, float]] = []
         for scenario in list(self.scenarios):
             timeline = scenario.timeline
@@ -127,6 +130,8 @@ class SymbolOverlay:
             scale *= effect.scale
             noise2 += effect.noise * effect.noise
             volume *= effect.volume
+            spread *= effect.spread
+            liquidations *= effect.liquidations
             if scenario.shared is not None:
                 now = scenario.shared.value(t)
                 shared += effect.common * (now - self._shared_at[scenario.id])
@@ -146,5 +151,7 @@ class SymbolOverlay:
         self.excess = min(max(excess, -MAX_LOG_DEVIATION), MAX_LOG_DEVIATION)
         self.offset = offset
         self.volume = max(volume, 0.0)
+        self.spread = max(spread, 0.0)
+        self.liquidations = max(liquidations, 0.0)
         total = min(max(self.excess + offset, -MAX_LOG_DEVIATION), MAX_LOG_DEVIATION)
         return base + total

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BasisParams", "BasisProcess"]
+__all__ = ["BasisParams", "BasisProcess", "PerpetualSnapshot"]
 
 _BATCH = 256
 
@@ -74,3 +74,19 @@ class BasisProcess:
     def factor(self) -> float:
         """``1 + basis``: what the spot's mid is multiplied by."""
         return 1.0 + self.bps / 10_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class PerpetualSnapshot:
+    """A perpetual's contract state after its latest tick, as every API shows it."""
+
+    time_ns: int
+    mark_price: float
+    index_price: float
+    premium_index: float
+    funding_rate: float
+    """The estimated rate of the interval in progress (settles at ``next_funding_ms``)."""
+    next_funding_ms: int
+    interest_rate: float
+    open_interest: float
+    """In contracts (base units); its value is × the mark price."""

@@ -13,14 +13,14 @@ import math
 
 import numpy as np
 
-from mdactors.domain.bars import Bars, path_bars
-from mdactors.domain.models import SECONDS_PER_YEAR, PriceModel
+from mdactors.domain.backfill import model_history
+from mdactors.domain.bars import Bars
+from mdactors.domain.models import PriceModel
 from mdactors.domain.symbols import SymbolSpec
 
 __all__ = ["complete_history", "model_bars"]
 
 _SUBSTEPS = 4
-_NS_PER_DAY = 86_400 * 10**9
 
 
 def model_bars(
@@ -32,17 +32,14 @@ def model_bars(
     count: int,
     rng: np.random.Generator,
 ) -> Bars:
-    """``count`` bars of ``model`` whose last close is ``end_price``.
+    """``count`` bars of ``model`` from ``start_ns`` whose last close is ``end_price``.
 
-    Each bar is ``4`` model steps, so highs and lows are real path extremes;
-    volumes are log-normal around the spec's daily volume per bar.
+    The start-up history's generator (:func:`~mdactors.domain.backfill.model_history`):
+    each bar is ``4`` model steps, so highs and lows are real path extremes,
+    with the model's rhythm and volume.
     """
-    steps = count * _SUBSTEPS
-    path = model.path(1.0, step_ns / _SUBSTEPS / 1e9 / SECONDS_PER_YEAR, steps, rng)
-    path *= end_price / path[-1]
-    mean_volume = spec.daily_volume * step_ns / _NS_PER_DAY
-    volume = mean_volume * np.exp(0.5 * rng.standard_normal(count) - 0.125)
-    return path_bars(path, _SUBSTEPS, volume, start_ns, step_ns)
+    end_ns = start_ns + count * step_ns
+    return model_history(spec, model, end_price, end_ns, step_ns, count, rng, _SUBSTEPS)
 
 
 def complete_history(

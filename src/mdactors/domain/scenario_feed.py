@@ -31,10 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mdactors.domain.activity import ActivityClock
 from mdactors.domain.innovations import MarketFactor, ShockStream
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel
 from mdactors.domain.overlay import Scenario, SymbolOverlay
-from mdactors.domain.quotes import quote, round_price
+from mdactors.domain.quotes import quote, round_price, tick_volume
 from mdactors.domain.scenarios import (
     Consolidation,
     CorrelationBreak,
@@ -142,12 +143,16 @@ class ScenarioFeed:
         start_price: float,
         rng: np.random.Generator,
         factor: MarketFactor | None = None,
+        start_ns: int = 0,
     ) -> None:
         self.plan = plan
         self.spec = spec
+        self.start_ns = start_ns
+        """The Unix time of ``t = 0``: the rhythm follows the UTC hour of each step."""
         self._process = LiveProcess(model, start_price, rng.spawn(1)[0], factor)
+        self._activity = ActivityClock(model)
         self._volumes = ShockStream(rng.spawn(1)[0])
-        sigma = model.volatility / math.sqrt(SECONDS_PER_YEAR)
+        self._sigma = sigma = model.volatility / math.sqrt(SECONDS_PER_YEAR)
         self._overlay = SymbolOverlay(spec.key, math.log(start_price), sigma, rng, 0.0)
         for scenario in self._scenarios(rng):
             self._overlay.add(scenario, 0.0)
@@ -195,16 +200,20 @@ class ScenarioFeed:
         """Every step of the window, from ``t = step`` to the end."""
         plan, spec, process, overlay = self.plan, self.spec, self._process, self._overlay
         dt_years = plan.step / SECONDS_PER_YEAR
-        mean_volume = spec.daily_volume * plan.step / 86_400.0
+        clock, state, sigma = self._activity, process.state, self._sigma
         previous = high = low = self._start
         total = 0.0
         for index in range(1, plan.steps + 1):
             t = index * plan.step
-            base = math.log(process.advance(dt_years))
+            before = state.log_price
+            season = clock.season(self.start_ns + round(t * 1e9))
+            base = math.log(process.advance(dt_years, 1.0, season))
+            level = clock.volume_level(state.log_price - before, dt_years)
+            overlay.sigma = sigma * season  # scenario noise follows the rhythm too
             mid = math.exp(overlay.advance(t, base))
             price = round_price(spec, mid)
             bid, ask = quote(spec, mid, min(abs(process.shock) / 3.0, 1.0))
-            volume = mean_volume * overlay.volume * math.exp(0.5 * self._volumes.next() - 0.125)
+            volume = tick_volume(spec, plan.step, self._volumes.next(), level * overlay.volume)
             total += volume
             high, low = max(high, price), min(low, price)
             change = price - previous

@@ -32,6 +32,7 @@ __all__ = [
     "Divergence",
     "Effect",
     "FeedMode",
+    "LiquidationCascade",
     "MeanReversion",
     "Phase",
     "PriceMove",
@@ -57,6 +58,9 @@ class ScenarioKind(Enum):
     CONSOLIDATION = "consolidation"
     MEAN_REVERSION = "mean_reversion"
     FEED_DISRUPTION = "feed_disruption"
+    FUNDING_SPIKE = "funding_spike"
+    BASIS_BLOWOUT = "basis_blowout"
+    LIQUIDATION_CASCADE = "liquidation_cascade"
 
 
 class Phase(Enum):
@@ -183,7 +187,8 @@ class Effect:
     ``reversion`` pulls the price towards where it was when the scenario began
     (rate per second); ``pull`` draws what the scenarios built up back
     towards the model's own path (rate per second), so the model's trend
-    carries on through them; ``volume`` multiplies tick volumes.
+    carries on through them; ``volume`` multiplies tick volumes, ``spread`` the
+    quoted spread and ``liquidations`` a perpetual's liquidation rate.
     """
 
     offset: float = 0.0
@@ -193,6 +198,8 @@ class Effect:
     reversion: float = 0.0
     volume: float = 1.0
     pull: float = 0.0
+    spread: float = 1.0
+    liquidations: float = 1.0
 
 
 NO_EFFECT = Effect()
@@ -300,6 +307,29 @@ class Divergence:
         if key != self.target:
             return NO_EFFECT
         return Effect(offset=level * math.log1p(self.spread_bps / 10_000.0))
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationCascade:
+    """A perpetual's liquidation cascade: its ``spot`` falls by ``move`` (the perpetual
+    follows it), both quote ``spread`` × wider and trade 3× the volume, and the
+    perpetual's liquidation rate is × ``intensity``, all at full level."""
+
+    spot: str
+    perpetual: str
+    move: float
+    intensity: float
+    spread: float
+
+    def effect(self, key: str, level: float) -> Effect:
+        """The fall on the spot; the wider spread and volume on both; liquidations on the perp."""
+        spread, volume = 1.0 + (self.spread - 1.0) * level, 1.0 + 2.0 * level
+        if key == self.spot:
+            return Effect(offset=level * math.log1p(self.move), volume=volume, spread=spread)
+        if key == self.perpetual:
+            liquidations = 1.0 + (self.intensity - 1.0) * level
+            return Effect(volume=volume, spread=spread, liquidations=liquidations)
+        return NO_EFFECT
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,10 +156,12 @@ def simulate(
     spread = 2.0 * sigma * sigma
     highs = 0.5 * (middle + np.sqrt(gap + spread * rng.standard_exponential(count)))
     lows = 0.5 * (middle - np.sqrt(gap + spread * rng.standard_exponential(count)))
+    price_opens = np.exp(opens)
+    price_opens[:1] = prices[:1]  # exactly the reference's first price, not exp(log(p))
     return Bars(
         reference.start_ns,
         reference.step_ns,
-        np.exp(opens),
+        price_opens,
         np.exp(highs),
         np.exp(lows),
         np.exp(closes),
@@ -237,7 +239,7 @@ def _ensemble(
     logs.sort(axis=0)
     low, high = (logs[round(q * (paths - 1))] for q in (0.1, 0.9))
     closes = np.exp(start + close)
-    opens = np.concatenate(([math.exp(start)], closes[:-1]))
+    opens = np.concatenate((reference.prices()[:1], closes[:-1]))
     highs = np.maximum(np.exp(start + high), np.maximum(opens, closes))
     lows = np.minimum(np.exp(start + low), np.minimum(opens, closes))
     return Bars(reference.start_ns, reference.step_ns, opens, highs, lows, closes, volume)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mdactors.domain.perpetual import PerpetualSnapshot
+
 __all__ = ["Tick", "Trade", "trade_of"]
 
 
@@ -31,6 +33,8 @@ class Tick:
     day_low: float
     day_volume: float
     wire: dict[str, bytes] = field(default_factory=dict, repr=False)
+    contract: PerpetualSnapshot | None = field(default=None, repr=False)
+    """A perpetual's contract state (mark, index, funding, open interest) at this tick."""
 
     @property
     def ts_ms(self) -> int:

@@ -32,7 +32,7 @@ import trio
 
 from mdactors.domain.funding import FundingRules, FundingState
 from mdactors.domain.models import SECONDS_PER_YEAR, ModelState
-from mdactors.domain.perpetual import BasisParams, BasisProcess
+from mdactors.domain.perpetual import BasisParams, BasisProcess, PerpetualSnapshot
 from mdactors.domain.positioning import OpenInterest
 from mdactors.domain.symbols import SymbolSpec
 from mdactors.domain.tick import Tick
@@ -63,8 +63,14 @@ class _Derived:
         self.state: ModelState = self.model.initial_state(price)
         self._last = self.state.log_price
 
-    def advance(self, dt_years: float, volatility_factor: float = 1.0) -> float:
-        """Step ``dt_years`` and return the new price."""
+    def advance(
+        self, dt_years: float, volatility_factor: float = 1.0, season: float = 1.0
+    ) -> float:
+        """Step ``dt_years`` and return the new price.
+
+        ``season`` (the actor's rhythm level) is not applied again: the fair
+        price moves with the leaders, whose own steps carry the rhythm.
+        """
         # The actor moved the log price itself (a scenario's end, a resume): keep the gap.
         self._carry += self.state.log_price - self._last
         dt = dt_years * SECONDS_PER_YEAR
@@ -155,15 +161,34 @@ class PerpetualActor(DerivedActor):
         self.spot = spot
         self.funding = funding
         self.positions = positions
+        self._observe(self.latest)
+
+    def snapshot(self) -> PerpetualSnapshot:
+        """The contract state now (mark, index, funding, open interest)."""
+        funding = self.funding
+        return PerpetualSnapshot(
+            funding.time_ns,
+            funding.mark,
+            funding.index,
+            funding.premium,
+            funding.estimated_rate,
+            funding.next_funding_ms,
+            funding.rules.interest_rate,
+            self.positions.oi,
+        )
 
     def _observe(self, tick: Tick) -> None:
+        overlay = self.overlay
+        self.positions.intensity = 1.0 if overlay is None else overlay.liquidations
         funding = self.funding
         dt = (tick.ts_ns - funding.time_ns) / 1e9
         mark = funding.observe(tick.ts_ns, self.spot.mid, tick.bid, tick.ask, tick.price)
         self.positions.step(tick.ts_ns, dt, tick.price, mark, funding.estimated_rate)
+        tick.contract = self.snapshot()
 
     def step(self) -> Tick:
-        """The next tick, with the perpetual's funding and positioning brought up to it."""
+        """The next tick, with the perpetual's funding and positioning brought up to it
+        and their snapshot in ``tick.contract``."""
         tick = super().step()
         self._observe(tick)
         return tick

@@ -22,7 +22,7 @@ from mdactors.domain.symbols import (
     spot_of,
 )
 from mdactors.domain.tick import Tick
-from mdactors.engine.derived_actor import cross_actor, perpetual_actor
+from mdactors.engine.derived_actor import PerpetualActor, cross_actor, perpetual_actor
 from mdactors.engine.restarts import RestartBudget, keep_running
 from mdactors.engine.symbol_actor import SymbolActor
 
@@ -166,6 +166,11 @@ class Market:
     def actor(self, key: str) -> SymbolActor:
         """The actor of a resolved key."""
         return self.actors[key]
+
+    def perpetual(self, key: str) -> PerpetualActor | None:
+        """The actor of a resolved key if it is a simulated perpetual, else ``None``."""
+        actor = self.actors[key]
+        return actor if isinstance(actor, PerpetualActor) else None
 
     def latest(self, key: str) -> Tick:
         """The last tick of a resolved key."""

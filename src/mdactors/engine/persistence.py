@@ -5,8 +5,8 @@ queues one ``market_snapshots`` row per symbol (its latest tick and rolling
 24 h figures); every second it compares each symbol's ``is_active`` (simulated
 and not halted by its price breaker) with what it last queued and queues the
 changes, so the ``symbols`` table follows the market. At start the whole
-catalogue is queued; symbols of an earlier run that this one does not
-simulate are left as they are (another instance may simulate them).
+catalogue is queued (the store itself sets rows of symbols no longer
+simulated inactive when it connects).
 It only reads engine state and queues rows: it never waits on PostgreSQL.
 """
 

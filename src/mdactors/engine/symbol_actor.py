@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import trio
 
+from mdactors.domain.activity import ActivityClock
 from mdactors.domain.guards import STALE_AFTER_S, FeedEdge, PriceBreaker
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel, ShockStream
@@ -60,6 +61,8 @@ class SymbolActor:
         self._wall_clock = wall_clock
         self._mid = start_price if start_price is not None else spec.seed_price
         self._process = LiveProcess(model, self._mid, rng, factor)
+        self._activity = ActivityClock(model)
+        self._sigma = model.volatility / math.sqrt(SECONDS_PER_YEAR)
         self._shocks = ShockStream(volume_rng if volume_rng is not None else rng.spawn(1)[0])
         self.volatility_factor = 1.0
         self.spread_factor = 1.0
@@ -149,16 +152,26 @@ class SymbolActor:
 
     def step(self) -> Tick:
         """Advance the process by one interval and return the new tick (unpublished)."""
-        process = self._process
-        self._mid = process.advance(self.interval / SECONDS_PER_YEAR, self.volatility_factor)
-        lots = tick_lots(self.spec, self.interval, self._shocks.next())
+        process, clock = self._process, self._activity
+        now = self._wall_clock()
+        dt_years = self.interval / SECONDS_PER_YEAR
+        state = process.state
+        before = state.log_price
+        season = clock.season(now)
+        self._mid = process.advance(dt_years, self.volatility_factor, season)
+        level = clock.volume_level(state.log_price - before, dt_years)
+        lots = tick_lots(self.spec, self.interval, self._shocks.next(), level)
         overlay = self.overlay
         if overlay is not None:
-            lots = round(lots * self._overlaid(overlay))
-        return self._make_tick(self._wall_clock(), lots, abs(process.shock) / 3.0)
+            lots = round(lots * self._overlaid(overlay, season))
+        return self._make_tick(now, lots, abs(process.shock) / 3.0)
 
-    def _overlaid(self, overlay: SymbolOverlay) -> float:
-        """Apply the scenarios to the new mid; the volume multiplier they ask for."""
+    def _overlaid(self, overlay: SymbolOverlay, season: float) -> float:
+        """Apply the scenarios to the new mid; the volume multiplier they ask for.
+
+        Their noise scales with the hour's rhythm, as the model's own moves do.
+        """
+        overlay.sigma = self._sigma * season
         state = self._process.state
         log_price = overlay.advance(trio.current_time(), state.log_price)
         self._mid = math.exp(log_price)
@@ -178,9 +191,8 @@ class SymbolActor:
             self.feed.scenarios.append(scenario)
             return
         if self.overlay is None:
-            sigma = self.model.volatility / math.sqrt(SECONDS_PER_YEAR)
             state = self._process.state
-            self.overlay = SymbolOverlay(self.spec.key, state.log_price, sigma, rng, now)
+            self.overlay = SymbolOverlay(self.spec.key, state.log_price, self._sigma, rng, now)
         self.overlay.add(scenario, now)
 
     def _make_tick(self, now_ns: int, lots: int, activity: float) -> Tick:
@@ -189,7 +201,9 @@ class SymbolActor:
         ticks = round(self._mid * scale)
         if ticks < 1:
             ticks = 1
-        bid, ask = quote(spec, self._mid, activity, self.spread_factor)
+        overlay = self.overlay
+        spread = self.spread_factor if overlay is None else self.spread_factor * overlay.spread
+        bid, ask = quote(spec, self._mid, activity, spread)
         day = now_ns // _NS_PER_DAY
         if day != self._day:
             self._day = day

@@ -9,7 +9,9 @@ symbol per step, in the tick format ``mdactors replay`` reads::
     timestamp,symbol,price,bid,ask,volume
     2026-01-01T00:00:01.000000Z,BTC/USD,43001.5,43000.12,43002.88,0.412
 
-JSON lines carry the same fields. With ``--seed`` the output is repeatable.
+JSON lines carry the same fields. With ``--seed`` and ``--start`` the output is
+repeatable (the daily rhythm follows the UTC hour of each row, so the start
+time is part of the run).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class UsageError(ValueError):
     """A bad option; the message names it."""
 
 
-def _feeds(args: argparse.Namespace) -> tuple[list[tuple[str, ScenarioFeed]], int]:
+def _feeds(args: argparse.Namespace, start_ns: int) -> tuple[list[tuple[str, ScenarioFeed]], int]:
     try:
         window, step = parse_duration(args.duration), parse_duration(args.step)
     except ValueError as error:
@@ -90,7 +92,8 @@ def _feeds(args: argparse.Namespace) -> tuple[list[tuple[str, ScenarioFeed]], in
         spec = spec_for(key)
         config = {key: {"model": args.model}} if args.model != "default" else None
         rng = np.random.default_rng([seed, index])
-        feed = ScenarioFeed(plan, spec, model_for(spec, config), spec.seed_price, rng, factor)
+        model = model_for(spec, config)
+        feed = ScenarioFeed(plan, spec, model, spec.seed_price, rng, factor, start_ns)
         feeds.append((key, feed))
     return feeds, plan.steps
 
@@ -106,9 +109,12 @@ def _rows(
 
 
 def _write(
-    feeds: list[tuple[str, ScenarioFeed]], steps: int, args: argparse.Namespace, out: TextIO
+    feeds: list[tuple[str, ScenarioFeed]],
+    steps: int,
+    start_ns: int,
+    args: argparse.Namespace,
+    out: TextIO,
 ) -> int:
-    start_ns = round((args.start if args.start is not None else time.time()) * 1e9)
     total = steps * len(feeds)
     show = not args.no_progress and total >= _PROGRESS_ROWS and sys.stderr.isatty()
     progress = Progress(total, sys.stderr, enabled=show)
@@ -129,17 +135,18 @@ def _write(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``simulate``; exit code 0, or 2 for a bad option."""
+    start_ns = round((args.start if args.start is not None else time.time()) * 1e9)
     try:
-        feeds, steps = _feeds(args)
+        feeds, steps = _feeds(args, start_ns)
     except UsageError as error:
         print(f"mdactors simulate: {error}", file=sys.stderr)
         return 2
     if args.output == "-":
         try:
-            _write(feeds, steps, args, sys.stdout)
+            _write(feeds, steps, start_ns, args, sys.stdout)
         except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
             sys.stdout = None  # type: ignore[assignment]  # no flush error at exit
     else:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            _write(feeds, steps, args, out)
+            _write(feeds, steps, start_ns, args, out)
     return 0

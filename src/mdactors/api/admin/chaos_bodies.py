@@ -12,11 +12,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BasisBlowoutBody",
     "BreakerResetBody",
     "ConsolidationBody",
     "CorrelationBreakBody",
     "DivergenceBody",
     "FeedDisruptionBody",
+    "FundingSpikeBody",
+    "LiquidationCascadeBody",
     "MarketCrashBody",
     "MeanReversionBody",
     "PriceShockBody",
@@ -205,6 +208,37 @@ class FeedDisruptionBody(_Timing):
         "degraded", description="degraded = latency/loss only; stale = no new ticks; outage."
     )
     republish: bool = Field(True, description="Stale mode: republish the last tick (else silence).")
+
+
+class FundingSpikeBody(_Timing):
+    """``POST /chaos/funding-spike``: a perpetual's funding rate driven to ``target_funding_rate``
+    (a fraction per 8 h interval, e.g. 0.003 = +0.3 %) by the premium that gives it, so the
+    basis follows (gradual by default)."""
+
+    symbol: str = Field(max_length=64, description="A simulated perpetual, e.g. BTC-USD-PERP.")
+    target_funding_rate: float = Field(
+        ge=-0.0075, le=0.0075, description="Per funding interval, within the cap ±0.75 %."
+    )
+
+
+class BasisBlowoutBody(_Timing):
+    """``POST /chaos/basis-blowout``: a perpetual's premium over its spot driven to
+    ``basis_bps`` and back (gradual by default)."""
+
+    symbol: str = Field(max_length=64, description="A simulated perpetual, e.g. BTC-USD-PERP.")
+    basis_bps: float = Field(ge=-5_000, le=5_000, description="Premium at full strength, bp.")
+
+
+class LiquidationCascadeBody(_Timing):
+    """``POST /chaos/liquidation-cascade``: the spot (and so its perpetual) drops fast, a
+    train of forced orders follows, open interest collapses and spreads widen."""
+
+    symbol: str = Field(max_length=64, description="A simulated perpetual, e.g. BTC-USD-PERP.")
+    drop_percentage: float = Field(-10.0, lt=0, description="Fall at full strength, percent.")
+    liquidation_intensity: float = Field(
+        10.0, ge=1, le=100, description="The liquidation rate × this at full strength."
+    )
+    spread_multiplier: float = Field(4.0, ge=1, le=100, description="Quoted spreads × this.")
 
 
 class BreakerResetBody(_Strict):

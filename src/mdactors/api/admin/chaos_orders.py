@@ -27,10 +27,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from mdactors.api.admin.chaos_bodies import (
+    BasisBlowoutBody,
     ConsolidationBody,
     CorrelationBreakBody,
     DivergenceBody,
     FeedDisruptionBody,
+    FundingSpikeBody,
+    LiquidationCascadeBody,
     MarketCrashBody,
     MeanReversionBody,
     PriceShockBody,
@@ -39,7 +42,9 @@ from mdactors.api.admin.chaos_bodies import (
     StablecoinDepegBody,
     VolatilitySpikeBody,
 )
+from mdactors.domain.funding import FundingRules
 from mdactors.domain.overlay import Scenario
+from mdactors.domain.perpetual import BasisParams
 from mdactors.domain.scenarios import (
     SIMULATOR_SOURCE,
     Consolidation,
@@ -49,12 +54,14 @@ from mdactors.domain.scenarios import (
     Disruption,
     Divergence,
     FeedMode,
+    LiquidationCascade,
     MeanReversion,
     PriceMove,
     ScenarioKind,
     Shape,
     VolatilitySpike,
 )
+from mdactors.domain.symbols import is_perpetual, spec_for, spot_of
 from mdactors.engine.scenarios import ScenarioEngine
 
 __all__ = ["ORDERS", "FieldError", "Limits", "Order", "Plan", "Resolve", "start_order"]
@@ -413,6 +420,63 @@ def feed_disruption_order(body: FeedDisruptionBody, resolve: Resolve, limits: Li
     return _order(ScenarioKind.FEED_DISRUPTION, shape, keys, body, plan, limits)
 
 
+def _perpetual(resolve: Resolve, raw: str) -> tuple[str, str]:
+    """``(spot, perpetual)`` keys of the simulated perpetual ``raw`` names."""
+    key = resolve("symbol", raw)
+    if not is_perpetual(key):
+        raise FieldError("symbol", f"{raw!r} is not a perpetual (e.g. BTC-USD-PERP)")
+    return spot_of(key), key
+
+
+def premium_for_funding(rate: float, rules: FundingRules) -> float:
+    """The premium index whose interval average gives funding ``rate`` (the formula's inverse:
+    above the interest rate ``P = F + clamp``, below it ``P = F − clamp``)."""
+    if rate > rules.interest_rate:
+        return rate + rules.clamp
+    if rate < rules.interest_rate:
+        return rate - rules.clamp
+    return rules.interest_rate
+
+
+def funding_spike_order(body: FundingSpikeBody, resolve: Resolve, limits: Limits) -> Order:
+    """The perpetual trades at the premium that makes its funding ``target_funding_rate``:
+    its bid (ask, for a discount) that far from the index, half a spread beyond the mid."""
+    spot, perpetual = _perpetual(resolve, body.symbol)
+    spec = spec_for(perpetual)
+    premium = premium_for_funding(body.target_funding_rate, FundingRules())
+    half_spread = sum(spec.spread_bps) / 4.0 / 10_000.0
+    lift = premium + math.copysign(half_spread, premium) if premium else 0.0
+    bps = (lift - BasisParams().mean_bps / 10_000.0) * 10_000.0
+    _checked_move("target_funding_rate", bps / 10_000.0 or 1e-12, limits)
+    plan = _plan(body, default_onset="gradual")
+    shape = Divergence(spot, perpetual, bps)
+    return _order(ScenarioKind.FUNDING_SPIKE, shape, [perpetual], body, plan, limits)
+
+
+def basis_blowout_order(body: BasisBlowoutBody, resolve: Resolve, limits: Limits) -> Order:
+    """The perpetual's premium over its spot goes to ``basis_bps`` and back."""
+    spot, perpetual = _perpetual(resolve, body.symbol)
+    _checked_move("basis_bps", body.basis_bps / 10_000.0, limits)
+    plan = _plan(body, default_onset="gradual")
+    shape = Divergence(spot, perpetual, body.basis_bps)
+    return _order(ScenarioKind.BASIS_BLOWOUT, shape, [perpetual], body, plan, limits)
+
+
+def liquidation_cascade_order(
+    body: LiquidationCascadeBody, resolve: Resolve, limits: Limits
+) -> Order:
+    """The spot falls ``drop_percentage`` at once, the perpetual with it; liquidations ×
+    ``liquidation_intensity`` and spreads × ``spread_multiplier`` on both while it lasts."""
+    spot, perpetual = _perpetual(resolve, body.symbol)
+    move = _checked_move("drop_percentage", body.drop_percentage / 100.0, limits)
+    shape = LiquidationCascade(
+        spot, perpetual, move, body.liquidation_intensity, body.spread_multiplier
+    )
+    plan = _plan(body, default_onset="gradual")
+    kind = ScenarioKind.LIQUIDATION_CASCADE
+    return _order(kind, shape, [spot, perpetual], body, plan, limits)
+
+
 ORDERS: dict[str, tuple[type[BaseModel], Callable[..., Order]]] = {
     "price-shock": (PriceShockBody, price_shock_order),
     "rally": (RallyBody, rally_order),
@@ -424,5 +488,8 @@ ORDERS: dict[str, tuple[type[BaseModel], Callable[..., Order]]] = {
     "consolidation": (ConsolidationBody, consolidation_order),
     "mean-reversion": (MeanReversionBody, mean_reversion_order),
     "feed-disruption": (FeedDisruptionBody, feed_disruption_order),
+    "funding-spike": (FundingSpikeBody, funding_spike_order),
+    "basis-blowout": (BasisBlowoutBody, basis_blowout_order),
+    "liquidation-cascade": (LiquidationCascadeBody, liquidation_cascade_order),
 }
 """Every ``POST /chaos/<kind>`` route: its body model and the function making its order."""

@@ -114,7 +114,7 @@ async def debug_correlations(query_args: CorrelationSource) -> Response:
             for key, actor in market.actors.items()
         }
     else:
-        closes = {key: ctx.recorder.day_closes(key, 240) for key in market.symbols}
+        closes = {key: ctx.view.day_closes(key, 240) for key in market.symbols}
     return json_response(
         {
             "source": query_args.source,

@@ -18,7 +18,7 @@ from typing import Any
 
 from mdactors.api.binance.symbols import BinanceMarket
 from mdactors.api.codec import dumps
-from mdactors.domain.book import Level, OrderBook, synthesize_book
+from mdactors.domain.book import Level, OrderBook
 from mdactors.domain.klines import Kline
 from mdactors.domain.stats import RollingStats
 from mdactors.domain.tick import Tick, Trade
@@ -26,11 +26,9 @@ from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
     "TRADE_ID_BASE",
-    "DiffWindow",
     "agg_trade_event",
     "agg_trade_json",
     "all_tickers_event",
-    "book_diff",
     "book_ticker_event",
     "book_ticker_json",
     "combined",
@@ -191,64 +189,6 @@ def depth_json(market: BinanceMarket, book: OrderBook, limit: int) -> dict[str, 
     }
 
 
-class DiffWindow:
-    """The books between two depth events, folded into what the next diff must carry.
-
-    Start it at the book of the last event (the book a client holds), :meth:`see`
-    every book after it, then :meth:`diff` gives the changes to the newest book.
-    A level is sent when *some* book of the window had a different quantity
-    there (or none), so applying the diff to the book of any update in the
-    window (a REST snapshot taken in between) gives exactly the newest book,
-    as Binance's aggregated diffs do, while a level unchanged throughout is
-    left out. Memory is a book's worth of levels, whatever the window's length.
-    """
-
-    __slots__ = ("_common", "_varied")
-
-    def __init__(self, start: OrderBook) -> None:
-        self._common = (dict(start.bids), dict(start.asks))
-        """Per side, levels with the same quantity in every book of the window."""
-        self._varied: tuple[set[float], set[float]] = (set(), set())
-        """Per side, the other prices some book of the window had."""
-
-    def see(self, book: OrderBook) -> None:
-        """Add ``book`` to the window."""
-        for side, levels in ((0, book.bids), (1, book.asks)):
-            common, varied = self._common[side], self._varied[side]
-            current = dict(levels)
-            stale = [price for price, _ in common.items() - current.items()]
-            for price in stale:
-                del common[price]
-            varied.update(stale)
-            varied.update(current.keys() - common.keys())
-
-    def diff(self, new: OrderBook) -> tuple[list[Level], list[Level]]:
-        """The changes taking any book of the window to ``new``: ``(bids, asks)``,
-        best first, then removed levels (quantity 0) by price."""
-        return self._side(0, new.bids), self._side(1, new.asks)
-
-    def _side(self, side: int, after: Sequence[Level]) -> list[Level]:
-        common = self._common[side]
-        changes = [(price, qty) for price, qty in after if common.get(price) != qty]
-        gone = (common.keys() | self._varied[side]).difference(price for price, _ in after)
-        changes.extend((price, 0.0) for price in sorted(gone))
-        return changes
-
-
-def book_diff(
-    old: OrderBook, new: OrderBook, between: Sequence[OrderBook] = ()
-) -> tuple[list[Level], list[Level]]:
-    """The changes taking ``old`` to ``new``: ``(bids, asks)``, quantity 0 = level removed.
-
-    ``between`` are the books of the updates in between: the changes also take
-    any of them to ``new`` (see :class:`DiffWindow`).
-    """
-    window = DiffWindow(old)
-    for book in between:
-        window.see(book)
-    return window.diff(new)
-
-
 def depth_update_event(
     market: BinanceMarket,
     first_id: int,
@@ -405,14 +345,15 @@ def kline_event(
 # --------------------------------------------------------------------------- tickers
 
 
-def top_of_book(market: BinanceMarket, tick: Tick) -> tuple[Level, Level]:
-    """The best bid and ask levels (price, quantity) of the book at ``tick``."""
-    book = synthesize_book(market.spec, tick.bid, tick.ask, 1, tick.seq, tick.ts_ns)
+def top_of_book(book: OrderBook) -> tuple[Level, Level]:
+    """The best bid and ask levels (price, quantity) of ``book``."""
     return (book.bids[0] if book.bids else (0.0, 0.0)), book.asks[0]
 
 
-def ticker_24hr_json(market: BinanceMarket, tick: Tick, stats: RollingStats) -> dict[str, Any]:
-    """``GET /api/v3/ticker/24hr`` for one symbol at ``tick``.
+def ticker_24hr_json(
+    market: BinanceMarket, tick: Tick, stats: RollingStats, top: tuple[Level, Level]
+) -> dict[str, Any]:
+    """``GET /api/v3/ticker/24hr`` for one symbol at ``tick``, ``top`` its book's best levels.
 
     The weighted average price is the window's typical price (O+H+L+C)/4 (no
     per-print volume is kept for 24h); the trades counted are every print
@@ -421,7 +362,7 @@ def ticker_24hr_json(market: BinanceMarket, tick: Tick, stats: RollingStats) -> 
     spec = market.spec
     pp, qp = _places(spec.price_decimals), _places(spec.qty_decimals)
     weighted = (stats.open + stats.high + stats.low + stats.last) / 4.0
-    (bid, bid_qty), (ask, ask_qty) = top_of_book(market, tick)
+    (bid, bid_qty), (ask, ask_qty) = top
     first_id, last_id = 1, TRADE_ID_BASE + tick.seq
     return {
         "symbol": market.name,

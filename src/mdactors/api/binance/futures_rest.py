@@ -59,7 +59,6 @@ from mdactors.api.binance.rest import (
     rows_response,
 )
 from mdactors.api.binance.symbols import BinanceMarket
-from mdactors.domain.book import synthesize_book
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, aggregate
 from mdactors.engine.derived_actor import PerpetualActor
 
@@ -132,7 +131,7 @@ async def depth() -> Response:
         raise invalid("limit")
     tick = view.ctx.market.latest(market.key)
     levels = min(limit, view.ctx.settings.binance_book_depth)
-    book = synthesize_book(market.spec, tick.bid, tick.ask, levels, tick.seq, tick.ts_ns)
+    book = view.ctx.view.book(tick, levels)
     weight = 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
     return _respond(futures_depth_json(market, book, limit, _now_ms()), weight)
 
@@ -324,7 +323,7 @@ async def ticker_book() -> Response:
     rows = []
     for market in markets:
         tick = view.ctx.market.latest(market.key)
-        spot_row = book_ticker_json(market, top_of_book(market, tick))
+        spot_row = book_ticker_json(market, top_of_book(view.ctx.view.book(tick, 1)))
         rows.append(book_ticker_row(spot_row, tick.seq, tick.ts_ms))
     return rows_response(rows, single, (2, 5), view)
 

@@ -20,9 +20,17 @@ from urllib.parse import parse_qs
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
 from mdactors.api.codec import dumps
 from mdactors.domain.klines import KLINE_INTERVALS
+from mdactors.engine.errors import (
+    ErrorTable,
+    StreamClosed,
+    SymbolError,
+    TooManyStreams,
+    UnknownSymbol,
+)
 
 __all__ = [
     "ALL_STREAMS_KEY",
+    "BINANCE_WS_ERRORS",
     "Control",
     "SessionStreams",
     "StreamSpec",
@@ -54,6 +62,19 @@ class WsError(Exception):
         self.code = code
         self.msg = msg
         self.request_id = request_id
+
+
+BINANCE_WS_ERRORS: ErrorTable[WsError] = ErrorTable(
+    "Binance WebSocket",
+    {
+        StreamClosed: lambda _: WsError(2, "server shutting down"),
+        TooManyStreams: lambda error: WsError(2, f"Invalid request: {error}; retry later"),
+        SymbolError: lambda error: WsError(2, f"Invalid request: {error}"),
+        UnknownSymbol: lambda error: WsError(2, f"Invalid request: {error}"),
+    },
+)
+"""The error reply of each engine error on a Binance stream; a drain is said as the
+reason of a 1001 close instead."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ from typing import Any
 from quart import Blueprint, Response, current_app, request
 
 from mdactors.api.binance.codec import (
-    TRADE_ID_BASE,
     agg_trade_json,
     book_ticker_json,
     decimal,
@@ -34,9 +33,7 @@ from mdactors.api.binance.codec import (
 )
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
 from mdactors.api.context import ApiContext
-from mdactors.api.http.rest import candle_window
 from mdactors.api.http.web import context, json_response
-from mdactors.domain.book import synthesize_book
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, aggregate, kline_of
 from mdactors.domain.tick import Trade
 
@@ -136,15 +133,14 @@ class BinanceView:
 
     async def trades(self, key: str) -> list[tuple[int, Trade]]:
         """``(trade id, trade)`` of every print held (backfilled ones included), oldest first."""
-        tape = self.ctx.recorder.recent_trades(key, MAX_TRADE_LIMIT)
-        return [(TRADE_ID_BASE + trade.id, trade) for trade in reversed(tape)]
+        return self.ctx.view.trades_since(key)[-MAX_TRADE_LIMIT:]
 
     def ticker_24hr(self, market: BinanceMarket) -> dict[str, Any]:
         """The 24-hour ticker row of ``market`` at the latest tick."""
         key = market.key
-        return ticker_24hr_json(
-            market, self.ctx.market.latest(key), self.ctx.recorder.stats_24h(key)
-        )
+        tick = self.ctx.market.latest(key)
+        view = self.ctx.view
+        return ticker_24hr_json(market, tick, view.stats_24h(key), top_of_book(view.book(tick, 1)))
 
 
 def binance_view(perpetual: bool = False) -> BinanceView:
@@ -315,7 +311,7 @@ async def depth() -> Response:
     params.done()
     tick = view.ctx.market.latest(market.key)
     levels = min(limit, view.ctx.settings.binance_book_depth)
-    book = synthesize_book(market.spec, tick.bid, tick.ask, levels, tick.seq, tick.ts_ns)
+    book = view.ctx.view.book(tick, levels)
     weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
     return respond(depth_json(market, book, limit), weight)
 
@@ -385,7 +381,7 @@ async def klines_of(
     base_end = None if end is None else interval.end(interval.start(end)) - 1
     per_bucket = _longest(interval.name) // _longest(interval.base)
     base_limit = min(limit * per_bucket, MAX_BASE_CANDLES)
-    candles = await candle_window(key, interval.base, start, base_end, base_limit)
+    candles = await context().view.candles(key, interval.base, start, base_end, base_limit)
     if interval.name == interval.base:
         klines = [kline_of(candle, interval) for candle in candles]
     else:
@@ -491,7 +487,8 @@ async def ticker_book() -> Response:
     view = binance_view()
     chosen, single = chosen_markets(Params(), view)
     latest = view.ctx.market.latest
-    rows = [book_ticker_json(m, top_of_book(m, latest(m.key))) for m in chosen]
+    book = view.ctx.view.book
+    rows = [book_ticker_json(m, top_of_book(book(latest(m.key), 1))) for m in chosen]
     return rows_response(rows, single, (2, 4))
 
 
@@ -502,7 +499,7 @@ async def average_price() -> Response:
     params = Params()
     market = view.market(params.text("symbol"))
     params.done()
-    closes = view.ctx.recorder.day_closes(market.key, 5)[-5:]
+    closes = view.ctx.view.day_closes(market.key, 5)[-5:]
     tick = view.ctx.market.latest(market.key)
     mean = sum(closes) / len(closes) if closes else tick.price
     body = {"mins": 5, "price": decimal(mean, places_of(market)[0]), "closeTime": tick.ts_ms}

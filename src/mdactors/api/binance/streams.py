@@ -40,15 +40,9 @@ from mdactors.api.binance.codec import (
     top_of_book,
     trade_event,
 )
-from mdactors.api.binance.feed import (
-    AllTickers,
-    AllTickersFeed,
-    DepthUpdate,
-    FeedItem,
-    SymbolFeed,
-)
 from mdactors.api.binance.protocol import (
     ALL_STREAMS_KEY,
+    BINANCE_WS_ERRORS,
     SessionStreams,
     StreamSpec,
     WsError,
@@ -59,10 +53,15 @@ from mdactors.api.binance.protocol import (
     parse_stream,
 )
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
-from mdactors.api.ws.protocol import Channel
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, OutboxSession
-from mdactors.domain.candles import Candle
 from mdactors.domain.tick import Tick, trade_of
+from mdactors.engine.binance_feed import (
+    AllTickers,
+    AllTickersFeed,
+    DepthUpdate,
+    FeedItem,
+    SymbolFeed,
+)
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.engine.topic import Topic
 
@@ -88,8 +87,7 @@ class BinanceStreams:
         self.feeds = {
             key: SymbolFeed(
                 actor,
-                ctx.history,
-                self._candle_at,
+                ctx.view,
                 ctx.settings.binance_book_depth,
                 ctx.market.wall_clock,
             )
@@ -106,9 +104,6 @@ class BinanceStreams:
 
     async def _take_over(self, ws: WebSocketConnection, first_message: str | bytes) -> None:
         await self.serve(ws, False, [], first_message)
-
-    def _candle_at(self, tick: Tick, interval: str) -> Candle:
-        return self.server.candle_at(tick, Channel("candles", interval=interval))
 
     def topic(self, key: str) -> Topic[FeedItem] | Topic[AllTickers]:
         """The Topic feeding subscription ``key`` (a symbol key or :data:`ALL_STREAMS_KEY`)."""
@@ -196,12 +191,14 @@ class BinanceSession(OutboxSession):
                 self.state.remove([spec.name for spec in added])
                 for spec in added:
                     self._demand(spec, -1)
-                raise WsError(2, f"Invalid request: {error}; retry later", control.id) from None
+                refused = BINANCE_WS_ERRORS(error)
+                refused.request_id = control.id
+                raise refused from None
             self._send_later(reply)
         except WsError as error:
             self._send_later(error_reply(error))
-        except StreamClosed:
-            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+        except StreamClosed as error:
+            self.request_close(CLOSE_GOING_AWAY, BINANCE_WS_ERRORS(error).msg)
             return False
         return True
 
@@ -222,7 +219,7 @@ class BinanceSession(OutboxSession):
                 self._on_message(first_message)
             await self._serve()
         except (StreamClosed, TooManyStreams) as error:
-            self._closing = (CLOSE_GOING_AWAY, str(error)[:100])
+            self._closing = (CLOSE_GOING_AWAY, BINANCE_WS_ERRORS(error).msg[:100])
         finally:
             for spec in self.state.streams.values():
                 self._demand(spec, -1)
@@ -290,7 +287,7 @@ class BinanceSession(OutboxSession):
             encode = trade_event if kind == "trade" else agg_trade_event
             return encode(market, trade, TRADE_ID_BASE + tick.seq)
         if kind == "bookTicker":
-            return book_ticker_event(market, tick.seq, top_of_book(market, tick))
+            return book_ticker_event(market, tick.seq, top_of_book(self.ctx.view.book(tick, 1)))
         if kind == "ticker":
             return ticker_event(self._ticker_row(market, tick), tick.ts_ms)
         if kind == "miniTicker":
@@ -298,4 +295,7 @@ class BinanceSession(OutboxSession):
         return None
 
     def _ticker_row(self, market: BinanceMarket, tick: Tick) -> dict[str, Any]:
-        return ticker_24hr_json(market, tick, self.ctx.recorder.stats_24h(market.key))
+        view = self.ctx.view
+        return ticker_24hr_json(
+            market, tick, view.stats_24h(market.key), top_of_book(view.book(tick, 1))
+        )

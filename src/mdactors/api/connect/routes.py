@@ -36,7 +36,7 @@ from mdactors.api.connect.protocol import (
     split_envelopes,
 )
 from mdactors.api.http.web import context
-from mdactors.api.http.write_guard import guard_writes, record_disconnect
+from mdactors.api.http.write_guard import guard_writes
 from mdactors.api.rpc.proto_codec import (
     json_symbol_prefix,
     price_update_json,
@@ -45,6 +45,7 @@ from mdactors.api.rpc.proto_codec import (
 )
 from mdactors.api.rpc.scenario_stream import plan_scenario
 from mdactors.api.rpc.service import Code, MarketDataRpc, RpcError
+from mdactors.engine.outlet import Outlet, SlowConsumer
 
 __all__ = ["CLIENT_TYPE", "SERVICE", "blueprint"]
 
@@ -233,6 +234,7 @@ async def _price_stream(
     slow_after = ctx.settings.slow_consumer_timeout
     try:
         with rpc.price_feed(message, CLIENT_TYPE) as feed:
+            outlet = Outlet(ctx.streams, latency, CLIENT_TYPE, feed.subscription, slow_after)
             spellings = feed.plan.spellings.values()
             if codec.name == "json":
                 json_prefixes = {name: json_symbol_prefix(name) for name in spellings}
@@ -245,29 +247,19 @@ async def _price_stream(
                 def encode(name: str, tick: Any) -> bytes:
                     return price_update_pb(tick, pb_prefixes[name])
 
-            behind = False
             while True:
                 with trio.move_on_at(deadline) as waited:
-                    batch = await feed.next_batch(behind)
+                    batch = await feed.next_batch(outlet.behind)
                 if waited.cancelled_caught:
                     raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
                 chunk = b"".join(envelope(encode(name, tick)) for name, tick in batch)
                 started = trio.current_time()
                 yield chunk
-                took = trio.current_time() - started
-                # The transport's send time: a client that cannot keep up
-                # gets only the newest tick per symbol, then is disconnected
-                # (one that stopped reading got its connection reset by the
-                # write guard, which ended the send).
-                if took > slow_after:
-                    record_disconnect(ctx.streams, feed.subscription, CLIENT_TYPE)
-                    raise RpcError(
-                        Code.RESOURCE_EXHAUSTED,
-                        f"client too slow: an update took {took:.1f} s to send",
-                    )
-                behind = took > 0.05
-                now_ns = time.time_ns()
-                for _, tick in batch:
-                    latency.observe(max(0.0, (now_ns - tick.ts_ns) / 1e9))
+                # One that stopped reading got its connection reset by the
+                # write guard, which ended the send.
+                try:
+                    outlet.delivered((tick for _, tick in batch), started)
+                except SlowConsumer as slow:
+                    raise RpcError(Code.RESOURCE_EXHAUSTED, str(slow)) from None
     except RpcError as error:
         yield end_stream(error)

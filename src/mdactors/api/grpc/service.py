@@ -22,7 +22,8 @@ from mdactors.api.context import ApiContext
 from mdactors.api.grpc.fanout import PriceFanOut, follow_fast, price_fan_outs
 from mdactors.api.grpc.transport import GrpcCall, GrpcServer
 from mdactors.api.rpc.proto_codec import Encoded, price_update_pb, symbol_prefix
-from mdactors.api.rpc.service import HEALTH_SERVICES, Code, MarketDataRpc, RpcError, draining_error
+from mdactors.api.rpc.service import HEALTH_SERVICES, Code, MarketDataRpc, RpcError
+from mdactors.api.rpc.status import draining_error
 from mdactors.engine.fanout import FanOuts
 
 __all__ = ["CLIENT_TYPE", "HealthServicer", "MarketDataServicer", "build_server", "serve_grpc"]

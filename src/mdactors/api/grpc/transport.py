@@ -41,14 +41,15 @@ import h2.exceptions
 import purerpc
 import trio
 from google.protobuf.message import DecodeError
-from h2.connection import ConnectionState
+from h2.connection import ConnectionInputs, ConnectionState, H2Connection
+from h2.errors import ErrorCodes
 from h2.stream import StreamState
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpc_socket import SocketWrapper
 from purerpc.grpclib.buffers import MessageWriteBuffer
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
-from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived
+from purerpc.grpclib.events import MessageReceived, RequestEnded, RequestReceived, WindowUpdated
 from purerpc.grpclib.exceptions import GRPCError, MessageTooLargeError
 from purerpc.grpclib.status import Status
 from purerpc.rpc import Cardinality
@@ -56,11 +57,22 @@ from purerpc.rpc import Cardinality
 from mdactors.api.grpc.h2_settings import compact_h2_settings
 from mdactors.api.rpc.service import Code, RpcError
 
-__all__ = ["MAX_RESPONSE_BYTES", "GrpcCall", "GrpcServer", "Lane", "Writer", "grpc_message"]
+__all__ = [
+    "CLOSED_STREAMS_KEPT",
+    "MAX_RESPONSE_BYTES",
+    "ConnectionTables",
+    "GrpcCall",
+    "GrpcServer",
+    "Lane",
+    "Writer",
+    "grpc_message",
+]
 
 MAX_UNSENT_BYTES = 512 * 1024
 """Outbound bytes one connection may have queued before its streams count as behind."""
 _UNSENT_POLL_S = 0.02
+CLOSED_STREAMS_KEPT = 1024
+"""Closed streams per connection whose ending h2 remembers (see :class:`_Connection`)."""
 
 # ~10 KB less per connection (see mdactors.api.grpc.h2_settings).
 compact_h2_settings()
@@ -126,12 +138,64 @@ class _Oversized(RequestEnded):
         self.message = message
 
 
+class _H2Connection(H2Connection):
+    """h2's connection, remembering fewer closed streams and ignoring late WINDOW_UPDATEs.
+
+    h2 remembers how each of the last 65,536 closed streams ended (~120
+    bytes each: 8 MB per connection that churns) only to answer frames that
+    arrive on them late; in-flight frames arrive within a round trip, not
+    thousands of streams later, so we keep :data:`CLOSED_STREAMS_KEPT`.
+    RFC 9113 §5.1 says to ignore a WINDOW_UPDATE on a closed stream (one
+    that raced the stream's end); h2 3.2 ends the whole connection for one
+    on a stream it has dropped, unless that stream was reset.
+    """
+
+    MAX_CLOSED_STREAMS = CLOSED_STREAMS_KEPT
+
+    def _receive_window_update_frame(self, frame: Any) -> tuple[list[Any], list[Any]]:
+        if frame.stream_id and frame.stream_id not in self.streams:
+            try:
+                self._get_stream_by_id(frame.stream_id)
+            except h2.exceptions.StreamClosedError:
+                return [], self.state_machine.process_input(ConnectionInputs.RECV_WINDOW_UPDATE)
+        return super()._receive_window_update_frame(frame)
+
+
 class _Connection(GRPCConnection):
-    """Reports stream resets and oversized messages instead of ignoring or dying."""
+    """Reports stream resets and oversized messages instead of ignoring or dying;
+    forgets each ended stream at once (see :meth:`forget`)."""
 
     def __init__(self, config: GRPCConfiguration, on_reset: Callable[[int], None]) -> None:
         super().__init__(config)
         self._on_reset = on_reset
+        self.h2_connection = _H2Connection(self.h2_connection.config)
+        self.h2_connection.clear_outbound_data_buffer()
+        self._set_h2_connection_local_settings()
+
+    def forget(self, stream_id: int) -> None:
+        """Drop every trace of a stream whose call has ended.
+
+        h2 would keep a closed stream in its map until the peer opens the
+        next one. A stream our side has not ended (the call failed before its
+        trailers) is reset with INTERNAL_ERROR; one whose request is still
+        arriving (answered early, e.g. UNIMPLEMENTED) is reset with NO_ERROR,
+        which tells the client to stop sending (RFC 9113 §8.1). h2 answers
+        any late frame on it from its record of closed streams.
+        """
+        self.message_read_buffers.pop(stream_id, None)
+        h2c = self.h2_connection
+        stream = h2c.streams.get(stream_id)
+        if stream is None:
+            return
+        if not stream.closed:
+            ended = stream.state_machine.state is StreamState.HALF_CLOSED_LOCAL
+            with suppress(h2.exceptions.H2Error):
+                h2c.reset_stream(
+                    stream_id, ErrorCodes.NO_ERROR if ended else ErrorCodes.INTERNAL_ERROR
+                )
+        if stream.closed:
+            del h2c.streams[stream_id]
+            h2c._closed_streams[stream_id] = stream.closed_by
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Send ``data`` in DATA frames no larger than the peer accepts.
@@ -229,6 +293,10 @@ class Writer(SocketWrapper):
             else:
                 return
 
+    def wake(self) -> None:
+        """Have the writer task send what h2 has queued."""
+        self._flush_event.set()
+
     def unsent(self) -> int:
         """Bytes queued for the connection and not yet handed to the kernel."""
         return len(self._grpc_connection.h2_connection._data_to_send) + len(self._owed)
@@ -323,9 +391,73 @@ class _Socket(GRPCProtoSocket):
         self._socket = self.writer = Writer(self._grpc_connection, sock)
 
     @property
-    def connection(self) -> GRPCConnection:
+    def connection(self) -> _Connection:
         """The gRPC/HTTP/2 state machine."""
         return self._grpc_connection
+
+    def forget(self, stream_id: int) -> None:
+        """Drop every trace of a stream whose call has ended (however it ended).
+
+        purerpc removes a stream from ``_streams`` only after both sides
+        closed it normally; a stream the client reset stayed forever, and
+        every connection-level WINDOW_UPDATE woke it again. Request bytes
+        still queued for the stream are acknowledged, or the connection's
+        receive window would shrink by them for good.
+        """
+        stream = self._streams.pop(stream_id, None)
+        connection = self._grpc_connection
+        if stream is not None:
+            sender, receiver = stream._incoming_events
+            while True:
+                try:
+                    event = receiver.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                if isinstance(event, MessageReceived):
+                    with suppress(h2.exceptions.H2Error):
+                        connection.acknowledge_received_data(
+                            stream_id, event.flow_controlled_length
+                        )
+            sender.close()
+            receiver.close()
+        connection.forget(stream_id)
+        self.writer.wake()
+
+    async def _listen(self) -> AsyncIterator[GRPCProtoStream]:
+        """purerpc's read loop, for the streams of calls still running only.
+
+        Events of a forgotten stream are dropped (its DATA is acknowledged by
+        :class:`_Connection`); a WINDOW_UPDATE wakes the live streams only,
+        without a coroutine each.
+        """
+        connection = self._grpc_connection
+        streams = self._streams
+        while True:
+            try:
+                data = await self._socket.recv(self._receive_buffer_size)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            events = connection.receive_data(data)
+            self.writer.wake()
+            for event in events:
+                if isinstance(event, WindowUpdated):
+                    if event.stream_id == 0:
+                        for stream in streams.values():
+                            stream._flow_control_update_event.set()
+                    elif (stream := streams.get(event.stream_id)) is not None:
+                        stream._flow_control_update_event.set()
+                    continue
+                if isinstance(event, RequestReceived):
+                    stream = self._allocate_stream(event.stream_id)
+                elif (stream := streams.get(event.stream_id)) is None:
+                    continue
+                # No checkpoint between the lookup and the send: the call
+                # cannot end (and close this queue) in between.
+                stream._incoming_events[0].send_nowait(event)
+                if isinstance(event, RequestReceived):
+                    yield stream
+                elif isinstance(event, RequestEnded):
+                    stream._close_remote()
 
     async def goaway(self) -> None:
         """Tell the client no new calls will be accepted on this connection."""
@@ -334,6 +466,26 @@ class _Socket(GRPCProtoSocket):
             await self._socket.flush()
         except h2.exceptions.H2Error:
             pass
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTables:
+    """How many entries one connection's per-stream tables hold.
+
+    A stream that has ended, however it ended, is in none of them but
+    ``closed_record``, which is bounded by :data:`CLOSED_STREAMS_KEPT`.
+    """
+
+    calls: int
+    """Our dispatcher's calls (one cancel scope each)."""
+    streams: int
+    """purerpc's ``GRPCSocket._streams``."""
+    h2_streams: int
+    """h2's stream map."""
+    read_buffers: int
+    """purerpc's per-stream request read buffers."""
+    closed_record: int
+    """h2's record of how recent streams closed (for frames still in flight)."""
 
 
 @dataclass(eq=False)
@@ -352,6 +504,21 @@ class _ConnectionState:
         scope = self.calls.get(stream_id)
         if scope is not None:
             scope.cancel()
+
+    def tables(self) -> ConnectionTables:
+        """The sizes of this connection's per-stream tables."""
+        socket = self.socket
+        if socket is None:
+            return ConnectionTables(len(self.calls), 0, 0, 0, 0)
+        connection = socket.connection
+        h2c = connection.h2_connection
+        return ConnectionTables(
+            calls=len(self.calls),
+            streams=len(socket._streams),
+            h2_streams=len(h2c.streams),
+            read_buffers=len(connection.message_read_buffers),
+            closed_record=len(h2c._closed_streams),
+        )
 
 
 class _Dispatcher:
@@ -424,6 +591,8 @@ class _Dispatcher:
             log.exception("grpc call failed")
         finally:
             state.calls.pop(stream.stream_id, None)
+            if state.socket is not None:
+                state.socket.forget(stream.stream_id)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self.idle.set()
@@ -618,6 +787,12 @@ class GrpcServer(purerpc.Server):
             with trio.move_on_after(_FLUSH_GRACE_S):
                 await dispatcher.all_closed.wait()
             connections.cancel_scope.cancel()
+
+    def connection_tables(self) -> list[ConnectionTables]:
+        """The per-stream tables of every open connection (diagnostics and tests)."""
+        if self.dispatcher is None:
+            return []
+        return [state.tables() for state in self.dispatcher.connections]
 
     async def serve_async(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """purerpc's entry point: serve forever (no drain)."""

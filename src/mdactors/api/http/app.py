@@ -25,7 +25,7 @@ from mdactors.api.codec import rfc3339
 from mdactors.api.connect import routes as connect
 from mdactors.api.context import ApiContext
 from mdactors.api.http import catalogue, market_ui, rest
-from mdactors.api.http.errors import ApiError, validation_message
+from mdactors.api.http.errors import HTTP_ERRORS, ApiError, validation_message
 from mdactors.api.http.readiness import dependency_checks
 from mdactors.api.http.web import json_response
 from mdactors.domain.symbols import SymbolError
@@ -109,19 +109,9 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         return _error_response(error)
 
     @app.errorhandler(SymbolError)
-    async def symbol_error(error: SymbolError) -> Response:
-        return _error_response(ApiError(400, "invalid_symbol", str(error)))
-
     @app.errorhandler(UnknownSymbol)
-    async def unknown_symbol(error: UnknownSymbol) -> Response:
-        return _error_response(
-            ApiError(
-                404,
-                "unknown_symbol",
-                f"unknown symbol {error.key!r}; known: {', '.join(ctx.market.symbols)}",
-                symbol=error.key,
-            )
-        )
+    async def engine_error(error: Exception) -> Response:
+        return _error_response(HTTP_ERRORS(error))
 
     @app.errorhandler(RequestSchemaValidationError)
     async def invalid_query(error: RequestSchemaValidationError) -> Response:

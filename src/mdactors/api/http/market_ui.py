@@ -14,22 +14,24 @@ from quart_schema import validate_querystring
 
 from mdactors.api.codec import dumps
 from mdactors.api.context import ApiContext
-from mdactors.api.http.errors import ApiError, invalid_parameter
-from mdactors.api.http.rest import DepthQuery, candle_window, check_limit
+from mdactors.api.http.errors import HTTP_ERRORS, ApiError, invalid_parameter
+from mdactors.api.http.rest import DepthQuery, check_limit
 from mdactors.api.http.sse import sse_comment, sse_event, sse_retry
 from mdactors.api.http.web import context, json_response
-from mdactors.api.http.write_guard import guard_writes, record_disconnect
-from mdactors.domain.book import synthesize_book
+from mdactors.api.http.write_guard import guard_writes
 from mdactors.domain.candles import INTERVALS
 from mdactors.domain.symbols import DEFAULT_QUOTE, spec_for
 from mdactors.domain.tick import Tick
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
+from mdactors.engine.outlet import Outlet, SlowConsumer
 from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
 
 __all__ = ["blueprint"]
 
 blueprint = Blueprint("market_ui", __name__)
 
+CLIENT_TYPE = "sse"
+"""The ``client_type`` of SSE streams in the stream, drop and latency metrics."""
 SSE_SNAPSHOT_EVERY_S = 10.0
 SSE_KEEPALIVE_S = 15.0
 SSE_STATUS_EVERY_S = 1.0
@@ -69,7 +71,7 @@ def _asset_key(asset: str) -> str:
 
 
 def _asset_quote(ctx: ApiContext, key: str, tick: Tick) -> dict[str, Any]:
-    stats = ctx.recorder.stats_24h(key)
+    stats = ctx.view.stats_24h(key)
     return {
         "price": tick.price,
         "timestamp": tick.ts_ms,
@@ -108,7 +110,7 @@ async def history(asset: str, query_args: UiHistoryQuery) -> Response:
             "interval", f"expected one of {', '.join(INTERVALS)}, got {query_args.interval[:20]!r}"
         )
     limit = check_limit(query_args.limit)
-    candles = await candle_window(key, query_args.interval, None, None, limit)
+    candles = await context().view.candles(key, query_args.interval, None, None, limit)
     return json_response(
         {
             "data": [
@@ -131,10 +133,9 @@ async def history(asset: str, query_args: UiHistoryQuery) -> Response:
 async def orderbook(asset: str, query_args: DepthQuery) -> Response:
     """Bids and asks as ``[price, quantity]`` pairs, best first."""
     key = _asset_key(asset)
-    tick = context().market.latest(key)
-    book = synthesize_book(
-        spec_for(key), tick.bid, tick.ask, query_args.depth, tick.seq, tick.ts_ns
-    )
+    ctx = context()
+    tick = ctx.market.latest(key)
+    book = ctx.view.book(tick, query_args.depth)
     return json_response(
         {
             "bids": [list(level) for level in book.bids],
@@ -149,7 +150,7 @@ async def orderbook(asset: str, query_args: DepthQuery) -> Response:
 async def trades(asset: str, query_args: TradesQuery) -> Response:
     """Recent trades, newest first."""
     key = _asset_key(asset)
-    tape = context().recorder.recent_trades(key, query_args.limit)
+    tape = context().view.recent_trades(key, query_args.limit)
     return json_response(
         {
             "trades": [
@@ -222,6 +223,7 @@ async def stream_prices(query_args: StreamQuery) -> Response:
     asset_of = {key: asset for asset, key in assets.items()}
     retry_ms = int(ctx.settings.sse_retry * 1000)
     slow_after = ctx.settings.slow_consumer_timeout
+    latency = ctx.metrics.publication_latency.labels(CLIENT_TYPE)
     guard_writes(request.scope)
 
     async def events() -> AsyncIterator[bytes]:
@@ -229,7 +231,9 @@ async def stream_prices(query_args: StreamQuery) -> Response:
         # leaves before the first byte never holds a slot.
         subscription = Subscription({key: ctx.market.actor(key).topic for key in assets.values()})
         try:
-            with ctx.streams.open("sse", subscription):
+            with ctx.streams.open(CLIENT_TYPE, subscription):
+                outlet = Outlet(ctx.streams, latency, CLIENT_TYPE, subscription, slow_after)
+                delivering: list[Tick] = []
                 seen: dict[str, tuple[str, str]] = {}
                 status = _status_events(ctx, asset_of, seen)
                 chunk = b"".join([sse_retry(retry_ms), _prices_event(ctx, assets), *status])
@@ -239,12 +243,14 @@ async def stream_prices(query_args: StreamQuery) -> Response:
                     if chunk:
                         started = trio.current_time()
                         yield chunk
-                        # Too slow a client; one that stopped reading got its
-                        # connection reset by the write guard, ending the send.
-                        if trio.current_time() - started > slow_after:
-                            record_disconnect(ctx.streams, subscription, "sse")
+                        # One that stopped reading got its connection reset by
+                        # the write guard, ending the send.
+                        try:
+                            outlet.delivered(delivering, started)
+                        except SlowConsumer:
                             return
                         chunk = b""
+                        delivering = []
                     with trio.move_on_after(SSE_STATUS_EVERY_S) as idle:
                         await subscription.wait()
                     chunks = _status_events(ctx, asset_of, seen)
@@ -253,18 +259,20 @@ async def stream_prices(query_args: StreamQuery) -> Response:
                             keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
                             chunk = b"".join(chunks) if chunks else sse_comment("keep-alive")
                         continue
-                    for key, ticks, gap in subscription.take(1):
-                        ctx.streams.record_drop(key, "sse", "conflated", gap)
-                        chunks.append(_price_event(ctx, asset_of[key], key, ticks[-1]))
+                    for key, tick in outlet.take_newest():
+                        chunks.append(_price_event(ctx, asset_of[key], key, tick))
+                        delivering.append(tick)
                     if time.monotonic() >= snapshot_due:
                         chunks.append(_prices_event(ctx, assets))
                         snapshot_due = time.monotonic() + SSE_SNAPSHOT_EVERY_S
                     keepalive_due = time.monotonic() + SSE_KEEPALIVE_S
                     chunk = b"".join(chunks)
-        except TooManyStreams as error:
-            yield sse_event("error", dumps({"error": "too_many_streams", "message": str(error)}))
-        except StreamClosed:
-            yield sse_event("end", b'{"reason":"server shutting down"}')
+        except (TooManyStreams, StreamClosed) as error:
+            said = HTTP_ERRORS(error)
+            if isinstance(error, StreamClosed):
+                yield sse_event("end", dumps({"reason": said.message}))
+            else:
+                yield sse_event("error", dumps({"error": said.error, "message": said.message}))
 
     response = Response(
         events(),

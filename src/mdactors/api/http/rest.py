@@ -4,20 +4,20 @@ correlations. Symbols are accepted in any spelling and echoed as sent."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pydantic import BaseModel, Field
 from quart import Blueprint, Response
 from quart_schema import validate_querystring
 
-from mdactors.api.codec import LIVE_SOURCE, rfc3339, tick_fields
+from mdactors.api.codec import LIVE_SOURCE, perpetual_fields, rfc3339, tick_fields
 from mdactors.api.http.errors import invalid_parameter
 from mdactors.api.http.web import context, json_response, parse_time_ms
-from mdactors.domain.book import synthesize_book
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.stats import correlation_matrix
 from mdactors.domain.symbols import spec_for
 
-__all__ = ["blueprint", "candle_window", "check_limit"]
+__all__ = ["blueprint", "check_limit"]
 
 blueprint = Blueprint("prices", __name__)
 
@@ -57,23 +57,6 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-async def candle_window(
-    key: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
-) -> list[Candle]:
-    """Closed candles from history plus the one still forming, oldest first."""
-    ctx = context()
-    now_ms = time.time_ns() // 1_000_000
-    start = start_ms if start_ms is not None else 0
-    end = end_ms if end_ms is not None else now_ms
-    candles = await ctx.history.candles(key, interval, start, end, limit)
-    current = ctx.recorder.open_candle(key, interval)
-    if current is not None and start <= current.start_ms <= end:
-        if candles and candles[-1].start_ms >= current.start_ms:
-            candles = [c for c in candles if c.start_ms < current.start_ms]
-        candles.append(current)
-    return candles[-limit:]
-
-
 def _candle_json(candle: Candle) -> dict[str, object]:
     return {
         "timestamp": rfc3339(candle.start_ms * 1_000_000),
@@ -96,7 +79,15 @@ async def current_price(symbol: str) -> Response:
     body = tick_fields(ctx.market.latest(key))
     body["symbol"] = symbol
     body["key"] = key
+    _add_perpetual(body, key)
     return json_response(body)
+
+
+def _add_perpetual(body: dict[str, Any], key: str) -> None:
+    """A perpetual's answers carry its mark, index, funding and open interest."""
+    contract = context().market.latest(key).contract
+    if contract is not None:
+        body["perpetual"] = perpetual_fields(contract)
 
 
 @blueprint.get("/api/v1/prices/<path:symbol>/history")
@@ -120,7 +111,7 @@ async def price_history(symbol: str, query_args: HistoryQuery) -> Response:
         )
         data = [tick_fields(tick) for tick in ticks]
     elif interval in INTERVALS:
-        candles = await candle_window(key, interval, start_ms, end_ms, limit)
+        candles = await ctx.view.candles(key, interval, start_ms, end_ms, limit)
         data = [_candle_json(candle) for candle in candles]
     else:
         raise invalid_parameter(
@@ -145,9 +136,7 @@ async def order_book(symbol: str, query_args: DepthQuery) -> Response:
     ctx = context()
     key = ctx.market.resolve(symbol)
     tick = ctx.market.latest(key)
-    book = synthesize_book(
-        spec_for(key), tick.bid, tick.ask, query_args.depth, tick.seq, tick.ts_ns
-    )
+    book = ctx.view.book(tick, query_args.depth)
     return json_response(
         {
             "symbol": symbol,
@@ -167,21 +156,60 @@ async def stats_24h(symbol: str) -> Response:
     """Rolling 24-hour open, high, low, last, volume and change."""
     ctx = context()
     key = ctx.market.resolve(symbol)
-    stats = ctx.recorder.stats_24h(key)
+    stats = ctx.view.stats_24h(key)
+    body = {
+        "symbol": symbol,
+        "key": key,
+        "open": stats.open,
+        "high": stats.high,
+        "low": stats.low,
+        "last": stats.last,
+        "volume": stats.volume,
+        "change": stats.change,
+        "change_percentage": stats.change_pct,
+        "window_start": rfc3339(stats.start_ms * 1_000_000),
+        "window_end": rfc3339(stats.end_ms * 1_000_000),
+        "source": LIVE_SOURCE,
+    }
+    _add_perpetual(body, key)
+    return json_response(body)
+
+
+class FundingQuery(BaseModel):
+    """Query of ``/funding/{symbol}``."""
+
+    start: str | None = Field(None, description="RFC 3339 time or epoch ms (inclusive).")
+    end: str | None = Field(None, description="RFC 3339 time or epoch ms (inclusive).")
+    limit: int = Field(100, ge=1, le=1000, description="Most recent settlements to return.")
+
+
+@blueprint.get("/api/v1/funding/<path:symbol>")
+@validate_querystring(FundingQuery)
+async def funding_history(symbol: str, query_args: FundingQuery) -> Response:
+    """A perpetual's settled fundings (newest last) and the interval in progress."""
+    ctx = context()
+    key = ctx.market.resolve(symbol)
+    perpetual = ctx.market.perpetual(key)
+    if perpetual is None:
+        raise invalid_parameter("symbol", f"{symbol[:40]!r} is not a perpetual (e.g. BTC-USD-PERP)")
+    start_ms = parse_time_ms("start", query_args.start) or 0
+    end_ms = parse_time_ms("end", query_args.end)
+    settled = [
+        {
+            "funding_time": rfc3339(s.time_ms * 1_000_000),
+            "funding_rate": s.rate,
+            "mark_price": s.mark,
+        }
+        for s in perpetual.funding.history
+        if start_ms <= s.time_ms and (end_ms is None or s.time_ms <= end_ms)
+    ][-query_args.limit :]
     return json_response(
         {
             "symbol": symbol,
             "key": key,
-            "open": stats.open,
-            "high": stats.high,
-            "low": stats.low,
-            "last": stats.last,
-            "volume": stats.volume,
-            "change": stats.change,
-            "change_percentage": stats.change_pct,
-            "window_start": rfc3339(stats.start_ms * 1_000_000),
-            "window_end": rfc3339(stats.end_ms * 1_000_000),
-            "source": LIVE_SOURCE,
+            "count": len(settled),
+            "settled": settled,
+            "current": perpetual_fields(perpetual.snapshot()),
         }
     )
 
@@ -198,7 +226,7 @@ async def correlations(query_args: CorrelationQuery) -> Response:
         keys = list(dict.fromkeys(ctx.market.resolve(name) for name in names))
     else:
         keys = ctx.market.symbols
-    closes = {key: ctx.recorder.day_closes(key, query_args.window) for key in keys}
+    closes = {key: ctx.view.day_closes(key, query_args.window) for key in keys}
     return json_response(
         {
             "symbols": keys,

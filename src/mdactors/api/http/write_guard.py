@@ -29,9 +29,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from mdactors.engine.subscription import StreamRegistry, Subscription
-
-__all__ = ["WriteGuard", "guard_writes", "record_disconnect"]
+__all__ = ["WriteGuard", "guard_writes"]
 
 log = logging.getLogger("mdactors.http")
 
@@ -72,14 +70,6 @@ def guard_writes(scope: Scope) -> bool:
         return False
     writes.guarded = True
     return True
-
-
-def record_disconnect(
-    streams: StreamRegistry, subscription: Subscription, client_type: str
-) -> None:
-    """Count the ticks a client disconnected for being too slow did not get."""
-    for key, reader in subscription.readers.items():
-        streams.record_drop(key, client_type, "disconnected", max(0, reader.lag))
 
 
 class WriteGuard:

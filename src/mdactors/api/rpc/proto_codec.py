@@ -22,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.codec import LIVE_SOURCE
+from mdactors.domain.perpetual import PerpetualSnapshot
 from mdactors.domain.tick import Tick
 
 __all__ = [
@@ -50,8 +51,23 @@ def timestamp(ts_ns: int) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=nanos)
 
 
+def perpetual_info(contract: PerpetualSnapshot) -> pb.PerpetualInfo:
+    """The ``PerpetualInfo`` of a perpetual's tick."""
+    return pb.PerpetualInfo(
+        mark_price=contract.mark_price,
+        index_price=contract.index_price,
+        premium_index=contract.premium_index,
+        funding_rate=contract.funding_rate,
+        next_funding_time=timestamp(contract.next_funding_ms * 1_000_000),
+        interest_rate=contract.interest_rate,
+        open_interest=contract.open_interest,
+    )
+
+
 def price_update(tick: Tick, symbol: str = "") -> pb.PriceUpdate:
-    """The ``PriceUpdate`` of ``tick``; ``symbol`` is the spelling to echo (empty: none)."""
+    """The ``PriceUpdate`` of ``tick``; ``symbol`` is the spelling to echo (empty: none).
+    A perpetual's update carries its contract state in ``perpetual``."""
+    contract = tick.contract
     return pb.PriceUpdate(
         symbol=symbol,
         price=tick.price,
@@ -70,6 +86,7 @@ def price_update(tick: Tick, symbol: str = "") -> pb.PriceUpdate:
         ask=tick.ask,
         timestamp_ns=tick.ts_ns,
         key=tick.symbol,
+        perpetual=None if contract is None else perpetual_info(contract),
     )
 
 

@@ -130,9 +130,8 @@ async def scenario_updates(
     else:
         model, price = model_for(spec, ctx.settings.model_config), spec.seed_price
     seed = zlib.crc32(repr((planned.key, planned.plan, planned.start_ns)).encode())
-    feed = ScenarioFeed(
-        planned.plan, spec, model, price, np.random.default_rng([market.seed, seed])
-    )
+    rng = np.random.default_rng([market.seed, seed])
+    feed = ScenarioFeed(planned.plan, spec, model, price, rng, start_ns=planned.start_ns)
     draining = ctx.lifecycle.draining
     started = trio.current_time()
     for seq, step in enumerate(feed, start=1):

@@ -23,7 +23,7 @@ from mdactors.api.context import ApiContext
 from mdactors.api.rpc.proto_codec import Encoded, timestamp
 from mdactors.api.rpc.scenario_stream import scenario_updates
 from mdactors.api.rpc.simulation import generate_simulation
-from mdactors.api.rpc.status import Code, RpcError, draining_error
+from mdactors.api.rpc.status import RPC_ERRORS, Code, RpcError
 from mdactors.domain.quotes import quote, round_price
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
@@ -122,8 +122,8 @@ class PriceFeed:
                 await subscription.ended.wait()
         try:
             await subscription.wait()
-        except StreamClosed:
-            raise draining_error() from None
+        except StreamClosed as error:
+            raise RPC_ERRORS(error) from None
         conflate = behind or bool(interval)
         batches = subscription.take(1 if conflate else self._capacity)
         if interval:
@@ -175,7 +175,7 @@ class MarketDataRpc:
         try:
             key = normalize_symbol(raw)
         except SymbolError as error:
-            raise RpcError(Code.INVALID_ARGUMENT, str(error)) from None
+            raise RPC_ERRORS(error) from None
         market = self.ctx.market
         if key in market.actors:
             tick = market.latest(key)
@@ -268,10 +268,8 @@ class MarketDataRpc:
         with ExitStack() as stack:
             try:
                 stack.enter_context(self.ctx.streams.open(client_type, subscription))
-            except TooManyStreams as error:
-                raise RpcError(Code.RESOURCE_EXHAUSTED, f"{error}; retry later") from None
-            except StreamClosed:
-                raise draining_error() from None
+            except (TooManyStreams, StreamClosed) as error:
+                raise RPC_ERRORS(error) from None
             yield PriceFeed(self.ctx, subscription, plan, client_type)
 
     # -- GenerateSimulation -----------------------------------------------

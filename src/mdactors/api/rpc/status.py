@@ -11,10 +11,12 @@ from enum import IntEnum
 from typing import TypeVar
 
 from mdactors.domain.symbols import SymbolError, normalize_symbol
+from mdactors.engine.errors import ErrorTable, StreamClosed, TooManyStreams, UnknownSymbol
 
 E = TypeVar("E", bound=IntEnum)
 
 __all__ = [
+    "RPC_ERRORS",
     "Code",
     "RpcError",
     "draining_error",
@@ -70,12 +72,24 @@ def invalid_argument(message: str) -> RpcError:
     return RpcError(Code.INVALID_ARGUMENT, message)
 
 
+RPC_ERRORS: ErrorTable[RpcError] = ErrorTable(
+    "gRPC/Connect",
+    {
+        StreamClosed: lambda _: draining_error(),
+        TooManyStreams: lambda error: RpcError(Code.RESOURCE_EXHAUSTED, f"{error}; retry later"),
+        SymbolError: lambda error: invalid_argument(str(error)),
+        UnknownSymbol: lambda error: RpcError(Code.NOT_FOUND, str(error)),
+    },
+)
+"""The status of each engine error, for gRPC and Connect alike."""
+
+
 def request_symbol(raw: str) -> str:
     """The canonical key of a request's symbol; ``INVALID_ARGUMENT`` when malformed."""
     try:
         return normalize_symbol(raw)
     except SymbolError as error:
-        raise invalid_argument(str(error)) from None
+        raise RPC_ERRORS(error) from None
 
 
 def request_enum(enum: type[E], value: int, field: str) -> E:

@@ -18,15 +18,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdactors.api.codec import dumps, tick_quote_fields
+from mdactors.api.codec import dumps, perpetual_fields, tick_quote_fields
 from mdactors.domain.book import OrderBook
 from mdactors.domain.candles import INTERVALS, Candle
 from mdactors.domain.tick import Tick, Trade
+from mdactors.engine.errors import (
+    ErrorTable,
+    StreamClosed,
+    SymbolError,
+    TooManyStreams,
+    UnknownSymbol,
+)
 
 __all__ = [
     "BOOK_DEFAULT_DEPTH",
     "BOOK_MAX_DEPTH",
     "MAX_CHANNELS_PER_MESSAGE",
+    "WS_ERRORS",
     "Channel",
     "ClientMessage",
     "LagTracker",
@@ -42,7 +50,8 @@ __all__ = [
     "candle_message",
     "decode_client_message",
     "error_message",
-    "fold_tick",
+    "funding_snapshot",
+    "funding_update",
     "heartbeat_message",
     "pong_message",
     "subscribed_message",
@@ -59,7 +68,7 @@ BOOK_DEFAULT_DEPTH = 10
 BOOK_MAX_DEPTH = 100
 MAX_CHANNELS_PER_MESSAGE = 16
 MAX_ID_LENGTH = 64
-CHANNEL_KINDS = ("ticker", "trades", "candles", "book")
+CHANNEL_KINDS = ("ticker", "trades", "candles", "book", "funding")
 
 RequestId = str | int | None
 
@@ -79,13 +88,29 @@ class ProtocolError(Exception):
         self.details = details
 
 
+WS_ERRORS: ErrorTable[ProtocolError] = ErrorTable(
+    "WebSocket",
+    {
+        StreamClosed: lambda _: ProtocolError("shutting_down", "server shutting down"),
+        TooManyStreams: lambda error: ProtocolError("too_many_streams", f"{error}; retry later"),
+        SymbolError: lambda error: ProtocolError("invalid_symbol", str(error)),
+        UnknownSymbol: lambda error: ProtocolError(
+            "unknown_symbol", f"symbol {error.key!r} is not simulated here", symbol=error.key
+        ),
+    },
+)
+"""The error message of each engine error on the WebSocket port; a drain
+(``shutting_down``) is said as the reason of a 1001 close instead."""
+
+
 # --------------------------------------------------------------------------- channels
 
 
 @dataclass(frozen=True, slots=True)
 class Channel:
     """One data channel of a symbol: ``ticker``, ``trades``, ``candles:<interval>``,
-    ``book`` or ``book:<depth>``. ``name`` is its canonical spelling."""
+    ``book``, ``book:<depth>`` or (perpetuals) ``funding``. ``name`` is its canonical
+    spelling."""
 
     kind: str
     interval: str = ""
@@ -107,7 +132,7 @@ class Channel:
             raise ProtocolError("bad_channel", "channels must be strings")
         kind, sep, arg = text.strip().lower().partition(":")
         shown = text[:40]
-        if kind in ("ticker", "trades") and not sep:
+        if kind in ("ticker", "trades", "funding") and not sep:
             return cls(kind)
         if kind == "candles":
             if arg not in INTERVALS:
@@ -131,8 +156,8 @@ class Channel:
             return cls("book", depth=int(arg))
         raise ProtocolError(
             "bad_channel",
-            f"unknown channel {shown!r}; expected ticker, trades, candles:<interval> "
-            "or book[:<depth>]",
+            f"unknown channel {shown!r}; expected ticker, trades, candles:<interval>, "
+            "book[:<depth>] or funding",
             channel=shown,
         )
 
@@ -410,7 +435,14 @@ def welcome_message(
             "version": version,
             "ts": ts_ns,
             "symbols": list(symbols),
-            "channels": ["ticker", "trades", "candles:<interval>", "book", "book:<depth>"],
+            "channels": [
+                "ticker",
+                "trades",
+                "candles:<interval>",
+                "book",
+                "book:<depth>",
+                "funding",
+            ],
             "intervals": list(INTERVALS),
             "limits": limits,
         }
@@ -477,6 +509,24 @@ def ticker_update(tick: Tick) -> bytes:
             "update", "ticker", tick.symbol, tick.seq, tick.ts_ns, tick_quote_fields(tick)
         )
     return cached
+
+
+def funding_update(tick: Tick) -> bytes:
+    """The ``funding`` update of a perpetual's ``tick`` (its mark, index, funding and open
+    interest: :func:`~mdactors.api.codec.perpetual_fields`), encoded once per tick."""
+    cached = tick.wire.get("ws:funding")
+    if cached is None:
+        contract = tick.contract
+        data = perpetual_fields(contract) if contract is not None else None
+        cached = tick.wire["ws:funding"] = _data(
+            "update", "funding", tick.symbol, tick.seq, tick.ts_ns, data
+        )
+    return cached
+
+
+def funding_snapshot(tick: Tick) -> bytes:
+    """The ``funding`` snapshot: the same payload as the update, typed ``snapshot``."""
+    return _as_snapshot(funding_update(tick))
 
 
 def ticker_snapshot(tick: Tick) -> bytes:
@@ -547,26 +597,6 @@ def book_message(kind: str, channel: Channel, book: OrderBook) -> bytes:
             "bids": [list(level) for level in book.bids],
             "asks": [list(level) for level in book.asks],
         },
-    )
-
-
-def fold_tick(candle: Candle | None, tick: Tick, interval: str) -> Candle:
-    """``candle`` with ``tick`` folded in (a copy), for a tick the recorder has not seen yet."""
-    length_ms = INTERVALS[interval] * 1000
-    start = tick.ts_ms - tick.ts_ms % length_ms
-    price = tick.price
-    if candle is None or start > candle.start_ms:
-        return Candle(tick.symbol, interval, start, price, price, price, price, tick.volume, 1)
-    return Candle(
-        candle.symbol,
-        interval,
-        candle.start_ms,
-        candle.open,
-        max(candle.high, price),
-        min(candle.low, price),
-        price,
-        candle.volume + tick.volume,
-        candle.trades + 1,
     )
 
 

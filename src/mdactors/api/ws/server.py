@@ -35,6 +35,7 @@ from mdactors import __version__
 from mdactors.api.context import ApiContext
 from mdactors.api.ws.broadcast import broadcasts
 from mdactors.api.ws.protocol import (
+    WS_ERRORS,
     Channel,
     ListRequest,
     Ping,
@@ -47,7 +48,8 @@ from mdactors.api.ws.protocol import (
     candle_message,
     decode_client_message,
     error_message,
-    fold_tick,
+    funding_snapshot,
+    funding_update,
     heartbeat_message,
     pong_message,
     resolve_all,
@@ -61,9 +63,7 @@ from mdactors.api.ws.protocol import (
     welcome_message,
 )
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, CLOSE_GRACE_S, CLOSE_POLICY, OutboxSession
-from mdactors.domain.book import synthesize_book
-from mdactors.domain.candles import Candle
-from mdactors.domain.symbols import spec_for
+from mdactors.domain.symbols import is_perpetual
 from mdactors.domain.tick import Tick, trade_of
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.net import shared_listen_socket
@@ -144,8 +144,8 @@ class WsSession(OutboxSession):
             self._handle(message)
         except ProtocolError as error:
             self._send_later(error_message(error))
-        except StreamClosed:
-            self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+        except StreamClosed as error:
+            self.request_close(CLOSE_GOING_AWAY, WS_ERRORS(error).message)
             return False
         return True
 
@@ -181,6 +181,15 @@ class WsSession(OutboxSession):
 
     def _subscribe(self, message: Subscribe) -> None:
         resolved = resolve_all(message.symbols, self._resolve, message.id)
+        if any(channel.kind == "funding" for channel in message.channels):
+            for raw, key in resolved:
+                if not is_perpetual(key):
+                    raise ProtocolError(
+                        "bad_channel",
+                        f"funding is a perpetual's channel; {raw[:40]!r} is not a perpetual",
+                        request_id=message.id,
+                        channel="funding",
+                    )
         try:
             result = self.state.subscribe(resolved, message.channels)
         except ProtocolError as error:
@@ -191,9 +200,9 @@ class WsSession(OutboxSession):
                 self._reopen()
             except TooManyStreams as error:
                 self.state.unsubscribe(result.new_keys, None)
-                raise ProtocolError(
-                    "too_many_streams", f"{error}; retry later", request_id=message.id
-                ) from None
+                refused = WS_ERRORS(error)
+                refused.request_id = message.id
+                raise refused from None
         self._send_later(subscribed_message(result, message.id))
         for _, key, channel in result.added:
             self._send_later(self._snapshot(key, channel))
@@ -211,14 +220,19 @@ class WsSession(OutboxSession):
         if channel.kind == "ticker":
             return ticker_snapshot(tick)
         if channel.kind == "trades":
-            return trades_snapshot(tick, ctx.recorder.recent_trades(key, TRADES_SNAPSHOT))
+            return trades_snapshot(tick, ctx.view.recent_trades(key, TRADES_SNAPSHOT))
+        if channel.kind == "funding":
+            return funding_snapshot(tick)
         if channel.kind == "candles":
             return candle_message(
-                "snapshot", channel, key, tick.seq, tick.ts_ns, self.server.candle_at(tick, channel)
+                "snapshot",
+                channel,
+                key,
+                tick.seq,
+                tick.ts_ns,
+                ctx.view.forming_candle(tick, channel.interval),
             )
-        book = synthesize_book(
-            spec_for(key), tick.bid, tick.ask, channel.depth, tick.seq, tick.ts_ns
-        )
+        book = ctx.view.book(tick, channel.depth)
         return book_message("snapshot", channel, book)
 
     # ------------------------------------------------------------------ writer
@@ -243,6 +257,10 @@ class WsSession(OutboxSession):
             if kind == "ticker":
                 messages.extend(
                     ticker_update(tick) for tick in items if state.wants(key, channel, tick.seq)
+                )
+            elif kind == "funding":
+                messages.extend(
+                    funding_update(tick) for tick in items if state.wants(key, channel, tick.seq)
                 )
             elif kind == "trades":
                 for tick in items:
@@ -288,14 +306,6 @@ class WsServer:
 
     # ------------------------------------------------------------------ shared encodings
 
-    def candle_at(self, tick: Tick, channel: Channel) -> Candle:
-        """The open candle of ``channel``'s interval including ``tick``."""
-        recorder = self.ctx.recorder
-        candle = recorder.open_candle(tick.symbol, channel.interval)
-        if recorder.observed_seq.get(tick.symbol, 0) < tick.seq or candle is None:
-            candle = fold_tick(candle, tick, channel.interval)
-        return candle
-
     def state_update(self, tick: Tick, channel: Channel) -> bytes:
         """A ``candles``/``book`` update at ``tick``, encoded once per tick and channel
         for every session (only the newest tick's encoding is kept)."""
@@ -304,13 +314,16 @@ class WsServer:
         if cached is not None and cached[0] == tick.seq:
             return cached[1]
         if channel.kind == "book":
-            book = synthesize_book(
-                spec_for(tick.symbol), tick.bid, tick.ask, channel.depth, tick.seq, tick.ts_ns
-            )
+            book = self.ctx.view.book(tick, channel.depth)
             message = book_message("update", channel, book)
         else:
             message = candle_message(
-                "update", channel, tick.symbol, tick.seq, tick.ts_ns, self.candle_at(tick, channel)
+                "update",
+                channel,
+                tick.symbol,
+                tick.seq,
+                tick.ts_ns,
+                self.ctx.view.forming_candle(tick, channel.interval),
             )
         self._state_cache[slot] = (tick.seq, message)
         return message

@@ -32,7 +32,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from mdactors.adapters.latency_histogram import LatencySeries
-from mdactors.api.ws.protocol import LagTracker
+from mdactors.api.ws.protocol import WS_ERRORS, LagTracker
 from mdactors.engine.subscription import StreamClosed, Subscription
 from mdactors.engine.topic import Topic
 
@@ -314,8 +314,8 @@ class OutboxSession:
                         await trio.sleep_forever()
                     else:
                         await subscription.wait()
-                except StreamClosed:
-                    self.request_close(CLOSE_GOING_AWAY, "server shutting down")
+                except StreamClosed as error:
+                    self.request_close(CLOSE_GOING_AWAY, WS_ERRORS(error).message)
             # The fast path may have sent since the deadline was set.
             if idle.cancelled_caught and trio.current_time() - self._last_sent >= heartbeat:
                 self._send_later(self._heartbeat())

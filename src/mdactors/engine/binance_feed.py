@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 
 import trio
 
-from mdactors.adapters.history import HistoryStore
-from mdactors.api.binance.codec import TRADE_ID_BASE, DiffWindow
-from mdactors.domain.book import Level, OrderBook, synthesize_book
+from mdactors.domain.book import Level, OrderBook
+from mdactors.domain.book_diff import DiffWindow
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, KlineInterval, aggregate, kline_of
 from mdactors.domain.tick import Tick
+from mdactors.domain.trade_backfill import TRADE_ID_BASE
+from mdactors.engine.market_view import MarketView
 from mdactors.engine.symbol_actor import SymbolActor
 from mdactors.engine.topic import Topic, TopicClosed
 
@@ -131,30 +132,26 @@ def _closed(kline: Kline) -> Kline:
 class SymbolFeed:
     """One symbol's Binance events, published once for every session.
 
-    ``candle_at(tick, interval)`` gives the recorder's open candle of a base
-    interval including ``tick``; ``history`` holds the closed ones;
-    ``wall_clock`` (ns) is the market's, which stamps the ticks.
+    Candles (closed and forming) and books come from ``view``; ``wall_clock``
+    (ns) is the market's, which stamps the ticks.
     """
 
     def __init__(
         self,
         actor: SymbolActor,
-        history: HistoryStore,
-        candle_at: Callable[[Tick, str], Candle],
+        view: MarketView,
         book_depth: int,
         wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.history = history
+        self.view = view
         self.actor = actor
         self.key = actor.spec.key
         self.topic: Topic[FeedItem] = Topic(f"binance:{self.key}", FEED_CAPACITY)
         self.book_depth = book_depth
-        self._candle_at = candle_at
         self._wall_clock = wall_clock
         self._wants: Counter[tuple[str, object]] = Counter()
         self._depth: dict[int, _DepthState] = {}
         self._klines: dict[str, _KlineState] = {}
-        self._book_cache: OrderBook | None = None
 
     def _now_ms(self) -> int:
         return self._wall_clock() // 1_000_000
@@ -190,13 +187,7 @@ class SymbolFeed:
 
     def book_at(self, tick: Tick) -> OrderBook:
         """The Binance view's full book at ``tick`` (``book_depth`` levels a side)."""
-        cached = self._book_cache
-        if cached is not None and cached.seq == tick.seq:
-            return cached
-        spec = self.actor.spec
-        book = synthesize_book(spec, tick.bid, tick.ask, self.book_depth, tick.seq, tick.ts_ns)
-        self._book_cache = book
-        return book
+        return self.view.book(tick, self.book_depth)
 
     def _see(self, tick: Tick) -> None:
         """Fold ``tick``'s book into the next diffs: a snapshot may be taken at it."""
@@ -236,7 +227,7 @@ class SymbolFeed:
         base_start = KLINE_INTERVALS[interval.base].start(tick.ts_ms)
         if base_start <= state.start_ms:
             return
-        candles = await self.history.candles(
+        candles = await self.view.candles(
             self.key, interval.base, state.start_ms, base_start - 1, 10_000
         )
         merged = aggregate(candles, interval, 0)
@@ -251,7 +242,7 @@ class SymbolFeed:
                 await self._prepare(state, tick)
                 if self._klines.get(name) is not state:
                     continue
-            base = self._candle_at(tick, interval.base)
+            base = self.view.forming_candle(tick, interval.base)
             previous = state.base
             if previous is not None and previous.start_ms != base.start_ms:
                 base_interval = KLINE_INTERVALS[interval.base]

@@ -1,0 +1,59 @@
+"""The clock-driven part of one symbol's step: its rhythm level and its volume level.
+
+What a live actor and a scenario feed share, tick by tick: the σ level of
+the step's UTC hour (:class:`~mdactors.domain.rhythm.Rhythm`, looked up once an
+hour) and the volume level of the step's move
+(:func:`~mdactors.domain.quotes.activity`, its slope cached for the hour, ×
+the hour's volume level). The
+vectorised twin is :func:`mdactors.domain.backfill.minute_history`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mdactors.domain.models import PriceModel
+from mdactors.domain.quotes import VOLUME_FLOOR
+
+__all__ = ["ActivityClock"]
+
+_NS_PER_HOUR = 3_600 * 1_000_000_000
+
+
+class ActivityClock:
+    """One symbol's rhythm and volume levels, step by step (plain floats, hot path)."""
+
+    __slots__ = ("_dt", "_hour", "_rhythm", "_scale", "_sigma", "_slope", "_typical", "_volume")
+
+    def __init__(self, model: PriceModel) -> None:
+        self._rhythm = model.rhythm
+        self._typical = model.typical_move() * model.volatility
+        self._hour = -1
+        self._sigma = self._volume = 1.0
+        self._dt = -1.0
+        self._scale = 0.0
+        self._slope = 0.0
+
+    def season(self, ns: int) -> float:
+        """The σ level of the step at Unix time ``ns`` (and the clock's hour from now on)."""
+        hour = ns // _NS_PER_HOUR
+        if hour != self._hour:
+            self._hour = hour
+            self._sigma = self._rhythm.sigma(ns)
+            self._volume = self._rhythm.volume(ns)
+            self._slope = 0.0
+        return self._sigma
+
+    def volume_level(self, move: float, dt_years: float) -> float:
+        """The volume multiplier of a step of ``dt_years`` that moved the log price by ``move``.
+
+        Call after :meth:`season` for the same step.
+        """
+        if dt_years != self._dt or not self._slope:
+            self._dt = dt_years
+            self._scale = self._typical * math.sqrt(dt_years)
+            if not self._scale:
+                return self._volume
+            # activity(move, scale·σ) = FLOOR + (1 − FLOOR)·|move| / (scale·σ), per hour.
+            self._slope = (1.0 - VOLUME_FLOOR) / (self._scale * self._sigma)
+        return (VOLUME_FLOOR + self._slope * abs(move)) * self._volume

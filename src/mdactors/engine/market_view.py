@@ -1,0 +1,104 @@
+"""The read model: what every protocol asks of the market, answered in one place.
+
+REST, the UI API, our WebSocket protocol and the Binance view all render the
+same four questions, so none of them computes an answer itself:
+
+- candles of an interval in a time range, the forming one included
+  (:meth:`MarketView.candles`), and the forming candle as of a tick the
+  recorder may not have folded yet (:meth:`MarketView.forming_candle`);
+- the order book at a tick (:meth:`MarketView.book`), deterministic in the
+  tick, so a stream and a later snapshot at the same tick agree;
+- rolling 24 h statistics up to the latest tick (:meth:`MarketView.stats_24h`);
+- the trade tape: the newest prints, or every print since a trade id
+  (:meth:`MarketView.recent_trades`, :meth:`MarketView.trades_since`).
+
+Keys are resolved symbol keys (``BTC/USD``); resolving a client's spelling
+(and its :class:`~mdactors.engine.market.UnknownSymbol`) is the caller's.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mdactors.adapters.history import HistoryStore
+from mdactors.domain.book import OrderBook, synthesize_book
+from mdactors.domain.candles import Candle, fold_tick
+from mdactors.domain.stats import RollingStats
+from mdactors.domain.symbols import spec_for
+from mdactors.domain.tick import Tick, Trade
+from mdactors.domain.trade_backfill import TRADE_ID_BASE
+from mdactors.engine.market import Market
+from mdactors.engine.recorder import Recorder
+
+__all__ = ["MarketView"]
+
+
+class MarketView:
+    """Candles, books, 24 h statistics and trades of every symbol, for any protocol."""
+
+    def __init__(self, market: Market, recorder: Recorder, history: HistoryStore) -> None:
+        self.market = market
+        self.recorder = recorder
+        self.history = history
+        self._books: dict[tuple[str, int], OrderBook] = {}
+        """The newest book per (symbol, depth): every stream at one tick shares it."""
+
+    async def candles(
+        self, key: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[Candle]:
+        """The last ``limit`` candles of ``interval`` opening in ``[start_ms, end_ms]``
+        (open ends: from the first held, up to now), oldest first: closed ones from
+        history, then the one still forming when it opens in the range."""
+        start = start_ms if start_ms is not None else 0
+        end = end_ms if end_ms is not None else time.time_ns() // 1_000_000
+        candles = await self.history.candles(key, interval, start, end, limit)
+        current = self.recorder.open_candle(key, interval)
+        if current is not None and start <= current.start_ms <= end:
+            if candles and candles[-1].start_ms >= current.start_ms:
+                candles = [c for c in candles if c.start_ms < current.start_ms]
+            candles.append(current)
+        return candles[-limit:]
+
+    def forming_candle(self, tick: Tick, interval: str) -> Candle:
+        """The open candle of ``interval`` including ``tick``: the recorder's, with
+        ``tick`` folded in when the recorder has not seen it yet (a stream may be
+        ahead of the recorder's reader)."""
+        recorder = self.recorder
+        candle = recorder.open_candle(tick.symbol, interval)
+        if recorder.observed_seq.get(tick.symbol, 0) < tick.seq or candle is None:
+            candle = fold_tick(candle, tick, interval)
+        return candle
+
+    def book(self, tick: Tick, depth: int) -> OrderBook:
+        """The book of ``tick.symbol`` at ``tick``, ``depth`` levels a side."""
+        slot = (tick.symbol, depth)
+        cached = self._books.get(slot)
+        if cached is not None and cached.seq == tick.seq:
+            return cached
+        book = synthesize_book(
+            spec_for(tick.symbol), tick.bid, tick.ask, depth, tick.seq, tick.ts_ns
+        )
+        self._books[slot] = book
+        return book
+
+    def stats_24h(self, key: str) -> RollingStats:
+        """Rolling 24 h statistics of ``key`` up to its latest tick."""
+        return self.recorder.stats_24h(key)
+
+    def day_closes(self, key: str, minutes: int) -> list[float]:
+        """Closes of the last ``minutes`` one-minute candles (closed, then the open one)."""
+        return self.recorder.day_closes(key, minutes)
+
+    def recent_trades(self, key: str, limit: int) -> list[Trade]:
+        """The newest ``limit`` prints of ``key``, newest first."""
+        return self.recorder.recent_trades(key, limit)
+
+    def trades_since(self, key: str, first_id: int | None = None) -> list[tuple[int, Trade]]:
+        """``(trade id, trade)`` of every print held with an id of at least ``first_id``
+        (all when ``None``), oldest first. Ids are public: ``TRADE_ID_BASE`` plus the
+        tape's id, so the prints made before start-up (backfill) are numbered too."""
+        tape = self.recorder.trades[key]
+        held = [(TRADE_ID_BASE + trade.id, trade) for trade in tape]
+        if first_id is None:
+            return held
+        return [(ident, trade) for ident, trade in held if ident >= first_id]

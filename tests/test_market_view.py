@@ -1,0 +1,95 @@
+"""The engine's read model: candles with the forming one, books at a tick, 24 h stats, trades."""
+
+from __future__ import annotations
+
+import pytest
+
+from mdactors.adapters.history import MemoryHistory
+from mdactors.domain.book import synthesize_book
+from mdactors.domain.symbols import spec_for
+from mdactors.domain.tick import Tick
+from mdactors.domain.trade_backfill import TRADE_ID_BASE
+from mdactors.engine.market import Market
+from mdactors.engine.market_view import MarketView
+from mdactors.engine.recorder import Recorder
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY = "BTC/USD"
+START_NS = 1_700_000_000 * 1_000_000_000 + 5 * 1_000_000_000  # 5 s into a minute
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = START_NS
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def view_with_ticks(count: int) -> tuple[MarketView, list[Tick], Clock]:
+    clock = Clock()
+    market = Market([KEY], 1.0, seed=7, wall_clock=clock)
+    history = MemoryHistory(1_000)
+    recorder = Recorder(market, history)
+    recorder.backfill(minutes=5)
+    actor = market.actor(KEY)
+    ticks = []
+    for _ in range(count):
+        clock.ns += 1_000_000_000
+        tick = actor.step()
+        actor.emit(tick)
+        ticks.append(tick)
+    recorder.observe(ticks)
+    return MarketView(market, recorder, history), ticks, clock
+
+
+async def test_candles_are_closed_history_then_the_forming_one() -> None:
+    view, ticks, _ = view_with_ticks(10)
+    candles = await view.candles(KEY, "1m", None, None, 100)
+    forming = view.recorder.open_candle(KEY, "1m")
+    assert candles[-1] is forming and not forming.closed
+    assert all(c.closed for c in candles[:-1])
+    assert [c.start_ms for c in candles] == sorted({c.start_ms for c in candles}), "no repeat"
+    assert forming.close == ticks[-1].price
+    assert await view.candles(KEY, "1m", None, None, 3) == candles[-3:]
+    before = await view.candles(KEY, "1m", None, forming.start_ms - 1, 100)
+    assert before == candles[:-1], "a range ending before it leaves the forming candle out"
+
+
+def test_the_forming_candle_folds_a_tick_the_recorder_has_not_seen() -> None:
+    view, ticks, clock = view_with_ticks(3)
+    actor = view.market.actor(KEY)
+    clock.ns += 1_000_000_000
+    unseen = actor.step()
+    candle = view.forming_candle(unseen, "1m")
+    recorded = view.recorder.open_candle(KEY, "1m")
+    assert candle.trades == recorded.trades + 1
+    assert candle.close == unseen.price
+    assert view.forming_candle(ticks[-1], "1m") is recorded, "a seen tick: the recorder's own"
+
+
+def test_the_book_at_a_tick_is_the_deterministic_book_shared_by_every_stream() -> None:
+    view, ticks, _ = view_with_ticks(2)
+    tick = ticks[-1]
+    book = view.book(tick, 20)
+    assert book == synthesize_book(spec_for(KEY), tick.bid, tick.ask, 20, tick.seq, tick.ts_ns)
+    assert view.book(tick, 20) is book, "encoded once per tick and depth"
+    assert len(view.book(tick, 5).bids) == 5
+    assert view.book(ticks[0], 20).seq == ticks[0].seq
+
+
+def test_stats_and_trades_come_from_the_recorder() -> None:
+    view, ticks, _ = view_with_ticks(30)
+    stats = view.stats_24h(KEY)
+    assert stats.last == ticks[-1].price
+    newest = view.recent_trades(KEY, 5)
+    assert len(newest) == 5 and newest[0].ts_ns >= newest[-1].ts_ns
+    held = view.trades_since(KEY)
+    assert [ident for ident, _ in held] == sorted(ident for ident, _ in held)
+    assert all(ident == TRADE_ID_BASE + trade.id for ident, trade in held)
+    assert held[-1][1] == newest[0]
+    middle = held[len(held) // 2][0]
+    since = view.trades_since(KEY, middle)
+    assert since == [(ident, trade) for ident, trade in held if ident >= middle]
+    assert since[0][0] == middle
