@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ccxt
+import ccxt.pro
 import httpx
 import pytest
 import trio
@@ -20,7 +21,7 @@ from mdactors.app import Service
 from mdactors.domain.funding import FundingSettlement
 from mdactors.engine.derived_actor import PerpetualActor
 from tests.conftest import running_service
-from tests.test_binance_clients import LoopbackGuard, guard
+from tests.test_binance_clients import LoopbackGuard, guard, in_asyncio
 
 __all__ = ["guard"]
 
@@ -166,3 +167,42 @@ async def test_depth_and_premium_index_shapes(service: Service):
     contract = info["symbols"][0]
     assert contract["contractType"] == "PERPETUAL" and contract["marginAsset"] == "USD"
     assert contract["pricePrecision"] == 2
+
+
+async def test_ccxt_pro_binanceusdm_streams_and_keeps_its_book_in_sync(
+    service: Service, guard: LoopbackGuard
+):
+    books: list[tuple[int, list[list[float]], list[list[float]]]] = []
+
+    async def main() -> dict[str, Any]:
+        exchange = ccxt.pro.binanceusdm(usdm_config(service))
+        try:
+            ticker = await exchange.watch_ticker(CCXT_PERP)
+            for _ in range(25):
+                book = await exchange.watch_order_book(CCXT_PERP)
+                # copy the levels: ccxt updates [price, size] lists in place later
+                bids = [list(level) for level in book["bids"][:20]]
+                asks = [list(level) for level in book["asks"][:20]]
+                books.append((book["nonce"], bids, asks))
+            trades = await exchange.watch_trades(CCXT_PERP)
+            ohlcv = await exchange.watch_ohlcv(CCXT_PERP, "1m")
+            mark = await exchange.watch_mark_price(CCXT_PERP)
+            return {"ticker": ticker, "trades": trades, "ohlcv": ohlcv, "mark": mark}
+        finally:
+            await exchange.close()
+
+    got = await in_asyncio(main)
+    actor = perpetual(service)
+    assert abs(got["ticker"]["last"] / actor.latest.price - 1) < 0.01
+    assert got["trades"][-1]["symbol"] == CCXT_PERP and got["trades"][-1]["price"] > 1000
+    assert got["ohlcv"][-1][0] % 60_000 == 0
+    assert abs(got["mark"]["markPrice"] / actor.funding.mark - 1) < 0.01
+    nonces = [nonce for nonce, _, _ in books]
+    assert len(set(nonces)) >= 20 and nonces == sorted(nonces)
+    ticks = {tick.seq: tick for tick in await service.context.history.ticks(PERP, 0, 2**62, 10_000)}
+    for nonce, bids, asks in books:
+        tick = ticks[nonce]
+        truth = service.context.view.book(tick, 20)
+        assert [tuple(level) for level in bids] == truth.bids
+        assert [tuple(level) for level in asks] == truth.asks
+    assert not guard.refused

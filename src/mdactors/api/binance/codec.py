@@ -26,6 +26,7 @@ from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
     "TRADE_ID_BASE",
+    "agg_trade_body",
     "agg_trade_event",
     "agg_trade_json",
     "all_tickers_event",
@@ -40,14 +41,17 @@ __all__ = [
     "kline_row",
     "lot_size_filter",
     "min_notional_of",
+    "mini_ticker_body",
     "mini_ticker_event",
     "partial_depth_event",
     "places_of",
     "price_filter",
     "symbol_info",
     "ticker_24hr_json",
+    "ticker_body",
     "ticker_event",
     "top_of_book",
+    "trade_body",
     "trade_event",
     "trade_json",
 ]
@@ -255,30 +259,36 @@ def agg_trade_json(
     }
 
 
+def trade_body(market: BinanceMarket, trade: Trade, trade_id: int) -> dict[str, Any]:
+    """The ``<symbol>@trade`` event as a dict."""
+    row = trade_json(trade, trade_id, *places_of(market))
+    return {
+        "e": "trade",
+        "E": row["time"],
+        "s": market.name,
+        "t": trade_id,
+        "p": row["price"],
+        "q": row["qty"],
+        "T": row["time"],
+        "m": row["isBuyerMaker"],
+        "M": True,
+    }
+
+
 def trade_event(market: BinanceMarket, trade: Trade, trade_id: int) -> bytes:
     """``<symbol>@trade``."""
-    spec = market.spec
-    row = trade_json(trade, trade_id, _places(spec.price_decimals), _places(spec.qty_decimals))
-    return dumps(
-        {
-            "e": "trade",
-            "E": row["time"],
-            "s": market.name,
-            "t": trade_id,
-            "p": row["price"],
-            "q": row["qty"],
-            "T": row["time"],
-            "m": row["isBuyerMaker"],
-            "M": True,
-        }
-    )
+    return dumps(trade_body(market, trade, trade_id))
+
+
+def agg_trade_body(market: BinanceMarket, trade: Trade, trade_id: int) -> dict[str, Any]:
+    """The ``<symbol>@aggTrade`` event as a dict."""
+    row = agg_trade_json(trade, trade_id, *places_of(market))
+    return {"e": "aggTrade", "E": row["T"], "s": market.name, **row}
 
 
 def agg_trade_event(market: BinanceMarket, trade: Trade, trade_id: int) -> bytes:
     """``<symbol>@aggTrade``."""
-    spec = market.spec
-    row = agg_trade_json(trade, trade_id, _places(spec.price_decimals), _places(spec.qty_decimals))
-    return dumps({"e": "aggTrade", "E": row["T"], "s": market.name, **row})
+    return dumps(agg_trade_body(market, trade, trade_id))
 
 
 # --------------------------------------------------------------------------- klines
@@ -391,10 +401,11 @@ def ticker_24hr_json(
 
 def ticker_event(row: dict[str, Any], event_ms: int) -> bytes:
     """``<symbol>@ticker`` from a :func:`ticker_24hr_json` row."""
-    return dumps(_ticker_event(row, event_ms))
+    return dumps(ticker_body(row, event_ms))
 
 
-def _ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+def ticker_body(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+    """The ``<symbol>@ticker`` event of a :func:`ticker_24hr_json` row, as a dict."""
     return {
         "e": "24hrTicker",
         "E": event_ms,
@@ -422,7 +433,8 @@ def _ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
     }
 
 
-def _mini_ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+def mini_ticker_body(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+    """The ``<symbol>@miniTicker`` event of a 24-hour row, as a dict."""
     return {
         "e": "24hrMiniTicker",
         "E": event_ms,
@@ -438,12 +450,12 @@ def _mini_ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
 
 def mini_ticker_event(row: dict[str, Any], event_ms: int) -> bytes:
     """``<symbol>@miniTicker`` from a :func:`ticker_24hr_json` row."""
-    return dumps(_mini_ticker_event(row, event_ms))
+    return dumps(mini_ticker_body(row, event_ms))
 
 
 def all_tickers_event(rows: Sequence[dict[str, Any]], event_ms: int, mini: bool) -> bytes:
     """``!ticker@arr`` (or ``!miniTicker@arr`` when ``mini``): every symbol's ticker."""
-    build = _mini_ticker_event if mini else _ticker_event
+    build = mini_ticker_body if mini else ticker_body
     return dumps([build(row, event_ms) for row in rows])
 
 

@@ -8,35 +8,42 @@ in ``exchangeInfo`` (``contractType`` ``PERPETUAL``, ``marginAsset``,
 open interest, mark and index klines, forced orders, and the event times
 ``E``/``T`` plus ``pu`` (the previous event's ``u``) on depth events.
 
-A :class:`MarkState` is the copy of a perpetual's
-:class:`~mdactors.domain.funding.FundingState` one event is made of.
+A :class:`~mdactors.engine.futures_feed.MarkState` is the copy of a
+perpetual's :class:`~mdactors.domain.funding.FundingState` one body is made of.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mdactors.api.binance.codec import (
+    agg_trade_body,
+    book_ticker_json,
     decimal,
     kline_row,
     lot_size_filter,
     min_notional_of,
+    mini_ticker_body,
     places_of,
     price_filter,
+    ticker_body,
+    trade_body,
 )
 from mdactors.api.binance.symbols import BinanceMarket
 from mdactors.api.codec import dumps
 from mdactors.domain.book import Level, OrderBook
-from mdactors.domain.funding import FundingSettlement, FundingState
+from mdactors.domain.funding import FundingSettlement
 from mdactors.domain.klines import Kline
 from mdactors.domain.positioning import ForcedOrder
+from mdactors.domain.tick import Trade
+from mdactors.engine.futures_feed import MarkState
 
 __all__ = [
     "FUTURES_RATE_LIMITS",
-    "MarkState",
+    "agg_trade_event",
     "agg_trade_row",
+    "book_ticker_event",
     "book_ticker_row",
     "depth_update_event",
     "exchange_info",
@@ -46,9 +53,12 @@ __all__ = [
     "futures_ticker_24hr",
     "mark_price_event",
     "mark_prices_event",
+    "mini_ticker_event",
     "open_interest_json",
     "premium_index_json",
     "price_kline_row",
+    "ticker_event",
+    "trade_event",
     "trade_row",
 ]
 
@@ -60,30 +70,6 @@ FUTURES_RATE_LIMITS = [
 PERPETUAL_DELIVERY_MS = 4_133_404_800_000
 """Binance's delivery date of a perpetual (2100-12-25)."""
 _RATE_PLACES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class MarkState:
-    """A perpetual's mark, index, estimated funding and next funding time at ``time_ms``."""
-
-    mark: float
-    index: float
-    rate: float
-    interest_rate: float
-    next_funding_ms: int
-    time_ms: int
-
-    @classmethod
-    def of(cls, funding: FundingState) -> MarkState:
-        """The values of ``funding`` now (a copy: the state moves on every tick)."""
-        return cls(
-            funding.mark,
-            funding.index,
-            funding.estimated_rate,
-            funding.rules.interest_rate,
-            funding.next_funding_ms,
-            funding.time_ns // 1_000_000,
-        )
 
 
 def _rate(value: float) -> str:
@@ -343,5 +329,49 @@ def force_order_event(market: BinanceMarket, order: ForcedOrder, event_ms: int) 
                 "z": qty,
                 "T": order.time_ms,
             },
+        }
+    )
+
+
+def _without(body: dict[str, Any], *names: str) -> bytes:
+    return dumps({name: value for name, value in body.items() if name not in names})
+
+
+def trade_event(market: BinanceMarket, trade: Trade, trade_id: int) -> bytes:
+    """``<symbol>@trade``: the spot event without ``M`` (futures has no best-match flag)."""
+    return _without(trade_body(market, trade, trade_id), "M")
+
+
+def agg_trade_event(market: BinanceMarket, trade: Trade, trade_id: int) -> bytes:
+    """``<symbol>@aggTrade``: the spot event without ``M``."""
+    return _without(agg_trade_body(market, trade, trade_id), "M")
+
+
+def ticker_event(spot_row: dict[str, Any], event_ms: int) -> bytes:
+    """``<symbol>@ticker``: the spot event without the book and previous close."""
+    return _without(ticker_body(spot_row, event_ms), "x", "b", "B", "a", "A")
+
+
+def mini_ticker_event(spot_row: dict[str, Any], event_ms: int) -> bytes:
+    """``<symbol>@miniTicker`` (as on spot)."""
+    return dumps(mini_ticker_body(spot_row, event_ms))
+
+
+def book_ticker_event(
+    market: BinanceMarket, update_id: int, top: tuple[Level, Level], event_ms: int, book_ms: int
+) -> bytes:
+    """``<symbol>@bookTicker``: best bid and ask, ``u`` the book's update id, ``E``/``T``."""
+    row = book_ticker_json(market, top)
+    return dumps(
+        {
+            "e": "bookTicker",
+            "u": update_id,
+            "E": event_ms,
+            "T": book_ms,
+            "s": row["symbol"],
+            "b": row["bidPrice"],
+            "B": row["bidQty"],
+            "a": row["askPrice"],
+            "A": row["askQty"],
         }
     )

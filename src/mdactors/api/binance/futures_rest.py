@@ -32,7 +32,6 @@ from mdactors.api.binance.codec import (
     trade_json,
 )
 from mdactors.api.binance.futures_codec import (
-    MarkState,
     agg_trade_row,
     book_ticker_row,
     exchange_info,
@@ -61,6 +60,7 @@ from mdactors.api.binance.rest import (
 from mdactors.api.binance.symbols import BinanceMarket
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, aggregate
 from mdactors.engine.derived_actor import PerpetualActor
+from mdactors.engine.futures_feed import MarkState
 
 __all__ = ["blueprint", "first_whole_bucket", "splice"]
 
