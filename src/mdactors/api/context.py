@@ -40,3 +40,5 @@ class ApiContext:
     """With ``POSTGRES_URL``: snapshots, the symbol catalogue and long history."""
     marks: MarkHistory | None = None
     """The perpetuals' recorded mark-price candles (the Binance futures view's mark klines)."""
+    ports: dict[str, int] = field(default_factory=dict)
+    """Bound ports by listener (``http``, ``grpc``, ``ws``), filled as each one starts."""
