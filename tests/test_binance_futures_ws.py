@@ -11,6 +11,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from mdactors.api.binance.protocol import FUTURES, FUTURES_KEY, WsError, parse_path, parse_stream
+from mdactors.api.binance.symbols import BinanceSymbols
 from mdactors.app import Service
 from mdactors.domain.positioning import ForcedOrder
 from mdactors.engine.derived_actor import PerpetualActor
@@ -130,3 +132,36 @@ async def test_spot_names_are_not_futures_streams(service: Service):
     async with open_websocket_url(url(service, "/ws/0")) as ws:
         await send(ws, "SUBSCRIBE", ["btcusd@markPrice"], 3)  # futures-only on spot
         assert (await reply_to(ws, 3))["error"]["code"] == 2
+
+
+def test_the_futures_grammar_sans_io():
+    symbols = BinanceSymbols(["BTC/USD", "BTC/USD-PERP"], ["BTC/USD-PERP=BTC/USDT"], perpetual=True)
+    assert [m.name for m in symbols.markets] == ["BTCUSD", "BTCUSDT"]
+    assert {m.key for m in symbols.markets} == {"BTC/USD-PERP"}
+    speeds = {
+        name: parse_stream(f"btcusdt@{name}", symbols, FUTURES).speed_ms
+        for name in (
+            "depth",
+            "depth@500ms",
+            "depth@100ms",
+            "depth10@500ms",
+            "markPrice",
+            "markPrice@1s",
+        )
+    }
+    assert speeds == {
+        "depth": 250,
+        "depth@500ms": 500,
+        "depth@100ms": 100,
+        "depth10@500ms": 500,
+        "markPrice": 3000,
+        "markPrice@1s": 1000,
+    }
+    assert parse_stream("btcusd@forceOrder", symbols, FUTURES).key == FUTURES_KEY
+    assert parse_stream("!markPrice@arr@1s", symbols, FUTURES).key == FUTURES_KEY
+    assert parse_stream("btcusd@aggTrade", symbols, FUTURES).key == "BTC/USD-PERP"
+    assert parse_path("/fws/btcusd@aggTrade/0", 8, FUTURES) == (False, ["btcusd@aggTrade", "0"])
+    assert parse_path("/fstream?streams=a/b", 8, FUTURES) == (True, ["a", "b"])
+    for name in ("btcusd@depth@1000ms", "!ticker@arr", "btcusd@markPrice@3s"):
+        with pytest.raises(WsError):
+            parse_stream(name, symbols, FUTURES)

@@ -13,13 +13,13 @@ other; each event is encoded once per stream for all of them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import trio
 
-from mdactors.domain.funding import FundingState
 from mdactors.domain.positioning import ForcedOrder
 from mdactors.engine.derived_actor import PerpetualActor
 from mdactors.engine.topic import Topic
@@ -39,11 +39,15 @@ class MarkState:
     time_ms: int
 
     @classmethod
-    def of(cls, funding: FundingState) -> MarkState:
-        """The values of ``funding`` now (a copy: the state moves on every tick)."""
+    def of(cls, actor: PerpetualActor) -> MarkState:
+        """The values of ``actor``'s funding state now (a copy: it moves on every tick).
+        Before the first tick has been observed, the mark is the last price and the
+        index the spot's mid."""
+        funding = actor.funding
+        mark, index = funding.mark, funding.index
         return cls(
-            funding.mark,
-            funding.index,
+            actor.latest.price if math.isnan(mark) else mark,
+            actor.spot.mid if math.isnan(index) else index,
             funding.estimated_rate,
             funding.rules.interest_rate,
             funding.next_funding_ms,
@@ -98,7 +102,7 @@ class FuturesFeed:
         """Publish this second's snapshot and liquidations."""
         now_ns = self._wall_clock()
         event_ms = now_ns // 1_000_000
-        marks = {key: MarkState.of(actor.funding) for key, actor in self.actors.items()}
+        marks = {key: MarkState.of(actor) for key, actor in self.actors.items()}
         self.topic.publish(MarkSnapshot(marks, now_ns // 1_000_000_000, event_ms))
         for key, actor in self.actors.items():
             newest = self._newest_id(actor)

@@ -21,7 +21,7 @@ from mdactors.api.codec import dumps
 from mdactors.domain.book import Level, OrderBook
 from mdactors.domain.klines import Kline
 from mdactors.domain.stats import RollingStats
-from mdactors.domain.tick import Tick, Trade
+from mdactors.domain.tick import Tick, Trade, trade_of
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "places_of",
     "price_filter",
     "symbol_info",
+    "tick_print",
     "ticker_24hr_json",
     "ticker_body",
     "ticker_event",
@@ -257,6 +258,12 @@ def agg_trade_json(
         "m": _is_buyer_maker(trade),
         "M": True,
     }
+
+
+def tick_print(tick: Tick) -> tuple[Trade, int] | None:
+    """The print of ``tick`` with its trade id (``TRADE_ID_BASE + seq``), or ``None``."""
+    trade = trade_of(tick)
+    return None if trade is None else (trade, TRADE_ID_BASE + tick.seq)
 
 
 def trade_body(market: BinanceMarket, trade: Trade, trade_id: int) -> dict[str, Any]:

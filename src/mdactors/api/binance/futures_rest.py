@@ -244,7 +244,7 @@ async def premium_index() -> Response:
     """Mark and index price, the estimated funding rate and the next funding time."""
     view = _view()
     markets, single = _single_or_all(view)
-    rows = [premium_index_json(m, MarkState.of(_perpetual(view, m).funding)) for m in markets]
+    rows = [premium_index_json(m, MarkState.of(_perpetual(view, m))) for m in markets]
     return rows_response(rows, single, (1, 10), view)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mdactors.api.binance.codec import TRADE_ID_BASE, kline_event, ticker_24hr_json, top_of_book
+from mdactors.api.binance.codec import kline_event, tick_print, ticker_24hr_json, top_of_book
 from mdactors.api.binance.futures_codec import (
     agg_trade_event,
     book_ticker_event,
@@ -33,7 +33,7 @@ from mdactors.api.binance.futures_codec import (
 )
 from mdactors.api.binance.protocol import StreamSpec
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
-from mdactors.domain.tick import Tick, trade_of
+from mdactors.domain.tick import Tick
 from mdactors.engine.binance_feed import DepthUpdate, KlineUpdate
 from mdactors.engine.futures_feed import ForcedOrderUpdate, MarkSnapshot
 from mdactors.engine.market_view import MarketView
@@ -107,11 +107,9 @@ class FuturesEncoder:
     def _tick(self, spec: StreamSpec, market: BinanceMarket, tick: Tick) -> bytes | None:
         kind = spec.kind
         if kind in ("trade", "aggTrade"):
-            trade = trade_of(tick)
-            if trade is None:
-                return None
+            printed = tick_print(tick)
             encode = trade_event if kind == "trade" else agg_trade_event
-            return encode(market, trade, TRADE_ID_BASE + tick.seq)
+            return None if printed is None else encode(market, *printed)
         if kind == "bookTicker":
             top = top_of_book(self.view.book(tick, 1))
             return book_ticker_event(market, tick.seq, top, tick.ts_ms, tick.ts_ms)

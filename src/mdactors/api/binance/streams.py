@@ -28,7 +28,6 @@ import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from mdactors.api.binance.codec import (
-    TRADE_ID_BASE,
     agg_trade_event,
     all_tickers_event,
     book_ticker_event,
@@ -37,6 +36,7 @@ from mdactors.api.binance.codec import (
     kline_event,
     mini_ticker_event,
     partial_depth_event,
+    tick_print,
     ticker_24hr_json,
     ticker_event,
     top_of_book,
@@ -61,7 +61,7 @@ from mdactors.api.binance.protocol import (
 )
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, OutboxSession
-from mdactors.domain.tick import Tick, trade_of
+from mdactors.domain.tick import Tick
 from mdactors.engine.binance_feed import (
     AllTickers,
     AllTickersFeed,
@@ -320,11 +320,9 @@ class BinanceSession(OutboxSession):
     def _encode_tick(self, spec: StreamSpec, market: BinanceMarket, tick: Tick) -> bytes | None:
         kind = spec.kind
         if kind in ("trade", "aggTrade"):
-            trade = trade_of(tick)
-            if trade is None:
-                return None
+            printed = tick_print(tick)
             encode = trade_event if kind == "trade" else agg_trade_event
-            return encode(market, trade, TRADE_ID_BASE + tick.seq)
+            return None if printed is None else encode(market, *printed)
         if kind == "bookTicker":
             return book_ticker_event(market, tick.seq, top_of_book(self.ctx.view.book(tick, 1)))
         if kind == "ticker":
