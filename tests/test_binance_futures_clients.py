@@ -20,10 +20,7 @@ import trio
 from mdactors.app import Service
 from mdactors.domain.funding import FundingSettlement
 from mdactors.engine.derived_actor import PerpetualActor
-from tests.conftest import running_service
-from tests.test_binance_clients import LoopbackGuard, guard, in_asyncio
-
-__all__ = ["guard"]
+from tests.conftest import LoopbackGuard, in_asyncio, running_service
 
 pytestmark = pytest.mark.timeout(60)
 PERP = "BTC/USD-PERP"

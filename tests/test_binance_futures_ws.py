@@ -16,8 +16,7 @@ from mdactors.api.binance.symbols import BinanceSymbols
 from mdactors.app import Service
 from mdactors.domain.positioning import ForcedOrder
 from mdactors.engine.derived_actor import PerpetualActor
-from tests.conftest import running_service
-from tests.test_binance_ws import receive, reply_to, send, url
+from tests.conftest import receive, reply_to, running_service, send, url
 
 pytestmark = pytest.mark.timeout(60)
 
