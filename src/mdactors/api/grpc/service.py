@@ -20,6 +20,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_grpc, health_pb2
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc.fanout import PriceFanOut, follow_fast, price_fan_outs
+from mdactors.api.grpc.reflection import reflection_services
 from mdactors.api.grpc.transport import GrpcCall, GrpcServer
 from mdactors.api.rpc.proto_codec import Encoded, price_update_pb, symbol_prefix
 from mdactors.api.rpc.service import HEALTH_SERVICES, MarketDataRpc
@@ -151,6 +152,8 @@ def build_server(ctx: ApiContext, fan_outs: FanOuts[PriceFanOut]) -> GrpcServer:
     rpc = MarketDataRpc(ctx)
     server.add_service(MarketDataServicer(rpc, fan_outs).service)
     server.add_service(HealthServicer(ctx, rpc).service)
+    for service in reflection_services():
+        server.add_service(service)
     return server
 
 
