@@ -20,6 +20,7 @@ from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.model_config import default_model
 from mdactors.domain.models import GBM, SECONDS_PER_YEAR, LiveProcess, PriceModel
 from mdactors.domain.symbols import spec_for
+from mdactors.engine.derived_actor import DerivedActor, perpetual_actor
 from mdactors.engine.symbol_actor import SymbolActor
 
 
@@ -57,6 +58,19 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"actor.step   {'BTC/USD default (price, quote, volume, Tick)':<42} "
         f"{_ns_per_call(actor.step, args.seconds):8.0f} ns/tick"
+    )
+    perp_spec = spec_for("BTC/USD-PERP")
+    rngs = [np.random.default_rng(n) for n in (2, 3, 4)]
+    perp = perpetual_actor(perp_spec, actor, *rngs[:2], positions_rng=rngs[2])
+    # The same actor without its contract (funding, mark, open interest): what a
+    # perpetual cost before them, measured in the same run.
+    print(
+        f"actor.step   {'BTC/USD-PERP price only (DerivedActor)':<42} "
+        f"{_ns_per_call(lambda: DerivedActor.step(perp), args.seconds):8.0f} ns/tick"
+    )
+    print(
+        f"actor.step   {'BTC/USD-PERP with funding, mark, OI':<42} "
+        f"{_ns_per_call(perp.step, args.seconds):8.0f} ns/tick"
     )
     points, elapsed = args.points, math.inf
     for _ in range(3):

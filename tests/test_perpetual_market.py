@@ -17,8 +17,10 @@ from mdactors.domain.funding import (
     premium_index,
 )
 from mdactors.domain.positioning import OpenInterest
+from mdactors.domain.scenarios import ScenarioKind, VolatilitySpike
 from mdactors.engine.derived_actor import PerpetualActor
 from mdactors.engine.market import Market
+from mdactors.engine.scenarios import ScenarioEngine
 
 EPOCH_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z, a funding time
 HOUR_NS = 3_600 * 10**9
@@ -158,3 +160,33 @@ async def test_funding_settles_at_each_8_hour_mark_of_a_running_market(
     for settled in perp.funding.history:
         # A basis of a few bp keeps the premium inside the clamp: the rate is the interest rate.
         assert settled.rate == pytest.approx(RULES.interest_rate, abs=2e-4)
+
+
+CALM, SPIKE = 30 * 360, 8 * 360  # steps of 10 s: 30 h calm, then 8 h of a volatility spike
+
+
+async def test_the_basis_follows_momentum_and_widens_in_volatility(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    market = Market(["BTC/USD", "BTC/USD-PERP"], 10.0, seed=21, wall_clock=_wall(EPOCH_NS))
+    perp = market.actor("BTC/USD-PERP")
+    assert isinstance(perp, PerpetualActor) and perp.basis is not None
+    engine = ScenarioEngine(market)
+    rows = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(market.run)
+        await trio.sleep(5.0)
+        for step in range(CALM + SPIKE):
+            if step == CALM:  # then BTC's volatility × 5
+                engine.start(
+                    ScenarioKind.VOLATILITY_SPIKE, VolatilitySpike(5.0), ["BTC/USD"],
+                    duration=86_400.0, recovery=0.0, onset=0.0,
+                )  # fmt: skip
+            rows.append((perp.basis.bps, perp.basis.momentum))
+            await trio.sleep(10.0)
+        nursery.cancel_scope.cancel()
+    basis, momentum = (np.array(column) for column in zip(*rows, strict=True))
+    calm = slice(360, CALM)
+    assert np.corrcoef(basis[calm], momentum[calm])[0, 1] > 0.3
+    spiked = slice(CALM + 360, None)
+    assert np.std(basis[spiked]) > 2.5 * np.std(basis[calm])

@@ -91,6 +91,7 @@ class Service:
             active_streams=streams.active,
             scenarios=self.context.scenarios.counts(),
             halted={key: key in halted for key in market.actors},
+            streams=dict(streams.by_type),
         )
 
     async def _serve_http(self, task_status: trio.TaskStatus[None]) -> None:
@@ -246,6 +247,7 @@ class Service:
             *self.background,
             self._engine(),
             Child("recorder", ctx.recorder.run),
+            Child("loop-lag", ctx.metrics.loop_lag.run, restart=True),
             *self._config_refresh(),
             Child(
                 "health",
@@ -355,7 +357,12 @@ def build_service(
         handle_signals=handle_signals,
     )
     service = Service(
-        settings, context, supervisor, background=background, instance_id=_instance_id(settings)
+        settings,
+        context,
+        supervisor,
+        ports=context.ports,
+        background=background,
+        instance_id=_instance_id(settings),
     )
     if replay is not None:
         service.replay = ReplayDriver(market, replay)

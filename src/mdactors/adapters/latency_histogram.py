@@ -22,7 +22,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["LatencyHistogram", "LatencySeries"]
+__all__ = ["LatencyHistogram", "LatencySeries", "quantile"]
 
 
 class LatencySeries:
@@ -61,6 +61,15 @@ class LatencyHistogram(Collector):
             series = self._series[value] = LatencySeries(self._bounds)
         return series
 
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """Upper bounds of the buckets, the last one ``inf``."""
+        return self._bounds
+
+    def counts(self) -> dict[str, list[int]]:
+        """A copy of every series' per-bucket counts (not cumulative), by label value."""
+        return {value: list(series.counts) for value, series in list(self._series.items())}
+
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self._name, self._documentation, labels=[self._label])]
 
@@ -75,3 +84,26 @@ class LatencyHistogram(Collector):
                 buckets.append((edge, cumulative))
             family.add_metric([value], buckets, total)
         yield family
+
+
+def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float | None:
+    """The ``q``-quantile of per-bucket ``counts`` under ``bounds``, as Prometheus's
+    ``histogram_quantile`` estimates it: linear within the bucket it falls in
+    (from 0 for the first bucket; the largest finite bound when it falls in
+    the ``inf`` bucket). ``None`` without observations."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be within [0, 1], got {q}")
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(counts):
+        if count and seen + count >= rank:
+            upper = bounds[index]
+            lower = bounds[index - 1] if index else 0.0
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+    raise AssertionError("the last non-empty bucket reaches every rank")

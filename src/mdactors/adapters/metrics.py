@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from mdactors.adapters.breaker import CircuitBreaker
 from mdactors.adapters.latency_histogram import LatencyHistogram
+from mdactors.adapters.loop_lag import LoopLag
 from mdactors.domain.scenarios import ScenarioKind
 
 __all__ = ["REQUEST_BUCKETS", "FeedSnapshot", "Metrics"]
@@ -51,6 +52,8 @@ class FeedSnapshot:
     """Active chaos scenarios per ``(scenario_type, symbol)``."""
     halted: Mapping[str, bool] = field(default_factory=dict)
     """Per symbol, whether its price circuit breaker is open."""
+    streams: Mapping[str, int] = field(default_factory=dict)
+    """Open streams per transport (``client_type``)."""
 
 
 class _FeedCollector(Collector):
@@ -66,8 +69,9 @@ class _FeedCollector(Collector):
         self._source = source
         self._feed = snapshot()
 
-    def refresh(self) -> None:
+    def refresh(self) -> FeedSnapshot:
         self._feed = self._snapshot()
+        return self._feed
 
     def collect(self) -> Iterable[Metric]:
         feed = self._feed
@@ -126,6 +130,12 @@ class _FeedCollector(Collector):
             "Open streams across all transports.",
             value=feed.active_streams,
         )
+        streams = GaugeMetricFamily(
+            "market_data_streams", "Open streams per transport.", labels=["client_type"]
+        )
+        for client_type, count in feed.streams.items():
+            streams.add_metric([client_type], count)
+        yield streams
 
 
 class _BreakerCollector(Collector):
@@ -175,6 +185,8 @@ class Metrics:
             LATENCY_BUCKETS,
         )
         self.registry.register(self.publication_latency)
+        self.loop_lag = LoopLag()
+        self.registry.register(self.loop_lag)
         self._feeds: list[_FeedCollector] = []
         self._breakers = _BreakerCollector()
         self.registry.register(self._breakers)
@@ -196,6 +208,10 @@ class Metrics:
         collector = _FeedCollector(snapshot, source)
         self._feeds.append(collector)
         self.registry.register(collector)
+
+    def feeds(self) -> list[FeedSnapshot]:
+        """A fresh snapshot of every watched feed (take it on the event loop)."""
+        return [feed.refresh() for feed in self._feeds]
 
     def watch_breaker(self, breaker: CircuitBreaker) -> None:
         """Export ``breaker``'s state (its name is the ``dependency`` label)."""

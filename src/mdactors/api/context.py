@@ -37,3 +37,5 @@ class ApiContext:
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
     postgres: PostgresStore | None = None
     """With ``POSTGRES_URL``: snapshots, the symbol catalogue and long history."""
+    ports: dict[str, int] = field(default_factory=dict)
+    """Bound ports by listener (``http``, ``grpc``, ``ws``), filled as each one starts."""

@@ -10,6 +10,13 @@ any symbol's own price.
 
 Defaults follow BTC perpetuals on large venues: a premium of about +1 bp on
 average, a few basis points of wander, reverting within minutes.
+
+The basis also follows its spot: its mean moves with the spot's momentum
+(up to ±``MOMENTUM_BPS`` as the decayed sum of the last hour's spot returns
+passes ±``MOMENTUM_SCALE``: buyers pay up for leverage in a rally) and its
+wander widens with the spot's recent volatility (an exponential average of
+squared returns over ``VOLATILITY_HALF_LIFE_S``, relative to the model's
+long-run σ, bounded to 0.5–10×).
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ import numpy as np
 __all__ = ["BasisParams", "BasisProcess", "PerpetualSnapshot"]
 
 _BATCH = 256
+_LN2 = math.log(2.0)
+MOMENTUM_BPS = 5.0
+MOMENTUM_SCALE = 0.01
+MOMENTUM_HALF_LIFE_S = 3_600.0
+VOLATILITY_HALF_LIFE_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,29 +56,55 @@ class BasisParams:
 class BasisProcess:
     """The basis of one perpetual, stepped one tick at a time (bp)."""
 
-    __slots__ = ("_draws", "_rng", "bps", "params")
+    __slots__ = ("_draws", "_momentum", "_rng", "_sigma2", "_variance", "bps", "params")
 
     MEAN_FACTOR = 1.0 + BasisParams().mean_bps / 10_000.0
     """``1 + basis`` at the default mean: a perpetual's price when only its spot is known."""
 
-    def __init__(self, params: BasisParams, rng: np.random.Generator) -> None:
+    def __init__(
+        self, params: BasisParams, rng: np.random.Generator, spot_sigma: float = 0.0
+    ) -> None:
+        """``spot_sigma`` is the spot's long-run volatility per √second (0: the basis
+        ignores the spot's volatility)."""
         self.params = params
         self.bps = params.mean_bps
         self._rng = rng
         self._draws: list[float] = []
+        self._sigma2 = spot_sigma * spot_sigma
+        self._variance = self._sigma2
+        self._momentum = 0.0
 
-    def step(self, dt: float, noise_scale: float = 1.0) -> float:
+    @property
+    def momentum(self) -> float:
+        """The decayed sum of the spot's recent log returns (≈ the last hour's return)."""
+        return self._momentum
+
+    @property
+    def widening(self) -> float:
+        """How many times its usual wander the basis has now (the spot's volatility ratio)."""
+        if not self._sigma2:
+            return 1.0
+        return min(10.0, max(0.5, math.sqrt(self._variance / self._sigma2)))
+
+    def step(self, dt: float, noise_scale: float = 1.0, spot_return: float = 0.0) -> float:
         """Advance ``dt`` seconds (exactly: an OU step has a closed form); the new basis.
 
         ``noise_scale`` multiplies this step's randomness (the configuration
-        service's volatility factor).
+        service's volatility factor); ``spot_return`` is the spot's log return
+        over the same step (it moves the mean and the width, see the module).
         """
         if not self._draws:
             self._draws = self._rng.standard_normal(_BATCH).tolist()
         params = self.params
-        decay = math.exp(-math.log(2.0) * dt / params.half_life)
-        noise = noise_scale * params.std_bps * math.sqrt(max(0.0, 1.0 - decay * decay))
-        mean = params.mean_bps
+        if dt > 0.0:
+            self._momentum = self._momentum * math.exp(-_LN2 * dt / MOMENTUM_HALF_LIFE_S)
+            self._momentum += spot_return
+            keep = math.exp(-_LN2 * dt / VOLATILITY_HALF_LIFE_S)
+            self._variance = self._variance * keep + (1.0 - keep) * spot_return**2 / dt
+        decay = math.exp(-_LN2 * dt / params.half_life)
+        width = noise_scale * params.std_bps * self.widening
+        noise = width * math.sqrt(max(0.0, 1.0 - decay * decay))
+        mean = params.mean_bps + MOMENTUM_BPS * math.tanh(self._momentum / MOMENTUM_SCALE)
         self.bps = mean + (self.bps - mean) * decay + noise * self._draws.pop()
         return self.bps
 

@@ -217,11 +217,15 @@ def perpetual_actor(
 ) -> PerpetualActor:
     """The actor of a perpetual: ``spot``'s mid × (1 + basis), the basis drawn from ``rng``,
     open interest and liquidations from ``positions_rng`` (default: seeded from ``rng``)."""
-    process = BasisProcess(basis or BasisParams(), rng)
+    sigma = spot.model.volatility / math.sqrt(SECONDS_PER_YEAR)
+    process = BasisProcess(basis or BasisParams(), rng, sigma)
+    last_spot = [spot.mid]
 
     def fair(dt: float, volatility_factor: float) -> float:
-        process.step(dt, volatility_factor)
-        return math.log(spot.mid * process.factor)
+        mid = spot.mid
+        process.step(dt, volatility_factor, math.log(mid / last_spot[0]))
+        last_spot[0] = mid
+        return math.log(mid * process.factor)
 
     price = spot.mid * process.factor
     if positions_rng is None:

@@ -131,6 +131,8 @@ class StreamRegistry:
         self.max_streams = max_streams
         self.active = 0
         self.subscribers: Counter[tuple[str, str]] = Counter()
+        self.by_type: Counter[str] = Counter()
+        """Open streams per transport."""
         self.dropped: Counter[tuple[str, str, str]] = Counter()
         self._subscriptions: set[Subscription] = set()
         self._draining = False
@@ -147,6 +149,7 @@ class StreamRegistry:
         if self.active >= self.max_streams:
             raise TooManyStreams(f"stream limit reached ({self.max_streams} concurrent streams)")
         self.active += 1
+        self.by_type[client_type] += 1
         for key in subscription.topics:
             self.subscribers[(key, client_type)] += 1
         self._subscriptions.add(subscription)
@@ -156,6 +159,7 @@ class StreamRegistry:
         finally:
             self._subscriptions.discard(subscription)
             self.active -= 1
+            self.by_type[client_type] -= 1
             for key in subscription.topics:
                 self.subscribers[(key, client_type)] -= 1
 

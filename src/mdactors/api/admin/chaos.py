@@ -17,6 +17,7 @@ from quart_schema import validate_request
 
 from mdactors.api.admin.chaos_bodies import BreakerResetBody
 from mdactors.api.admin.chaos_orders import ORDERS, FieldError, Limits, Order, start_order
+from mdactors.api.admin.chaos_schema import chaos_schema
 from mdactors.api.admin.guard import admin_blueprint, invalid_field, scenario_view
 from mdactors.api.http.errors import ApiError
 from mdactors.api.http.web import context, json_response
@@ -96,6 +97,12 @@ def _route(path: str, body_type: type[BaseModel], make: Callable[..., Order]) ->
 
 for _path, (_body, _make) in ORDERS.items():
     _route(_path, _body, _make)
+
+
+@blueprint.get("/schema")
+async def schema() -> Response:
+    """Every scenario kind's route and body JSON Schema, and the settings' bounds."""
+    return json_response(chaos_schema(_limits(), context().market.symbols))
 
 
 @blueprint.get("/active-scenarios")

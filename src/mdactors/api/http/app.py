@@ -17,13 +17,14 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mdactors import __version__
+from mdactors.api import console
 from mdactors.api.admin import chaos, debug
 from mdactors.api.admin.guard import register_admin
 from mdactors.api.binance import rest as binance_rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.connect import routes as connect
 from mdactors.api.context import ApiContext
-from mdactors.api.http import catalogue, market_ui, rest
+from mdactors.api.http import catalogue, listeners, market_ui, rest
 from mdactors.api.http.errors import HTTP_ERRORS, ApiError, validation_message
 from mdactors.api.http.readiness import dependency_checks
 from mdactors.api.http.web import json_response
@@ -215,6 +216,8 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(catalogue.blueprint)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
+    app.register_blueprint(listeners.blueprint)
+    app.register_blueprint(console.blueprint)
     if settings.chaos_enabled:
         register_admin(app, chaos.blueprint, debug.blueprint)
     return app
