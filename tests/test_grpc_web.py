@@ -329,7 +329,9 @@ def test_formats() -> None:
     assert parse_format("application/grpc-web+json; charset=utf-8").codec.name == "json"
     text = parse_format("application/grpc-web-text")
     assert text is not None and text.text and text.content_type.endswith("-text+proto")
-    for other in (None, "", "application/grpc", "application/grpc-web+xml", "application/json"):
+    native = parse_format("application/grpc")
+    assert native is not None and native.native and native.content_type == "application/grpc+proto"
+    for other in (None, "", "application/grpc+xml", "application/grpc-web+xml", "application/json"):
         assert parse_format(other) is None
 
 

@@ -58,14 +58,22 @@ _MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 @dataclass(frozen=True, slots=True)
 class GrpcWebFormat:
-    """A gRPC-Web request's message codec (``proto`` or ``json``) and whether it is text mode."""
+    """A gRPC-Web request's message codec (``proto`` or ``json``) and whether it is text mode.
+
+    ``native`` marks plain gRPC (``application/grpc``): the same frames, but the
+    status goes in HTTP/2 trailers (:mod:`mdactors.api.connect.grpc_http` moves
+    the trailer frame there).
+    """
 
     codec: Codec
     text: bool
+    native: bool = False
 
     @property
     def content_type(self) -> str:
         """The response content type (always with the codec named)."""
+        if self.native:
+            return f"application/grpc+{self.codec.name}"
         return f"application/grpc-web{'-text' if self.text else ''}+{self.codec.name}"
 
     def chunk(self, messages: Iterable[bytes], trailer: bytes = b"") -> bytes:
@@ -76,16 +84,23 @@ class GrpcWebFormat:
 
 
 def parse_format(content_type: str | None) -> GrpcWebFormat | None:
-    """The format of a ``Content-Type`` header; ``None`` if it is not gRPC-Web's."""
+    """The format of a ``Content-Type`` header; ``None`` if it is neither gRPC-Web's
+    nor gRPC's."""
     if not content_type:
         return None
     media = content_type.split(";", 1)[0].strip().lower()
-    for prefix, text in (("application/grpc-web-text", True), ("application/grpc-web", False)):
+    for prefix, text, native in (
+        ("application/grpc-web-text", True, False),
+        ("application/grpc-web", False, False),
+        ("application/grpc", False, True),
+    ):
         if media == prefix:
-            return GrpcWebFormat(Codec("proto", False), text)
+            return GrpcWebFormat(Codec("proto", False), text, native)
         if media.startswith(prefix + "+"):
             name = media.removeprefix(prefix + "+")
-            return GrpcWebFormat(Codec(name, False), text) if name in ("proto", "json") else None
+            if name in ("proto", "json"):
+                return GrpcWebFormat(Codec(name, False), text, native)
+            return None
     return None
 
 

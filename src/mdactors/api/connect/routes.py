@@ -35,6 +35,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_pb2
 from mdactors.api.codec import dumps
+from mdactors.api.connect.grpc_http import GRPC_SCOPE
 from mdactors.api.connect.grpc_web import (
     GrpcWebFormat,
     decode_text,
@@ -69,7 +70,15 @@ from mdactors.api.rpc.scenario_stream import plan_scenario
 from mdactors.api.rpc.service import Code, MarketDataRpc, RpcError
 from mdactors.engine.outlet import Outlet, SlowConsumer
 
-__all__ = ["CLIENT_TYPE", "GRPC_WEB_CLIENT_TYPE", "HEALTH_SERVICE", "SERVICE", "blueprint", "call"]
+__all__ = [
+    "CLIENT_TYPE",
+    "GRPC_HTTP_CLIENT_TYPE",
+    "GRPC_WEB_CLIENT_TYPE",
+    "HEALTH_SERVICE",
+    "SERVICE",
+    "blueprint",
+    "call",
+]
 
 SERVICE = "marketdata.MarketDataService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -77,6 +86,8 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 CLIENT_TYPE = "connect"
 #: ``client_type`` label of gRPC-Web streams in metrics.
 GRPC_WEB_CLIENT_TYPE = "grpc-web"
+#: ``client_type`` label of gRPC streams on the HTTP port (the gRPC port's are ``grpc``).
+GRPC_HTTP_CLIENT_TYPE = "grpc-http"
 
 blueprint = Blueprint("connect", __name__)
 
@@ -179,14 +190,18 @@ class _ConnectWire:
 
 
 class _GrpcWebWire:
-    """gRPC-Web: every message framed, the status in a trailer frame, HTTP 200 throughout."""
+    """gRPC-Web: every message framed, the status in a trailer frame, HTTP 200 throughout.
 
-    client_type = GRPC_WEB_CLIENT_TYPE
+    Also plain gRPC (``web.native``): the same frames, and
+    :class:`~mdactors.api.connect.grpc_http.GrpcTrailers` moves the trailer
+    frame (or a trailers-only status) into HTTP/2 trailers.
+    """
 
     def __init__(self, web: GrpcWebFormat) -> None:
         self.web = web
         self.codec = web.codec
         self.content_type = web.content_type
+        self.client_type = GRPC_HTTP_CLIENT_TYPE if web.native else GRPC_WEB_CLIENT_TYPE
 
     def body_limit(self, message_limit: int) -> int:
         size = message_limit + _FRAME_OVERHEAD
@@ -390,6 +405,14 @@ async def _read_body(limit: int) -> bytes:
     return body
 
 
+def _trailers_possible() -> bool:
+    """Whether the response can carry HTTP trailers (gRPC's status needs them)."""
+    # GrpcTrailers marks HTTP/2 requests whose server implements the trailers
+    # extension; hypercorn drops trailers unless the request said TE: trailers.
+    te = request.headers.get("TE", "")
+    return GRPC_SCOPE in request.scope.get("extensions", {}) and "trailers" in te.lower()
+
+
 async def call(service: str, method: str) -> Response:
     """One call of any RPC served on the HTTP port, in the protocol its content type names."""
     ctx = context()
@@ -411,6 +434,15 @@ async def call(service: str, method: str) -> Response:
             )
             response.headers["Accept-Post"] = _ACCEPT
             return response
+    elif wire.web.native and not _trailers_possible():
+        return _error(
+            RpcError(
+                Code.UNIMPLEMENTED,
+                "application/grpc needs HTTP/2 (h2c with prior knowledge) and TE: trailers; "
+                "over HTTP/1.1 use application/grpc-web",
+            ),
+            415,
+        )
     elif spec is None:
         return wire.error(
             RpcError(Code.UNIMPLEMENTED, f"unknown method {service}/{method[:100]}"), False
