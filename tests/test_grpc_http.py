@@ -16,10 +16,15 @@ import grpc.aio
 import httpx
 import pytest
 import trio
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
+from mdactors._proto.grpc_reflection.v1 import reflection_pb2 as reflection_v1
 from mdactors.api.connect.grpc_http import split_trailer
 from mdactors.api.connect.grpc_web import frame, trailer_frame
 from mdactors.api.rpc.status import Code, RpcError
@@ -175,3 +180,35 @@ def test_split_trailer() -> None:
     rest, headers = split_trailer(body + trailer_frame(RpcError(Code.NOT_FOUND, "gone 100%")))
     assert rest == body
     assert headers == [(b"grpc-status", b"5"), (b"grpc-message", b"gone 100%25")]
+
+
+async def test_reflection_on_the_http_port(served: tuple[Service, grpc.Channel]) -> None:
+    _, channel = served
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = await call(lambda: sorted(database.get_services()))
+    assert "marketdata.MarketDataService" in services
+    assert "grpc.reflection.v1.ServerReflection" in services
+    pool = descriptor_pool.DescriptorPool(database)
+    method = await call(lambda: pool.FindMethodByName("marketdata.MarketDataService.StreamPrices"))
+    assert method.output_type.full_name == "marketdata.PriceUpdate"
+    info = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=lambda message: message.SerializeToString(),
+        response_deserializer=reflection_v1.ServerReflectionResponse.FromString,
+    )
+    requests = [
+        reflection_v1.ServerReflectionRequest(list_services=""),
+        reflection_v1.ServerReflectionRequest(file_by_filename="no/such.proto"),
+    ]
+    listed, missing = await call(lambda: list(info(iter(requests), timeout=10)))
+    assert len(listed.list_services_response.service) == len(services)
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+async def test_reflection_needs_grpc_over_http2(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        content=frame(b""),
+        headers={"Content-Type": "application/grpc-web+proto"},
+    )
+    assert response.status_code == 415 and "HTTP/2" in response.json()["message"]

@@ -33,6 +33,7 @@ from mdactors.api.connect.grpc_web import (
     parse_format,
     parse_grpc_timeout,
     request_message,
+    take_messages,
     trailer_frame,
 )
 from mdactors.api.rpc.service import Code, RpcError
@@ -364,3 +365,13 @@ def test_request_message_and_text_chunks() -> None:
     assert b"=" in chunks[:-2]  # the first chunk is padded
     assert decode_text(chunks) == frame(b"ab") + frame(b"cd")
     assert json.loads(decode_text(base64.b64encode(b'{"a": 1}'))) == {"a": 1}
+
+
+def test_take_messages_leaves_an_incomplete_frame_for_the_next_chunk() -> None:
+    buffer = bytearray(frame(b"one") + frame(b"two")[:4])
+    assert take_messages(buffer, 10) == [b"one"]
+    buffer += frame(b"two")[4:]
+    assert take_messages(buffer, 10) == [b"two"] and buffer == bytearray()
+    with pytest.raises(RpcError) as caught:
+        take_messages(bytearray(frame(b"x" * 11)), 10)
+    assert caught.value.code is Code.RESOURCE_EXHAUSTED

@@ -42,6 +42,7 @@ __all__ = [
     "parse_grpc_timeout",
     "request_message",
     "status_headers",
+    "take_messages",
     "trailer_frame",
 ]
 
@@ -138,8 +139,36 @@ def request_message(body: bytes, limit: int) -> bytes:
     """
     if len(body) < _HEADER:
         raise RpcError(Code.INVALID_ARGUMENT, f"expected one message frame, got {len(body)} bytes")
-    flags = body[0]
-    size = int.from_bytes(body[1:_HEADER], "big")
+    size = _message_size(body, limit)
+    if len(body) - _HEADER != size:
+        raise RpcError(
+            Code.INVALID_ARGUMENT,
+            f"frame announces {size} bytes but {len(body) - _HEADER} follow; "
+            "expected exactly one message",
+        )
+    return body[_HEADER:]
+
+
+def take_messages(buffer: bytearray, limit: int) -> list[bytes]:
+    """The messages of the complete frames at the start of ``buffer``, removed from it.
+
+    For a client stream read as it arrives: an incomplete frame stays in the
+    buffer for the next chunk. Errors as :func:`request_message`.
+    """
+    out = []
+    while len(buffer) >= _HEADER:
+        size = _message_size(buffer, limit)
+        if len(buffer) - _HEADER < size:
+            break
+        out.append(bytes(buffer[_HEADER : _HEADER + size]))
+        del buffer[: _HEADER + size]
+    return out
+
+
+def _message_size(header: bytes | bytearray, limit: int) -> int:
+    """The length a request frame's header announces, checked against ``limit`` and its flags."""
+    flags = header[0]
+    size = int.from_bytes(header[1:_HEADER], "big")
     if size > limit:
         raise RpcError(
             Code.RESOURCE_EXHAUSTED, f"message of {size} bytes is over the limit of {limit}"
@@ -148,13 +177,7 @@ def request_message(body: bytes, limit: int) -> bytes:
         raise RpcError(Code.INVALID_ARGUMENT, f"unexpected frame flags 0x{flags:02x}")
     if flags & COMPRESSED:
         raise RpcError(Code.UNIMPLEMENTED, "compressed messages (only identity is supported)")
-    if len(body) - _HEADER != size:
-        raise RpcError(
-            Code.INVALID_ARGUMENT,
-            f"frame announces {size} bytes but {len(body) - _HEADER} follow; "
-            "expected exactly one message",
-        )
-    return body[_HEADER:]
+    return size
 
 
 def frame(data: bytes, flags: int = 0) -> bytes:

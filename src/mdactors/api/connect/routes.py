@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import trio
 from google.protobuf.message import Message
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, request, stream_with_context
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mdactors._proto import marketdata_pb2 as pb
@@ -43,6 +43,7 @@ from mdactors.api.connect.grpc_web import (
     parse_grpc_timeout,
     request_message,
     status_headers,
+    take_messages,
     trailer_frame,
 )
 from mdactors.api.connect.protocol import (
@@ -66,6 +67,8 @@ from mdactors.api.rpc.proto_codec import (
     price_update_pb,
     symbol_prefix,
 )
+from mdactors.api.rpc.reflection import VERSIONS as REFLECTION_VERSIONS
+from mdactors.api.rpc.reflection import Reflection
 from mdactors.api.rpc.scenario_stream import plan_scenario
 from mdactors.api.rpc.service import Code, MarketDataRpc, RpcError
 from mdactors.engine.outlet import Outlet, SlowConsumer
@@ -247,6 +250,7 @@ def _wire(content_type: str | None) -> _Wire | None:
 
 _Unary = Callable[[MarketDataRpc, Codec, Any], Awaitable[bytes]]
 _Stream = Callable[[MarketDataRpc, _Wire, Any, float], AsyncIterator[bytes]]
+_Bidi = Callable[[_Wire, type[Message], int, float], AsyncIterator[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,13 +259,16 @@ class _Method:
 
     A unary RPC answers encoded bytes; a streaming one is checked by
     ``validate`` (so a bad request fails before the stream holds a slot),
-    then streams chunks through the wire.
+    then streams chunks through the wire. A bidirectional one (``bidi``,
+    reflection) reads the request body as it comes, so only gRPC over
+    HTTP/2 carries it.
     """
 
     request_type: type[Message]
     unary: _Unary | None = None
     stream: _Stream | None = None
     validate: Callable[[MarketDataRpc, Any], object] | None = None
+    bidi: _Bidi | None = None
 
 
 async def _get_price(rpc: MarketDataRpc, codec: Codec, message: pb.GetPriceRequest) -> bytes:
@@ -357,6 +364,37 @@ async def _price_stream(
         yield wire.end(error)
 
 
+_REFLECTION = Reflection()
+
+
+async def _reflection_stream(
+    wire: _Wire, request_type: type[Message], limit: int, deadline: float
+) -> AsyncIterator[bytes]:
+    """``ServerReflectionInfo``: one answer per request message, as each arrives.
+
+    Runs in the request's context (``stream_with_context``) to read its body
+    while answering; the deadline is checked as each chunk arrives.
+    """
+    answers = _REFLECTION.stream()
+    buffer = bytearray()
+    try:
+        try:
+            async for chunk in request.body:
+                if trio.current_time() > deadline:
+                    raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+                buffer += chunk
+                for data in take_messages(buffer, limit):
+                    message = decode_message(wire.codec, data, request_type)
+                    yield wire.chunk([encode_message(wire.codec, answers.answer(message))])
+        except RequestEntityTooLarge:
+            raise RpcError(Code.RESOURCE_EXHAUSTED, "request stream over the body cap") from None
+        if buffer:
+            raise RpcError(Code.INVALID_ARGUMENT, "the request ended inside a message frame")
+        yield wire.end(None)
+    except RpcError as error:
+        yield wire.end(error)
+
+
 _METHODS: dict[str, dict[str, _Method]] = {
     SERVICE: {
         "GetPrice": _Method(pb.GetPriceRequest, unary=_get_price),
@@ -370,6 +408,12 @@ _METHODS: dict[str, dict[str, _Method]] = {
         ),
     },
     HEALTH_SERVICE: {"Check": _Method(health_pb2.HealthCheckRequest, unary=_standard_check)},
+    **{
+        name: {
+            "ServerReflectionInfo": _Method(module.ServerReflectionRequest, bidi=_reflection_stream)
+        }
+        for name, module in REFLECTION_VERSIONS.items()
+    },
 }
 
 
@@ -419,6 +463,10 @@ async def call(service: str, method: str) -> Response:
     rpc = MarketDataRpc(ctx)
     wire = _wire(request.headers.get("Content-Type"))
     spec = _METHODS[service].get(method)
+    native = isinstance(wire, _GrpcWebWire) and wire.web.native
+    if spec is not None and spec.bidi is not None and not (native and _trailers_possible()):
+        message = f"{service}/{method} is a bidirectional stream: call it with gRPC over HTTP/2"
+        return _error(RpcError(Code.UNIMPLEMENTED, message), 415)
     if not isinstance(wire, _GrpcWebWire):
         if spec is None:
             error = RpcError(Code.UNIMPLEMENTED, f"unknown method {method[:100]!r}")
@@ -447,8 +495,21 @@ async def call(service: str, method: str) -> Response:
         return wire.error(
             RpcError(Code.UNIMPLEMENTED, f"unknown method {service}/{method[:100]}"), False
         )
-    streaming = spec.stream is not None
     limit = ctx.settings.max_request_bytes
+    if spec.bidi is not None:
+        try:
+            timeout = wire.timeout()
+        except RpcError as error:
+            return wire.error(error, True)
+        deadline = trio.current_time() + timeout if timeout is not None else math.inf
+        guard_writes(request.scope)
+        bidi = stream_with_context(spec.bidi)
+        response = Response(
+            bidi(wire, spec.request_type, limit, deadline), content_type=wire.content_type
+        )
+        response.timeout = None
+        return response
+    streaming = spec.stream is not None
     try:
         timeout = wire.timeout()
         body = await _read_body(wire.body_limit(limit))
