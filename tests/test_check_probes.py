@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -115,7 +116,8 @@ def test_bad_configuration_still_exits_2() -> None:
 def test_reachable_postgres_exits_0(postgres_database: str) -> None:
     result = _check({"POSTGRES_URL": postgres_database})
     assert result.returncode == 0, result.stderr
-    assert "postgres 127.0.0.1:5432: reachable" in result.stderr
+    server = urlsplit(postgres_database)
+    assert f"postgres {server.hostname}:{server.port}: reachable" in result.stderr
 
 
 def test_unreachable_postgres_exits_1_with_the_reason_and_no_password() -> None:

@@ -172,3 +172,14 @@ def test_a_live_actor_steps_the_same_rhythm_as_the_vectorised_path() -> None:
     np.testing.assert_allclose(mids, path[1:], rtol=1e-15, atol=0)
     returns = np.diff(np.log(path))
     assert volume_volatility_correlation(np.array(lots), returns) > 0.3
+
+
+def test_spreads_widen_when_volatility_is_high() -> None:
+    def mean_spread(boost: float) -> float:
+        actor = SymbolActor(SPEC, BTC, 1.0, np.random.default_rng(8), factor=MarketFactor(8))
+        actor._process.state.fast += boost  # the fast log-variance component, as in a burst
+        ticks = [actor.step() for _ in range(600)]
+        return float(np.mean([(t.ask - t.bid) / t.price for t in ticks]))
+
+    calm, burst = mean_spread(0.0), mean_spread(math.log(9.0))  # 3× the volatility
+    assert burst > 1.5 * calm, (calm, burst)

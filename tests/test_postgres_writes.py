@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -39,6 +40,17 @@ async def _query(url: str, query: sql.Composable, params: tuple[Any, ...] = ()) 
             return conn.execute(query, params).fetchall()
 
     return await trio.to_thread.run_sync(run)
+
+
+def _server(url: str) -> SplitResult:
+    return urlsplit(url)
+
+
+def _through(url: str, proxy: TcpProxy) -> str:
+    """``url`` with its server replaced by ``proxy`` on loopback."""
+    parts = _server(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
 
 
 def _table(schema: str, name: str) -> sql.Composed:
@@ -156,10 +168,10 @@ def _on_lot_grid(volume: float) -> float:
 async def test_outage_within_the_backlog_loses_nothing(
     postgres_database: str, postgres_schema: str
 ) -> None:
-    proxy = TcpProxy(5432)
+    proxy = TcpProxy(_server(postgres_database).port or 5432)
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
-        url = postgres_database.replace(":5432/", f":{proxy.port}/")
+        url = _through(postgres_database, proxy)
         env = _env(url, postgres_schema, DEFAULT_SYMBOLS="BTC/USD", PRICE_UPDATE_INTERVAL="20ms")
         async with running_service(env) as service:
             store = service.context.postgres
@@ -200,11 +212,11 @@ def _tick(seq: int) -> Tick:
 async def test_overflow_beyond_the_backlog_is_dropped_oldest_first_and_counted(
     postgres_database: str, postgres_schema: str
 ) -> None:
-    proxy = TcpProxy(5432)
+    proxy = TcpProxy(_server(postgres_database).port or 5432)
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
         proxy.down()
-        url = postgres_database.replace(":5432/", f":{proxy.port}/")
+        url = _through(postgres_database, proxy)
         store = PostgresStore(
             postgres_pool(url, 2, 1.0),
             CircuitBreaker("postgres", 5, 0.3),
@@ -282,3 +294,34 @@ def test_bench_runs(postgres_database: str) -> None:
         cwd=root,
     )  # fmt: skip
     assert "rows/s persisted" in result.stdout
+
+
+async def test_a_slow_postgres_times_out_degrades_and_catches_up(
+    postgres_database: str, postgres_schema: str
+) -> None:
+    env = _env(postgres_database, postgres_schema, DEFAULT_SYMBOLS="BTC/USD")
+    async with running_service(env) as service:
+        store = service.context.postgres
+        assert store is not None
+        await wait_for(lambda: store.up and store.persisted["price_feeds"] > 5, 20)
+        blocker = await trio.to_thread.run_sync(psycopg.connect, postgres_database)
+        try:
+            # Another session holds the table: every write waits until POSTGRES_TIMEOUT (1 s).
+            await trio.to_thread.run_sync(
+                blocker.execute,
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    _table(postgres_schema, "price_feeds")
+                ),
+            )
+            await wait_for(lambda: store.reason == "timeout" and not store.up, 10)
+            base = f"http://127.0.0.1:{service.ports['http']}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                with trio.fail_after(1):  # the loop is never blocked by the waiting writer
+                    served = await http.get("/api/v1/prices/BTC-USD/current")
+            assert served.status_code == 200
+            waiting = store.backlog["price_feeds"]
+            assert waiting > 0
+        finally:
+            await trio.to_thread.run_sync(blocker.close)  # rolls back: the lock is gone
+        await wait_for(lambda: store.up and store.backlog["price_feeds"] < waiting, 20)
+        assert store.dropped["price_feeds"] == 0

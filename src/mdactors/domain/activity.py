@@ -1,4 +1,4 @@
-"""The clock-driven part of one symbol's step: its rhythm level and its volume level.
+"""The clock-driven part of one symbol's step: its rhythm, volume and spread levels.
 
 What a live actor and a scenario feed share, tick by tick: the σ level of
 the step's UTC hour (:class:`~mdactors.domain.rhythm.Rhythm`, looked up once an
@@ -15,9 +15,11 @@ import math
 from mdactors.domain.models import PriceModel
 from mdactors.domain.quotes import VOLUME_FLOOR
 
-__all__ = ["ActivityClock"]
+__all__ = ["SPREAD_MOVES", "ActivityClock"]
 
 _NS_PER_HOUR = 3_600 * 1_000_000_000
+SPREAD_MOVES = 4.0
+"""A move of this many typical moves (at the long-run σ) widens the spread fully."""
 
 
 class ActivityClock:
@@ -57,3 +59,14 @@ class ActivityClock:
             # activity(move, scale·σ) = FLOOR + (1 − FLOOR)·|move| / (scale·σ), per hour.
             self._slope = (1.0 - VOLUME_FLOOR) / (self._scale * self._sigma)
         return (VOLUME_FLOOR + self._slope * abs(move)) * self._volume
+
+    def spread_activity(self, move: float) -> float:
+        """How busy the step was for the quote's spread (0 calm .. 1 busy): ``|move|``
+        over 4 typical moves at the long-run σ, so spreads widen with the
+        volatility state (a spike, a volatile regime, the busy hours), not
+        just with a big innovation. Call after :meth:`volume_level`.
+        """
+        if not self._scale:
+            return 0.0
+        busy = abs(move) / (SPREAD_MOVES * self._scale)
+        return busy if busy < 1.0 else 1.0

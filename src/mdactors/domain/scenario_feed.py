@@ -208,11 +208,12 @@ class ScenarioFeed:
             before = state.log_price
             season = clock.season(self.start_ns + round(t * 1e9))
             base = math.log(process.advance(dt_years, 1.0, season))
-            level = clock.volume_level(state.log_price - before, dt_years)
+            move = state.log_price - before
+            level = clock.volume_level(move, dt_years)
             overlay.sigma = sigma * season  # scenario noise follows the rhythm too
             mid = math.exp(overlay.advance(t, base))
             price = round_price(spec, mid)
-            bid, ask = quote(spec, mid, min(abs(process.shock) / 3.0, 1.0))
+            bid, ask = quote(spec, mid, clock.spread_activity(move))
             volume = tick_volume(spec, plan.step, self._volumes.next(), level * overlay.volume)
             total += volume
             high, low = max(high, price), min(low, price)

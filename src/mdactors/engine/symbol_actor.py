@@ -152,19 +152,22 @@ class SymbolActor:
 
     def step(self) -> Tick:
         """Advance the process by one interval and return the new tick (unpublished)."""
-        process, clock = self._process, self._activity
+        process, clock, published = self._process, self._activity, self._mid
         now = self._wall_clock()
         dt_years = self.interval / SECONDS_PER_YEAR
         state = process.state
         before = state.log_price
         season = clock.season(now)
         self._mid = process.advance(dt_years, self.volatility_factor, season)
-        level = clock.volume_level(state.log_price - before, dt_years)
+        move = state.log_price - before
+        level = clock.volume_level(move, dt_years)
         lots = tick_lots(self.spec, self.interval, self._shocks.next(), level)
         overlay = self.overlay
         if overlay is not None:
             lots = round(lots * self._overlaid(overlay, season))
-        return self._make_tick(now, lots, abs(process.shock) / 3.0)
+            # Spreads follow the published move, scenarios' moves included.
+            move = math.log(self._mid / published)
+        return self._make_tick(now, lots, clock.spread_activity(move))
 
     def _overlaid(self, overlay: SymbolOverlay, season: float) -> float:
         """Apply the scenarios to the new mid; the volume multiplier they ask for.
