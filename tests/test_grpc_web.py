@@ -1,15 +1,19 @@
-"""gRPC-Web on the HTTP port: a real client (connectrpc's, the Connect project's own
-Python runtime) in binary mode, over HTTP/1.1 and HTTP/2; text mode, bad input
-and the pure framing.
+"""gRPC-Web on the HTTP port with real clients: connectrpc's (the Connect project's
+own Python runtime; binary mode, proto and JSON, over HTTP/1.1 and HTTP/2) and
+Google's grpc-web JavaScript client under Node (its default text mode, and binary);
+bad input and the pure framing.
 
-The client is synchronous (pyqwest under it), so each call runs in a thread.
+connectrpc's client is synchronous (pyqwest under it), so each call runs in a thread.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -375,3 +379,80 @@ def test_take_messages_leaves_an_incomplete_frame_for_the_next_chunk() -> None:
     with pytest.raises(RpcError) as caught:
         take_messages(bytearray(frame(b"x" * 11)), 10)
     assert caught.value.code is Code.RESOURCE_EXHAUSTED
+
+
+# -- Google's grpc-web client (JavaScript, under Node), text and binary mode ----------
+
+JS_CLIENT = Path(__file__).parent / "grpc_web_js"
+
+
+@pytest.fixture(scope="session")
+def grpc_web_js() -> Path:
+    """Google's grpc-web client installed (npm, versions pinned in package.json)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed to run Google's grpc-web client")
+    if not (JS_CLIENT / "node_modules" / "grpc-web").is_dir():
+        subprocess.run(
+            ["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--silent"],
+            cwd=JS_CLIENT,
+            check=True,
+            timeout=180,
+        )
+    return JS_CLIENT / "call.js"
+
+
+async def js_call(
+    script: Path, service: Service, mode: str, path: str, request: Any, stream_timeout: str = ""
+) -> dict[str, Any]:
+    command = [
+        "node",
+        str(script),
+        f"http://127.0.0.1:{service.ports['http']}",
+        mode,
+        path,
+        base64.b64encode(request.SerializeToString()).decode(),
+        stream_timeout,
+    ]
+    with trio.fail_after(CALL_TIMEOUT):
+        done = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("mode", ["text", "binary"])
+async def test_googles_grpc_web_client(service: Service, grpc_web_js: Path, mode: str) -> None:
+    price = await js_call(
+        grpc_web_js, service, mode, f"/{SERVICE}/GetPrice", pb.GetPriceRequest(symbol="eth-usd")
+    )
+    assert price["status"]["code"] == 0
+    answer = pb.GetPriceResponse.FromString(base64.b64decode(price["messages"][0]))
+    assert answer.symbol == "eth-usd" and answer.key == "ETH/USD"
+    stream = await js_call(
+        grpc_web_js,
+        service,
+        mode,
+        f"/{SERVICE}/StreamPrices",
+        pb.StreamPricesRequest(symbols=["BTC"]),
+        stream_timeout="1S",
+    )
+    updates = [pb.PriceUpdate.FromString(base64.b64decode(m)) for m in stream["messages"]]
+    sequences = [update.sequence for update in updates]
+    assert len(sequences) >= 3  # 50 ms ticks for a second
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    assert stream["status"]["code"] == Code.DEADLINE_EXCEEDED
+    simulation = await js_call(
+        grpc_web_js,
+        service,
+        mode,
+        f"/{SERVICE}/GenerateSimulation",
+        pb.SimulationRequest(symbol="BTC/USD", parameters=pb.SimulationParameters(data_points=30)),
+    )
+    bars = pb.SimulationResponse.FromString(base64.b64decode(simulation["messages"][0]))
+    assert len(bars.simulated_data) == 30
+    health = await js_call(
+        grpc_web_js, service, mode, "/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest()
+    )
+    status = health_pb2.HealthCheckResponse.FromString(base64.b64decode(health["messages"][0]))
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    failed = await js_call(grpc_web_js, service, mode, f"/{SERVICE}/GetPrice", pb.GetPriceRequest())
+    assert failed["status"]["code"] == Code.INVALID_ARGUMENT and failed["messages"] == []
+    assert "symbol is required" in failed["status"]["message"]
