@@ -97,7 +97,7 @@ blueprint = Blueprint("connect", __name__)
 _ACCEPT = (
     "application/json, application/proto, application/connect+json, application/connect+proto, "
     "application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text+proto, "
-    "application/grpc-web-text+json"
+    "application/grpc-web-text+json, application/grpc+proto, application/grpc+json"
 )
 #: How far over the message limit a gRPC-Web body may be: its frame header, and
 #: base64's 4 bytes per 3 (plus a few chunks' padding) in text mode.
@@ -482,7 +482,7 @@ async def call(service: str, method: str) -> Response:
             )
             response.headers["Accept-Post"] = _ACCEPT
             return response
-    elif wire.web.native and not _trailers_possible():
+    elif native and not _trailers_possible():
         return _error(
             RpcError(
                 Code.UNIMPLEMENTED,
