@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--grpc-channels", type=int, default=10, help="long-lived gRPC channels")
     soak.add_argument("--grpc-streams", type=int, default=150, help="concurrent gRPC streams")
     soak.add_argument("--concurrency", type=int, default=20, help="per other transport")
-    soak.add_argument("--faults", action="store_true", help="kill Redis, fail the config service")
+    soak.add_argument(
+        "--faults", action="store_true", help="kill Redis, fail the config service, cut PostgreSQL"
+    )
     soak.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     return parser
 

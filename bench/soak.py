@@ -12,8 +12,10 @@ With ``faults``, the bench also starts a private ``redis-server`` and a
 configuration-service stub for the server, and on a schedule kills Redis,
 restarts it, makes the stub answer 500 and heals it; after each step it
 polls ``/api/v1/ready`` until the dependency's check tells the truth (or a
-bound passes, which is recorded as untruthful). PostgreSQL is not faulted
-yet (its store is another issue's work).
+bound passes, which is recorded as untruthful). When PostgreSQL answers on
+127.0.0.1:5432 it also gives the server a private database through a TCP
+proxy, which it takes down (every connection cut, new ones refused, as a
+dead server looks) and brings back; the database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
 import shutil
 import socket
 import subprocess
@@ -30,10 +33,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
 
 from bench.churn import ChurnSpec, churn_main
 from bench.machine import cpu_seconds, load_average, rss_bytes
@@ -46,7 +52,9 @@ _PORTS = {"grpc": "grpc", "connect": "http", "sse": "http", "ws": "ws", "binance
 #: How long a dependency's check may take to tell the truth after a fault step.
 #: Both breakers wait 30 s (REDIS_BREAKER_TIMEOUT, the config client's) before they
 #: try a dependency again; the config client also retries a failed key after 5 s.
-_TRUTH_BOUND_S = {"redis": 45.0, "config": 75.0}
+_TRUTH_BOUND_S = {"redis": 45.0, "config": 75.0, "postgres": 45.0}
+#: The PostgreSQL a fault run gives the server a private database on (trust auth).
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,92 @@ class ConfigStub:
         self.http.server_close()
 
 
+class TcpProxy:
+    """A loopback TCP proxy to ``target`` that can be taken down and brought back (threads)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.accepting = True
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self.accepting:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65_536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                self._cut(end)
+
+    def _cut(self, end: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(end)
+        with suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+        end.close()
+
+    def down(self) -> None:
+        """Cut every connection and refuse new ones."""
+        self.accepting = False
+        with self._lock:
+            ends = list(self._open)
+        for end in ends:
+            self._cut(end)
+
+    def up(self) -> None:
+        """Forward new connections again."""
+        self.accepting = True
+
+    def close(self) -> None:
+        self.down()
+        self._listener.close()
+
+
+@contextmanager
+def private_postgres() -> Iterator[str | None]:
+    """A private database's URL on the local PostgreSQL (dropped after), or ``None`` when
+    PostgreSQL does not answer."""
+    name = f"mdactors_soak_{os.getpid()}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as error:
+        print(f"… PostgreSQL not faulted: {error}".splitlines()[0], flush=True)
+        yield None
+        return
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 def readiness(server: Server) -> tuple[int, dict]:
     """``/api/v1/ready``: HTTP status and body (status 0 when it did not answer)."""
     url = f"http://{server.host}:{server.ports['http']}/api/v1/ready"
@@ -173,7 +267,9 @@ class FaultStep:
     bound: float
 
 
-def _fault_steps(redis: RedisProcess, config: ConfigStub) -> list[FaultStep]:
+def _fault_steps(
+    redis: RedisProcess, config: ConfigStub, postgres: TcpProxy | None
+) -> list[FaultStep]:
     def failing(value: bool) -> Callable[[], None]:
         def act() -> None:
             config.failing = value
@@ -181,7 +277,7 @@ def _fault_steps(redis: RedisProcess, config: ConfigStub) -> list[FaultStep]:
         return act
 
     redis_bound, config_bound = _TRUTH_BOUND_S["redis"], _TRUTH_BOUND_S["config"]
-    return [
+    steps = [
         FaultStep(0.15, "redis killed", redis.kill, "history", "degraded", redis_bound),
         FaultStep(0.30, "redis restarted", redis.start, "history", "ok", redis_bound),
         FaultStep(0.45, "config service 500", failing(True), "config_service", "degraded",
@@ -189,6 +285,13 @@ def _fault_steps(redis: RedisProcess, config: ConfigStub) -> list[FaultStep]:
         FaultStep(0.60, "config service healed", failing(False), "config_service", "ok",
                   config_bound),
     ]  # fmt: skip
+    if postgres is not None:
+        bound = _TRUTH_BOUND_S["postgres"]
+        steps += [
+            FaultStep(0.70, "postgres unreachable", postgres.down, "postgres", "degraded", bound),
+            FaultStep(0.85, "postgres restored", postgres.up, "postgres", "ok", bound),
+        ]
+    return steps
 
 
 def _run_faults(
@@ -363,7 +466,13 @@ def run_soak(plan: SoakPlan) -> dict[str, object]:
             # A key the service does not find (404) is asked again after
             # CACHE_TTL (5 min by default): 5 s, so the stub's 500s are seen.
             env = {"REDIS_URL": redis.url, "CONFIG_SERVICE_URL": config.url, "CACHE_TTL": "5s"}
-            steps = _fault_steps(redis, config)
+            proxy = None
+            database = stack.enter_context(private_postgres())
+            if database is not None:
+                proxy = TcpProxy(("127.0.0.1", 5432))
+                stack.callback(proxy.close)
+                env["POSTGRES_URL"] = database.replace(":5432/", f":{proxy.port}/")
+            steps = _fault_steps(redis, config, proxy)
         server = stack.enter_context(start_mdactors([plan.symbol], plan.interval, env=env))
         counters = stack.enter_context(_churners(plan, server))
         started = time.monotonic()
