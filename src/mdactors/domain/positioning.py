@@ -47,6 +47,7 @@ WINDOW_S = 60.0
 LIQUIDATION_RATE = 0.05
 MIN_SHARE = 0.2
 _LN2 = math.log(2.0)
+_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class OpenInterest:
     """
 
     __slots__ = (
+        "_draws",
         "_marks",
         "_owed",
         "_price0",
@@ -96,6 +98,7 @@ class OpenInterest:
         """The latest forced orders, oldest first (bounded); ids grow by one."""
         self._price0 = price0
         self._rng = rng
+        self._draws: list[float] = []
         self._marks: deque[tuple[float, float]] = deque()
         self._owed = 0.0
 
@@ -119,7 +122,9 @@ class OpenInterest:
         kappa = _LN2 / REVERSION_HALF_LIFE_S
         target = math.log(self.oi0 * (price / self._price0) ** ELASTICITY)
         log_oi = math.log(self.oi)
-        shock = VOLATILITY * math.sqrt(dt / 3_600.0) * float(self._rng.standard_normal())
+        if not self._draws:
+            self._draws = self._rng.standard_normal(_BATCH).tolist()
+        shock = VOLATILITY * math.sqrt(dt / 3_600.0) * self._draws.pop()
         log_oi += kappa * (target - log_oi) * dt + TREND_GAIN * abs(self.momentum) * dt + shock
         self.oi = math.exp(log_oi)
         excess = abs(move) - THRESHOLD
