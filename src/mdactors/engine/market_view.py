@@ -48,10 +48,16 @@ class MarketView:
     ) -> list[Candle]:
         """The last ``limit`` candles of ``interval`` opening in ``[start_ms, end_ms]``
         (open ends: from the first held, up to now), oldest first: closed ones from
-        history, then the one still forming when it opens in the range."""
+        history (the store's, then the start-up backfill's before the oldest it
+        holds), then the one still forming when it opens in the range."""
         start = start_ms if start_ms is not None else 0
         end = end_ms if end_ms is not None else time.time_ns() // 1_000_000
         candles = await self.history.candles(key, interval, start, end, limit)
+        oldest = candles[0].start_ms if candles else end + 1
+        if len(candles) < limit and oldest > start:
+            # Older than the store holds: the start-up backfill's columns.
+            more = limit - len(candles)
+            candles = self.recorder.deep_candles(key, interval, start, oldest - 1, more) + candles
         current = self.recorder.open_candle(key, interval)
         if current is not None and start <= current.start_ms <= end:
             if candles and candles[-1].start_ms >= current.start_ms:
