@@ -1,7 +1,10 @@
-"""Shared fixtures: a real service on loopback ports, and clients for it."""
+"""Shared fixtures: a real service on loopback ports, and the clients several test modules use
+(gRPC, WebSocket, SSE): test modules import from here, never from one another."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import secrets
@@ -12,13 +15,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import unquote
 
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 import pytest
 import redis
 import trio
+from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
+from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 from mdactors.app import Service, build_service
 from mdactors.settings import load_settings
 
@@ -233,3 +244,249 @@ class TcpProxy:
         async with trio.open_nursery() as nursery:
             task_status.started()
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+
+# -- clients shared by several test modules -----------------------------------
+
+T = TypeVar("T")
+BTC = "BTC/USD"
+
+
+@asynccontextmanager
+async def grpc_service(
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[Service, grpc.Channel]]:
+    """The running service and a grpcio channel to its gRPC port."""
+    async with running_service(env) as service:
+        channel = grpc.insecure_channel(f"127.0.0.1:{service.ports['grpc']}")
+        try:
+            yield service, channel
+        finally:
+            channel.close()
+
+
+async def call(fn: Callable[[], T]) -> T:
+    """Run a blocking grpcio call in a worker thread."""
+    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+def stub(channel: grpc.Channel) -> pb_grpc.MarketDataServiceStub:
+    return pb_grpc.MarketDataServiceStub(channel)
+
+
+def rpc_error(fn: Callable[[], Any]) -> grpc.RpcError:
+    """Call ``fn`` and return the grpc error it raises."""
+    try:
+        fn()
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError("expected the RPC to fail")
+
+
+def take(iterator: Any, count: int) -> list[Any]:
+    return list(itertools.islice(iterator, count))
+
+
+Message = dict[str, Any]
+
+
+def unwrap(frame: str | bytes) -> Iterator[Message]:
+    """The messages of one frame (a batch frame holds several)."""
+    body = json.loads(frame)
+    if body["type"] == "batch":
+        yield from body["messages"]
+    else:
+        yield body
+
+
+class Client:
+    """A trio-websocket client that reads messages one at a time, batches unwrapped."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.pending: list[Message] = []
+
+    async def send(self, payload: Message | str | bytes) -> None:
+        await self.ws.send_message(
+            payload if isinstance(payload, str | bytes) else json.dumps(payload)
+        )
+
+    async def next(self) -> Message:
+        while not self.pending:
+            self.pending.extend(unwrap(await self.ws.get_message()))
+        return self.pending.pop(0)
+
+    async def next_of(self, kind: str, within: float = 5.0) -> Message:
+        """The next message of type ``kind`` (others are skipped)."""
+        with trio.fail_after(within):
+            while True:
+                message = await self.next()
+                if message["type"] == kind:
+                    return message
+
+    async def request(self, payload: Message | str | bytes, reply: str) -> Message:
+        await self.send(payload)
+        return await self.next_of(reply)
+
+
+@asynccontextmanager
+async def connect(service: Service, path: str = "/ws") -> AsyncIterator[Client]:
+    url = f"ws://127.0.0.1:{service.ports['ws']}{path}"
+    async with open_websocket_url(url) as ws:
+        client = Client(ws)
+        welcome = await client.next_of("welcome")
+        assert "BTC/USD" in welcome["symbols"]
+        yield client
+
+
+@asynccontextmanager
+async def small_window_client(
+    port: int, nursery: trio.Nursery
+) -> AsyncIterator[WebSocketConnection]:
+    """A client with a tiny receive buffer (the application decides when it reads)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws")
+    try:
+        yield ws
+    finally:
+        await stream.aclose()
+
+
+async def read_events(lines: AsyncIterator[str], count: int) -> list[dict[str, str]]:
+    """Parse up to ``count`` SSE events (fields of each) from a response's lines."""
+    events: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if fields:
+                events.append(fields)
+                fields = {}
+                if len(events) == count:
+                    break
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(": ")
+        fields[name] = value
+    return events
+
+
+class RawGrpc:
+    """A bare HTTP/2 gRPC client (h2) whose flow-control window the test controls."""
+
+    def __init__(self, stream: trio.SocketStream, window: int) -> None:
+        self.stream = stream
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+        )
+        self.messages: list[bytes] = []
+        self.trailers: dict[str, str] = {}
+        self.unacked = 0
+        self._buffer = b""
+
+    @classmethod
+    async def connect(cls, port: int, window: int = 65_535) -> RawGrpc:
+        client = cls(await trio.open_tcp_stream("127.0.0.1", port), window)
+        client.h2.initiate_connection()
+        await client.flush()
+        return client
+
+    async def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            await self.stream.send_all(data)
+
+    async def start(self, path: str, message: bytes) -> int:
+        stream_id = self.h2.get_next_available_stream_id()
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+        self.h2.send_headers(stream_id, headers)
+        self.h2.send_data(stream_id, b"\0" + len(message).to_bytes(4, "big") + message, True)
+        await self.flush()
+        return stream_id
+
+    async def _read(self) -> None:
+        data = await self.stream.receive_some(65_536)
+        if not data:
+            raise AssertionError("connection closed")
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                self.unacked += event.flow_controlled_length
+                self._buffer += event.data
+                while len(self._buffer) >= 5:
+                    size = int.from_bytes(self._buffer[1:5], "big")
+                    if len(self._buffer) < 5 + size:
+                        break
+                    self.messages.append(self._buffer[5 : 5 + size])
+                    self._buffer = self._buffer[5 + size :]
+            elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                headers = dict(event.headers)
+                if "grpc-status" in headers:
+                    self.trailers = headers
+        await self.flush()
+
+    async def messages_until(self, count: int) -> None:
+        """Read until ``count`` messages arrived; fail if the call ends first."""
+        while len(self.messages) < count:
+            if self.trailers:
+                raise AssertionError(f"call ended early: {self.status()}")
+            await self._read()
+
+    async def wait_trailers(self) -> tuple[int, str]:
+        """Read until the call ends; return its status."""
+        while not self.trailers:
+            await self._read()
+        return self.status()
+
+    async def ack(self, stream_id: int) -> None:
+        """Open the window again for everything received (one WINDOW_UPDATE)."""
+        self.h2.acknowledge_received_data(self.unacked, stream_id)
+        self.unacked = 0
+        await self.flush()
+
+    def status(self) -> tuple[int, str]:
+        return int(self.trailers["grpc-status"]), unquote(self.trailers.get("grpc-message", ""))
+
+
+PATH = "/marketdata.MarketDataService"
+"""Where Connect serves the MarketDataService on the HTTP port."""
+
+
+async def read_stream(
+    client: httpx.AsyncClient, body: bytes, content_type: str, count: int, **headers: str
+) -> tuple[list[tuple[int, bytes]], httpx.Response]:
+    """Up to ``count`` envelopes (and the end-stream one if it comes first)."""
+    frames: list[tuple[int, bytes]] = []
+    buffer = b""
+    async with client.stream(
+        "POST",
+        f"{PATH}/StreamPrices",
+        content=body,
+        headers={"Content-Type": content_type, **headers},
+    ) as response:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            # One chunk may hold several envelopes: take no more than ``count``.
+            while (
+                len(frames) < count
+                and len(buffer) >= 5
+                and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big")
+            ):
+                size = int.from_bytes(buffer[1:5], "big")
+                frames.append((buffer[0], buffer[5 : 5 + size]))
+                buffer = buffer[5 + size :]
+            if len(frames) >= count or (frames and frames[-1][0] & 0x02):
+                break
+    return frames, response

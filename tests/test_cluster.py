@@ -22,8 +22,7 @@ from mdactors.adapters.redis_history import decode_tick
 from mdactors.app import Service, build_service
 from mdactors.engine.cluster import plan_claims
 from mdactors.settings import ConfigError, load_settings
-from tests.conftest import TEST_ENV, RedisServer, wait_for
-from tests.test_ws import connect
+from tests.conftest import TEST_ENV, RedisServer, connect, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,9 +19,7 @@ from mdactors.api.connect.protocol import (
 )
 from mdactors.api.rpc.service import Code, RpcError
 from mdactors.app import Service
-from tests.conftest import running_service
-
-PATH = "/marketdata.MarketDataService"
+from tests.conftest import PATH, read_stream, running_service
 
 
 @pytest.fixture
@@ -29,34 +27,6 @@ async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     base = f"http://127.0.0.1:{service.ports['http']}"
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         yield client
-
-
-async def read_stream(
-    client: httpx.AsyncClient, body: bytes, content_type: str, count: int, **headers: str
-) -> tuple[list[tuple[int, bytes]], httpx.Response]:
-    """Up to ``count`` envelopes (and the end-stream one if it comes first)."""
-    frames: list[tuple[int, bytes]] = []
-    buffer = b""
-    async with client.stream(
-        "POST",
-        f"{PATH}/StreamPrices",
-        content=body,
-        headers={"Content-Type": content_type, **headers},
-    ) as response:
-        async for chunk in response.aiter_bytes():
-            buffer += chunk
-            # One chunk may hold several envelopes: take no more than ``count``.
-            while (
-                len(frames) < count
-                and len(buffer) >= 5
-                and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big")
-            ):
-                size = int.from_bytes(buffer[1:5], "big")
-                frames.append((buffer[0], buffer[5 : 5 + size]))
-                buffer = buffer[5 + size :]
-            if len(frames) >= count or (frames and frames[-1][0] & 0x02):
-                break
-    return frames, response
 
 
 # -- pure framing ------------------------------------------------------------

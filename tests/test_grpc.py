@@ -7,16 +7,8 @@ import errno
 import itertools
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import grpc
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import pytest
 import trio
 
@@ -25,46 +17,7 @@ from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 from mdactors._proto.grpc_health.v1 import health_pb2, health_pb2_grpc
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-
-T = TypeVar("T")
-BTC = "BTC/USD"
-
-
-@asynccontextmanager
-async def grpc_service(
-    env: Mapping[str, str] | None = None,
-) -> AsyncIterator[tuple[Service, grpc.Channel]]:
-    """The running service and a grpcio channel to its gRPC port."""
-    async with running_service(env) as service:
-        channel = grpc.insecure_channel(f"127.0.0.1:{service.ports['grpc']}")
-        try:
-            yield service, channel
-        finally:
-            channel.close()
-
-
-async def call(fn: Callable[[], T]) -> T:
-    """Run a blocking grpcio call in a worker thread."""
-    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
-
-
-def stub(channel: grpc.Channel) -> pb_grpc.MarketDataServiceStub:
-    return pb_grpc.MarketDataServiceStub(channel)
-
-
-def rpc_error(fn: Callable[[], Any]) -> grpc.RpcError:
-    """Call ``fn`` and return the grpc error it raises."""
-    try:
-        fn()
-    except grpc.RpcError as error:
-        return error
-    raise AssertionError("expected the RPC to fail")
-
-
-def take(iterator: Any, count: int) -> list[Any]:
-    return list(itertools.islice(iterator, count))
-
+from .conftest import BTC, RawGrpc, call, grpc_service, rpc_error, stub, take, wait_for
 
 # -- unary -----------------------------------------------------------------
 
@@ -342,92 +295,6 @@ async def test_200_subscribers_see_identical_prices_for_each_sequence() -> None:
 
 
 # -- raw HTTP/2: malformed, oversized, slow --------------------------------
-
-
-class RawGrpc:
-    """A bare HTTP/2 gRPC client (h2) whose flow-control window the test controls."""
-
-    def __init__(self, stream: trio.SocketStream, window: int) -> None:
-        self.stream = stream
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        )
-        self.h2.local_settings = h2.settings.Settings(
-            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
-        )
-        self.messages: list[bytes] = []
-        self.trailers: dict[str, str] = {}
-        self.unacked = 0
-        self._buffer = b""
-
-    @classmethod
-    async def connect(cls, port: int, window: int = 65_535) -> RawGrpc:
-        client = cls(await trio.open_tcp_stream("127.0.0.1", port), window)
-        client.h2.initiate_connection()
-        await client.flush()
-        return client
-
-    async def flush(self) -> None:
-        data = self.h2.data_to_send()
-        if data:
-            await self.stream.send_all(data)
-
-    async def start(self, path: str, message: bytes) -> int:
-        stream_id = self.h2.get_next_available_stream_id()
-        headers = [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", path),
-            (":authority", "localhost"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ]
-        self.h2.send_headers(stream_id, headers)
-        self.h2.send_data(stream_id, b"\0" + len(message).to_bytes(4, "big") + message, True)
-        await self.flush()
-        return stream_id
-
-    async def _read(self) -> None:
-        data = await self.stream.receive_some(65_536)
-        if not data:
-            raise AssertionError("connection closed")
-        for event in self.h2.receive_data(data):
-            if isinstance(event, h2.events.DataReceived):
-                self.unacked += event.flow_controlled_length
-                self._buffer += event.data
-                while len(self._buffer) >= 5:
-                    size = int.from_bytes(self._buffer[1:5], "big")
-                    if len(self._buffer) < 5 + size:
-                        break
-                    self.messages.append(self._buffer[5 : 5 + size])
-                    self._buffer = self._buffer[5 + size :]
-            elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
-                headers = dict(event.headers)
-                if "grpc-status" in headers:
-                    self.trailers = headers
-        await self.flush()
-
-    async def messages_until(self, count: int) -> None:
-        """Read until ``count`` messages arrived; fail if the call ends first."""
-        while len(self.messages) < count:
-            if self.trailers:
-                raise AssertionError(f"call ended early: {self.status()}")
-            await self._read()
-
-    async def wait_trailers(self) -> tuple[int, str]:
-        """Read until the call ends; return its status."""
-        while not self.trailers:
-            await self._read()
-        return self.status()
-
-    async def ack(self, stream_id: int) -> None:
-        """Open the window again for everything received (one WINDOW_UPDATE)."""
-        self.h2.acknowledge_received_data(self.unacked, stream_id)
-        self.unacked = 0
-        await self.flush()
-
-    def status(self) -> tuple[int, str]:
-        return int(self.trailers["grpc-status"]), unquote(self.trailers.get("grpc-message", ""))
 
 
 async def _raw_status(port: int, path: str, message: bytes) -> tuple[int, str]:

@@ -26,8 +26,7 @@ from mdactors.api.grpc.service import build_server
 from mdactors.api.grpc.transport import CLOSED_STREAMS_KEPT, ConnectionTables, GrpcServer
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-from .test_grpc import RawGrpc
+from .conftest import RawGrpc, running_service, wait_for
 
 BTC = "BTC/USD"
 SYMBOLS = [BTC, "ETH/USD", "SOL/USD", "ADA/USD", "DOT/USD", "USDT/USD"]

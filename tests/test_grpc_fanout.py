@@ -21,8 +21,7 @@ from mdactors.api.rpc.proto_codec import symbol_prefix
 from mdactors.app import Service
 from mdactors.engine.fanout import FanOuts
 
-from .conftest import running_service, wait_for
-from .test_grpc import BTC, call, rpc_error, stub, take
+from .conftest import BTC, call, rpc_error, running_service, stub, take, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

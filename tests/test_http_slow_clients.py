@@ -18,8 +18,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-from .test_sse_metrics import read_events
+from .conftest import read_events, running_service, wait_for
 
 SLOW_AFTER = 1.0
 #: Fast ticks so a client that does not read fills the socket buffers in well under a second.

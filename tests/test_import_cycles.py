@@ -82,3 +82,16 @@ def test_a_cycle_through_a_type_checking_import_is_found(tmp_path: Path) -> None
     cycle = import_cycle(package)
     assert cycle is not None
     assert set(cycle) == {"pkg.a", "pkg.sub.b", "pkg.c"}
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in conftest: a test module never imports from another one."""
+    tests = Path(__file__).parent
+    offenders = []
+    for path in sorted(tests.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                last = node.module.rpartition(".")[2]
+                if last.startswith("test_") and (node.level or node.module.startswith("tests.")):
+                    offenders.append(f"{path.name}: from {'.' * node.level}{node.module}")
+    assert offenders == []

@@ -10,8 +10,7 @@ import trio
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 
-from .test_grpc import call, grpc_service
-from .test_ws import connect
+from .conftest import call, connect, grpc_service
 
 PERPETUAL_FIELDS = {
     "mark_price", "index_price", "premium_index", "funding_rate", "interest_rate",

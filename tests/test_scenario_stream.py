@@ -20,7 +20,7 @@ from mdactors.domain.model_config import default_model
 from mdactors.domain.scenario_feed import ScenarioFeed, ScenarioPlan, ScenarioType
 from mdactors.domain.symbols import spec_for
 
-from .test_grpc import call, grpc_service, rpc_error
+from .conftest import call, grpc_service, rpc_error
 
 BTC = spec_for("BTC/USD")
 START = 43_000.0

@@ -22,8 +22,7 @@ from mdactors.api.binance.streams import BinanceStreams
 from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-from .test_connect import read_stream
+from .conftest import read_stream, running_service, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

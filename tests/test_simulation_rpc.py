@@ -14,7 +14,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 from mdactors.app import Service
 
-from .test_grpc import call, grpc_service, rpc_error
+from .conftest import call, grpc_service, rpc_error
 
 PATH = "/marketdata.MarketDataService"
 MINUTE_NS = 60 * 10**9

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,26 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mdactors.app import Service
 
-from .conftest import wait_for
-
-
-async def read_events(lines: AsyncIterator[str], count: int) -> list[dict[str, str]]:
-    """Parse up to ``count`` SSE events (fields of each) from a response's lines."""
-    events: list[dict[str, str]] = []
-    fields: dict[str, str] = {}
-    async for line in lines:
-        if not line:
-            if fields:
-                events.append(fields)
-                fields = {}
-                if len(events) == count:
-                    break
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(": ")
-        fields[name] = value
-    return events
+from .conftest import read_events, wait_for
 
 
 async def test_sse_sends_retry_then_a_snapshot_then_price_events_every_tick(

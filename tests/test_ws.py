@@ -3,75 +3,18 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    WebSocketConnection,
     open_websocket_url,
-    wrap_client_stream,
 )
 
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-
-Message = dict[str, Any]
-
-
-def unwrap(frame: str | bytes) -> Iterator[Message]:
-    """The messages of one frame (a batch frame holds several)."""
-    body = json.loads(frame)
-    if body["type"] == "batch":
-        yield from body["messages"]
-    else:
-        yield body
-
-
-class Client:
-    """A trio-websocket client that reads messages one at a time, batches unwrapped."""
-
-    def __init__(self, ws: WebSocketConnection) -> None:
-        self.ws = ws
-        self.pending: list[Message] = []
-
-    async def send(self, payload: Message | str | bytes) -> None:
-        await self.ws.send_message(
-            payload if isinstance(payload, str | bytes) else json.dumps(payload)
-        )
-
-    async def next(self) -> Message:
-        while not self.pending:
-            self.pending.extend(unwrap(await self.ws.get_message()))
-        return self.pending.pop(0)
-
-    async def next_of(self, kind: str, within: float = 5.0) -> Message:
-        """The next message of type ``kind`` (others are skipped)."""
-        with trio.fail_after(within):
-            while True:
-                message = await self.next()
-                if message["type"] == kind:
-                    return message
-
-    async def request(self, payload: Message | str | bytes, reply: str) -> Message:
-        await self.send(payload)
-        return await self.next_of(reply)
-
-
-@asynccontextmanager
-async def connect(service: Service, path: str = "/ws") -> AsyncIterator[Client]:
-    url = f"ws://127.0.0.1:{service.ports['ws']}{path}"
-    async with open_websocket_url(url) as ws:
-        client = Client(ws)
-        welcome = await client.next_of("welcome")
-        assert "BTC/USD" in welcome["symbols"]
-        yield client
+from .conftest import Message, connect, running_service, small_window_client, wait_for
 
 
 async def test_subscribe_acknowledges_then_sends_one_snapshot_per_channel(
@@ -266,22 +209,6 @@ async def test_metrics_count_ws_subscribers_and_latency(service: Service) -> Non
         )
         assert count is not None and count > 0
     await wait_for(lambda: streams.subscribers[("ADA/USD", "ws")] == 0)
-
-
-@asynccontextmanager
-async def small_window_client(
-    port: int, nursery: trio.Nursery
-) -> AsyncIterator[WebSocketConnection]:
-    """A client with a tiny receive buffer (the application decides when it reads)."""
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", port))
-    stream = trio.SocketStream(sock)
-    ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws")
-    try:
-        yield ws
-    finally:
-        await stream.aclose()
 
 
 async def test_slow_client_is_disconnected_while_fast_client_gets_every_tick() -> None:

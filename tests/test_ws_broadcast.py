@@ -15,8 +15,7 @@ from mdactors.api.ws.broadcast import Broadcaster, text_frame
 from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
 
-from .conftest import running_service, wait_for
-from .test_ws import Client, connect, small_window_client, unwrap
+from .conftest import Client, connect, running_service, small_window_client, unwrap, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,7 +10,7 @@ client message has a ``method`` (the connection then speaks Binance; see
 Each connection is a :class:`BinanceSession`
 (an :class:`~mdactors.api.ws.session.OutboxSession`): a reader applying control
 messages and a writer sending, one event per frame, what the subscribed
-symbols' :class:`~mdactors.api.binance.feed.SymbolFeed` Topics publish.
+symbols' :class:`~mdactors.engine.binance_feed.SymbolFeed` Topics publish.
 Every event is encoded once and its bytes cached on the event (``wire``)
 for all sessions. A session behind its Topics loses the oldest events
 (conflation: a depth gap it can detect); behind for longer than
