@@ -7,7 +7,8 @@ same four questions, so none of them computes an answer itself:
   (:meth:`MarketView.candles`), and the forming candle as of a tick the
   recorder may not have folded yet (:meth:`MarketView.forming_candle`);
 - the order book at a tick (:meth:`MarketView.book`), deterministic in the
-  tick, so a stream and a later snapshot at the same tick agree;
+  tick (its print taken out of the touch), so a stream and a later snapshot at
+  the same tick agree;
 - rolling 24 h statistics up to the latest tick (:meth:`MarketView.stats_24h`);
 - the trade tape: the newest prints, or every print since a trade id
   (:meth:`MarketView.recent_trades`, :meth:`MarketView.trades_since`).
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 
 from mdactors.adapters.history import HistoryStore
-from mdactors.domain.book import OrderBook, synthesize_book
+from mdactors.domain.book import OrderBook, book_at
 from mdactors.domain.candles import Candle, fold_tick
 from mdactors.domain.stats import RollingStats
 from mdactors.domain.symbols import spec_for
@@ -81,9 +82,7 @@ class MarketView:
         cached = self._books.get(slot)
         if cached is not None and cached.seq == tick.seq:
             return cached
-        book = synthesize_book(
-            spec_for(tick.symbol), tick.bid, tick.ask, depth, tick.seq, tick.ts_ns
-        )
+        book = book_at(spec_for(tick.symbol), tick, depth)
         self._books[slot] = book
         return book
 
