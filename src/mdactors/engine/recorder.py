@@ -70,9 +70,9 @@ class Recorder:
         exactly the last ``minutes``.
 
         Every interval is aggregated from the minutes with array reductions and
-        kept as columns (:meth:`deep_candles`); only the last 24 h of each go
-        through the history store as candle objects, as a live day would (what
-        Redis and PostgreSQL persist is unchanged). Each series' forming candle
+        kept as columns (:meth:`deep_candles`); only the candles reaching into
+        the last 24 h go through the history store as candle objects, as a live
+        day would (what Redis and PostgreSQL persist is as before). Each series' forming candle
         is the bucket the history ends in.
         """
         now_ms = self._now_ms()
@@ -97,7 +97,8 @@ class Recorder:
             for name, series in self.series[key].items():
                 closed, forming = aggregate(ones, name)
                 self.deep[key][name] = closed
-                recent = closed.between(end_ms - _DAY_MS, end_ms, len(closed))
+                # Those reaching into the last 24 h, as a day of live candles would.
+                recent = closed.between(end_ms - _DAY_MS - closed.step_ms + 1, end_ms, len(closed))
                 if recent:
                     self._store_closed(key, recent)
                 if forming is None:
