@@ -1,12 +1,13 @@
 """Binance stream fan-out: messages/s and server CPU per message for N subscribers.
 
 Usage: ``python -m bench.binance_fanout [--subscribers 200] [--seconds 10]
-[--interval 50ms] [--symbol btcusd]``.
+[--interval 50ms] [--symbol btcusd] [--futures]``.
 
 Starts ``mdactors serve`` in a subprocess on free loopback ports, opens
 ``--subscribers`` connections to ``/stream?streams=<s>@depth@100ms/<s>@trade``
 (one combined connection per subscriber, as python-binance's multiplex socket
-does), lets them settle, then counts every message received during the
+does; with ``--futures``, USD-M's ``/fstream?streams=<s>@depth@100ms/<s>@markPrice@1s``
+over the perpetual BTC/USD-PERP), lets them settle, then counts every message received during the
 window. Server CPU is read from ``/proc/<pid>/stat`` over the same window, so
 µs/message is server CPU only (the clients run in this process). Prints one
 JSON object.
@@ -36,9 +37,22 @@ async def _subscriber(url: str, counts: list[int], index: int, ready: trio.Event
             counts[index] += 1
 
 
-async def measure(ws_port: int, pid: int, subscribers: int, seconds: float, symbol: str) -> dict:
+SPOT_STREAMS = ("/stream", ("depth@100ms", "trade"))
+FUTURES_STREAMS = ("/fstream", ("depth@100ms", "markPrice@1s"))
+
+
+async def measure(
+    ws_port: int,
+    pid: int,
+    subscribers: int,
+    seconds: float,
+    symbol: str,
+    streams: tuple[str, tuple[str, ...]] = SPOT_STREAMS,
+) -> dict:
     """Run the subscribers against a running server and measure one window."""
-    url = f"ws://127.0.0.1:{ws_port}/stream?streams={symbol}@depth@100ms/{symbol}@trade"
+    path, kinds = streams
+    names = [f"{symbol}@{kind}" for kind in kinds]
+    url = f"ws://127.0.0.1:{ws_port}{path}?streams={'/'.join(names)}"
     counts = [0] * subscribers
     async with trio.open_nursery() as nursery:
         readies = []
@@ -58,7 +72,8 @@ async def measure(ws_port: int, pid: int, subscribers: int, seconds: float, symb
         nursery.cancel_scope.cancel()
     return {
         "subscribers": subscribers,
-        "streams": [f"{symbol}@depth@100ms", f"{symbol}@trade"],
+        "path": path,
+        "streams": names,
         "seconds": round(wall, 2),
         "messages": messages,
         "messages_per_s": round(messages / wall, 1),
@@ -75,11 +90,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--interval", default="50ms", help="tick interval of the server")
     parser.add_argument("--symbol", default="btcusd")
+    parser.add_argument(
+        "--futures", action="store_true", help="USD-M streams of BTC/USD-PERP instead of spot"
+    )
     args = parser.parse_args(argv)
-    with start_mdactors(["BTC/USD", "ETH/USD"], args.interval) as server:
+    symbols = ["BTC/USD", "BTC/USD-PERP"] if args.futures else ["BTC/USD", "ETH/USD"]
+    streams = FUTURES_STREAMS if args.futures else SPOT_STREAMS
+    with start_mdactors(symbols, args.interval) as server:
         assert server.pid is not None
         result = trio.run(
-            measure, server.ports["ws"], server.pid, args.subscribers, args.seconds, args.symbol
+            measure,
+            server.ports["ws"],
+            server.pid,
+            args.subscribers,
+            args.seconds,
+            args.symbol,
+            streams,
         )
     result["tick_interval"] = args.interval
     print(json.dumps(result, indent=2))

@@ -193,6 +193,7 @@ def _fault_steps(redis: RedisProcess, config: ConfigStub) -> list[FaultStep]:
 
 def _run_faults(
     server: Server,
+    config: ConfigStub | None,
     steps: Sequence[FaultStep],
     started: float,
     duration: float,
@@ -204,6 +205,7 @@ def _run_faults(
         if stop.wait(max(0.0, started + step.at * duration - time.monotonic())):
             break
         acted = time.monotonic()
+        asked = config.requests if config is not None else 0
         step.act()
         record: dict[str, object] = {
             "t_s": round(acted - started, 1),
@@ -228,6 +230,7 @@ def _run_faults(
             else None,
             seconds_to_truth=round(time.monotonic() - acted, 1),
             ready_http_statuses=sorted(answers),
+            config_requests=(config.requests - asked) if config is not None else None,
         )
         print(f"… fault: {json.dumps(record)}", flush=True)
         records.append(record)
@@ -349,6 +352,7 @@ def run_soak(plan: SoakPlan) -> dict[str, object]:
     with ExitStack() as stack:
         env: dict[str, str] = {}
         steps: list[FaultStep] = []
+        config: ConfigStub | None = None
         if plan.faults:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             redis = RedisProcess(directory)
@@ -356,7 +360,9 @@ def run_soak(plan: SoakPlan) -> dict[str, object]:
             stack.callback(redis.kill)
             config = ConfigStub()
             stack.callback(config.close)
-            env = {"REDIS_URL": redis.url, "CONFIG_SERVICE_URL": config.url}
+            # A key the service does not find (404) is asked again after
+            # CACHE_TTL (5 min by default): 5 s, so the stub's 500s are seen.
+            env = {"REDIS_URL": redis.url, "CONFIG_SERVICE_URL": config.url, "CACHE_TTL": "5s"}
             steps = _fault_steps(redis, config)
         server = stack.enter_context(start_mdactors([plan.symbol], plan.interval, env=env))
         counters = stack.enter_context(_churners(plan, server))
@@ -364,10 +370,11 @@ def run_soak(plan: SoakPlan) -> dict[str, object]:
         samples = [_sample(server, counters, started)]
         stop = threading.Event()
         faults: list[dict[str, object]] = []
-        fault_thread = threading.Thread(
-            target=lambda: faults.extend(_run_faults(server, steps, started, plan.duration, stop)),
-            daemon=True,
-        )
+
+        def faulting() -> None:
+            faults.extend(_run_faults(server, config, steps, started, plan.duration, stop))
+
+        fault_thread = threading.Thread(target=faulting, daemon=True)
         fault_thread.start()
         try:
             while time.monotonic() - started < plan.duration - 1e-3:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import itertools
 import json
 import os
@@ -12,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -490,3 +492,70 @@ async def read_stream(
             if len(frames) >= count or (frames and frames[-1][0] & 0x02):
                 break
     return frames, response
+
+
+# --------------------------------------------------------------------------- Binance clients
+
+CLIENT_TIMEOUT_S = 20.0
+
+
+class LoopbackGuard:
+    """Records every outgoing connect; refuses those not to a loopback address."""
+
+    def __init__(self) -> None:
+        self.connects: list[Any] = []
+        self.refused: list[Any] = []
+
+    def wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        guard = self
+
+        def connect(sock: socket.socket, address: Any) -> Any:
+            host = address[0] if isinstance(address, tuple) else None
+            if host is not None and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+                guard.refused.append(address)
+                raise ConnectionRefusedError(f"test guard: {address!r} is not loopback")
+            guard.connects.append(address)
+            return original(sock, address)
+
+        return connect
+
+
+@pytest.fixture
+def guard(monkeypatch: pytest.MonkeyPatch) -> LoopbackGuard:
+    """Every socket connect in this process is checked (clients and server alike)."""
+    watch = LoopbackGuard()
+    monkeypatch.setattr(socket.socket, "connect", watch.wrap(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", watch.wrap(socket.socket.connect_ex))
+    return watch
+
+
+async def in_asyncio(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run an asyncio client in a worker thread (its own loop), bounded in time."""
+
+    def run() -> Any:
+        return asyncio.run(asyncio.wait_for(main(), CLIENT_TIMEOUT_S))
+
+    return await trio.to_thread.run_sync(run)
+
+
+def url(service: Service, path: str) -> str:
+    """A WebSocket URL of ``path`` on the service's WebSocket port."""
+    return f"ws://127.0.0.1:{service.ports['ws']}{path}"
+
+
+async def receive(ws: WebSocketConnection, within: float = 5.0) -> Any:
+    with trio.fail_after(within):
+        return json.loads(await ws.get_message())
+
+
+async def reply_to(ws: WebSocketConnection, request_id: object) -> dict[str, Any]:
+    """The reply with ``request_id``, skipping market events."""
+    with trio.fail_after(5):
+        while True:
+            message = await receive(ws)
+            if isinstance(message, dict) and message.get("id", "-") == request_id:
+                return message
+
+
+async def send(ws: WebSocketConnection, method: str, params: list[Any], request_id: object) -> None:
+    await ws.send_message(json.dumps({"method": method, "params": params, "id": request_id}))

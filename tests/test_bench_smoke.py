@@ -145,3 +145,21 @@ def test_plot_draws_labelled_series_from_several_results(tmp_path: Path) -> None
     broken.write_text("{}")
     result = _bench("plot", str(broken), tmp_path=tmp_path)
     assert result.returncode != 0 and "not a bench result document" in result.stderr
+
+
+@pytest.mark.timeout(150)
+def test_short_soak_churns_every_transport_and_gives_a_verdict(tmp_path: Path) -> None:
+    result = _bench(
+        "soak", "--duration", "6s", "--sample", "2s", "--interval", "50ms",
+        "--grpc-channels", "2", "--grpc-streams", "6", "--concurrency", "2",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "verdict: " in result.stdout and "MB per 1,000 streams" in result.stdout
+    (path,) = tmp_path.glob("*-soak.json")
+    doc = json.loads(path.read_text())
+    assert len(doc["samples"]) == 4 and len(doc["windows"]) == 3
+    for transport in ("grpc", "connect", "sse", "ws", "binance"):
+        assert doc["samples"][-1]["completed"][transport] > 0, doc["samples"][-1]
+        assert doc["samples"][-1]["failed"][transport] == 0, doc["samples"][-1]
+    assert doc["verdict"]["streams"] > 0 and doc["ready_at_end"]["http_status"] == 200

@@ -23,3 +23,27 @@ def test_binance_fanout_bench_runs() -> None:
     report = json.loads(result.stdout)
     assert report["subscribers"] == 3 and report["messages"] > 0
     assert report["server_cpu_us_per_message"] > 0
+
+
+def test_binance_fanout_bench_runs_on_futures() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.binance_fanout",
+            "--subscribers",
+            "3",
+            "--seconds",
+            "1.5",
+            "--futures",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["path"] == "/fstream" and report["messages"] > 0
+    assert report["streams"] == ["btcusd@depth@100ms", "btcusd@markPrice@1s"]

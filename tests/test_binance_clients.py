@@ -10,10 +10,8 @@ that would leave loopback.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import ccxt
@@ -26,40 +24,9 @@ from binance.client import Client
 
 from mdactors.app import Service
 from mdactors.domain.book import book_at
-from tests.conftest import running_service
+from tests.conftest import LoopbackGuard, in_asyncio, running_service
 
 pytestmark = pytest.mark.timeout(60)
-CLIENT_TIMEOUT_S = 20.0
-
-
-class LoopbackGuard:
-    """Records every outgoing connect; refuses those not to a loopback address."""
-
-    def __init__(self) -> None:
-        self.connects: list[Any] = []
-        self.refused: list[Any] = []
-
-    def wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        guard = self
-
-        def connect(sock: socket.socket, address: Any) -> Any:
-            host = address[0] if isinstance(address, tuple) else None
-            if host is not None and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-                guard.refused.append(address)
-                raise ConnectionRefusedError(f"test guard: {address!r} is not loopback")
-            guard.connects.append(address)
-            return original(sock, address)
-
-        return connect
-
-
-@pytest.fixture
-def guard(monkeypatch: pytest.MonkeyPatch) -> LoopbackGuard:
-    """Every socket connect in this process is checked (clients and server alike)."""
-    watch = LoopbackGuard()
-    monkeypatch.setattr(socket.socket, "connect", watch.wrap(socket.socket.connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", watch.wrap(socket.socket.connect_ex))
-    return watch
 
 
 @pytest.fixture
@@ -78,15 +45,6 @@ def ccxt_config(service: Service) -> dict[str, Any]:
         "urls": {"api": {**api, "ws": {"spot": ws}}},
         "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
     }
-
-
-async def in_asyncio(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run an asyncio client in a worker thread (its own loop), bounded in time."""
-
-    def run() -> Any:
-        return asyncio.run(asyncio.wait_for(main(), CLIENT_TIMEOUT_S))
-
-    return await trio.to_thread.run_sync(run)
 
 
 async def test_ccxt_rest_reads_the_market(service: Service, guard: LoopbackGuard):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from itertools import pairwise
-from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from mdactors.adapters.history import MemoryHistory
 from mdactors.app import Service
@@ -19,7 +18,7 @@ from mdactors.engine.binance_feed import DepthUpdate, KlineUpdate, SymbolFeed
 from mdactors.engine.market import Market
 from mdactors.engine.market_view import MarketView
 from mdactors.engine.recorder import Recorder
-from tests.conftest import running_service
+from tests.conftest import receive, reply_to, running_service, send, url
 
 pytestmark = pytest.mark.timeout(60)
 SYMBOLS = ("btcusd", "ethusd", "adausd", "solusd", "dotusd", "usdtusd", "btceth")
@@ -30,28 +29,6 @@ async def service() -> AsyncIterator[Service]:
     """The service with 50 ms ticks and at most 8 streams per Binance connection."""
     async with running_service({"BINANCE_MAX_STREAMS": "8"}) as running:
         yield running
-
-
-def url(service: Service, path: str) -> str:
-    return f"ws://127.0.0.1:{service.ports['ws']}{path}"
-
-
-async def receive(ws: WebSocketConnection, within: float = 5.0) -> Any:
-    with trio.fail_after(within):
-        return json.loads(await ws.get_message())
-
-
-async def reply_to(ws: WebSocketConnection, request_id: object) -> dict[str, Any]:
-    """The reply with ``request_id``, skipping market events."""
-    with trio.fail_after(5):
-        while True:
-            message = await receive(ws)
-            if isinstance(message, dict) and message.get("id", "-") == request_id:
-                return message
-
-
-async def send(ws: WebSocketConnection, method: str, params: list[Any], request_id: object) -> None:
-    await ws.send_message(json.dumps({"method": method, "params": params, "id": request_id}))
 
 
 async def test_depth_diffs_are_contiguous_and_rebuild_the_exact_book(service: Service):

@@ -42,6 +42,8 @@ from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
+from mdactors.engine.derived_actor import PerpetualActor
+from mdactors.engine.mark_history import MarkHistory
 from mdactors.engine.market import Market
 from mdactors.engine.market_feed import FeedPublisher, FeedRelay
 from mdactors.engine.market_view import MarketView
@@ -247,6 +249,7 @@ class Service:
             *self.background,
             self._engine(),
             Child("recorder", ctx.recorder.run),
+            *([Child("marks", ctx.marks.run)] if ctx.marks is not None else []),
             Child("loop-lag", ctx.metrics.loop_lag.run, restart=True),
             *self._config_refresh(),
             Child(
@@ -339,6 +342,10 @@ def build_service(
         ScenarioEngine(market),
         MarketView(market, recorder, history),
         postgres=postgres,
+        marks=MarkHistory(
+            {k: a for k, a in market.actors.items() if isinstance(a, PerpetualActor)},
+            wall_clock=market.wall_clock,
+        ),
     )
     if postgres is not None:
         context.checks["postgres"] = postgres.describe

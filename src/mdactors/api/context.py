@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from mdactors.adapters.history import HistoryStore
 from mdactors.adapters.metrics import Metrics
 from mdactors.adapters.postgres_store import PostgresStore
+from mdactors.engine.mark_history import MarkHistory
 from mdactors.engine.market import Market
 from mdactors.engine.market_view import MarketView
 from mdactors.engine.recorder import Recorder
@@ -37,5 +38,7 @@ class ApiContext:
     """Extra readiness checks by dependency name (e.g. the configuration service)."""
     postgres: PostgresStore | None = None
     """With ``POSTGRES_URL``: snapshots, the symbol catalogue and long history."""
+    marks: MarkHistory | None = None
+    """The perpetuals' recorded mark-price candles (the Binance futures view's mark klines)."""
     ports: dict[str, int] = field(default_factory=dict)
     """Bound ports by listener (``http``, ``grpc``, ``ws``), filled as each one starts."""

@@ -21,11 +21,12 @@ from mdactors.api.codec import dumps
 from mdactors.domain.book import Level, OrderBook
 from mdactors.domain.klines import Kline
 from mdactors.domain.stats import RollingStats
-from mdactors.domain.tick import Tick, Trade
+from mdactors.domain.tick import Tick, Trade, trade_of
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
     "TRADE_ID_BASE",
+    "agg_trade_body",
     "agg_trade_event",
     "agg_trade_json",
     "all_tickers_event",
@@ -38,12 +39,20 @@ __all__ = [
     "exchange_info",
     "kline_event",
     "kline_row",
+    "lot_size_filter",
+    "min_notional_of",
+    "mini_ticker_body",
     "mini_ticker_event",
     "partial_depth_event",
+    "places_of",
+    "price_filter",
     "symbol_info",
+    "tick_print",
     "ticker_24hr_json",
+    "ticker_body",
     "ticker_event",
     "top_of_book",
+    "trade_body",
     "trade_event",
     "trade_json",
 ]
@@ -65,6 +74,40 @@ def _places(decimals: int) -> int:
     return max(_PLACES, decimals)
 
 
+def places_of(market: BinanceMarket) -> tuple[int, int]:
+    """The decimal places of ``market``'s prices and quantities on the wire."""
+    spec = market.spec
+    return _places(spec.price_decimals), _places(spec.qty_decimals)
+
+
+def min_notional_of(market: BinanceMarket) -> float:
+    """Ten ticks' worth of one lot, at least 1 unit of quote."""
+    spec = market.spec
+    return max(1.0, round(spec.seed_price * spec.lot_size * 10, spec.price_decimals))
+
+
+def price_filter(market: BinanceMarket) -> dict[str, Any]:
+    """``PRICE_FILTER``: ``tickSize`` is the symbol's tick size."""
+    tick, places = market.spec.tick_size, places_of(market)[0]
+    return {
+        "filterType": "PRICE_FILTER",
+        "minPrice": decimal(tick, places),
+        "maxPrice": decimal(10_000_000.0, places),
+        "tickSize": decimal(tick, places),
+    }
+
+
+def lot_size_filter(market: BinanceMarket, kind: str = "LOT_SIZE") -> dict[str, Any]:
+    """``LOT_SIZE`` (or ``MARKET_LOT_SIZE``): ``stepSize`` is the symbol's lot size."""
+    lot, places = market.spec.lot_size, places_of(market)[1]
+    return {
+        "filterType": kind,
+        "minQty": decimal(lot, places),
+        "maxQty": decimal(9_000_000.0, places),
+        "stepSize": decimal(lot, places),
+    }
+
+
 # --------------------------------------------------------------------------- exchangeInfo
 
 
@@ -75,10 +118,8 @@ def symbol_info(market: BinanceMarket) -> dict[str, Any]:
     its lot size; the minimum notional is ten ticks' worth of one lot, at
     least 1 unit of quote.
     """
-    spec = market.spec
-    tick, lot = spec.tick_size, spec.lot_size
-    price_places, qty_places = _places(spec.price_decimals), _places(spec.qty_decimals)
-    min_notional = max(1.0, round(spec.seed_price * lot * 10, spec.price_decimals))
+    price_places, qty_places = places_of(market)
+    min_notional = min_notional_of(market)
     return {
         "symbol": market.name,
         "status": "TRADING",
@@ -100,18 +141,8 @@ def symbol_info(market: BinanceMarket) -> dict[str, Any]:
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": decimal(tick, price_places),
-                "maxPrice": decimal(10_000_000.0, price_places),
-                "tickSize": decimal(tick, price_places),
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": decimal(lot, qty_places),
-                "maxQty": decimal(9_000_000.0, qty_places),
-                "stepSize": decimal(lot, qty_places),
-            },
+            price_filter(market),
+            lot_size_filter(market),
             {
                 "filterType": "MIN_NOTIONAL",
                 "minNotional": decimal(min_notional, price_places),
@@ -229,30 +260,42 @@ def agg_trade_json(
     }
 
 
+def tick_print(tick: Tick) -> tuple[Trade, int] | None:
+    """The print of ``tick`` with its trade id (``TRADE_ID_BASE + seq``), or ``None``."""
+    trade = trade_of(tick)
+    return None if trade is None else (trade, TRADE_ID_BASE + tick.seq)
+
+
+def trade_body(market: BinanceMarket, trade: Trade, trade_id: int) -> dict[str, Any]:
+    """The ``<symbol>@trade`` event as a dict."""
+    row = trade_json(trade, trade_id, *places_of(market))
+    return {
+        "e": "trade",
+        "E": row["time"],
+        "s": market.name,
+        "t": trade_id,
+        "p": row["price"],
+        "q": row["qty"],
+        "T": row["time"],
+        "m": row["isBuyerMaker"],
+        "M": True,
+    }
+
+
 def trade_event(market: BinanceMarket, trade: Trade, trade_id: int) -> bytes:
     """``<symbol>@trade``."""
-    spec = market.spec
-    row = trade_json(trade, trade_id, _places(spec.price_decimals), _places(spec.qty_decimals))
-    return dumps(
-        {
-            "e": "trade",
-            "E": row["time"],
-            "s": market.name,
-            "t": trade_id,
-            "p": row["price"],
-            "q": row["qty"],
-            "T": row["time"],
-            "m": row["isBuyerMaker"],
-            "M": True,
-        }
-    )
+    return dumps(trade_body(market, trade, trade_id))
+
+
+def agg_trade_body(market: BinanceMarket, trade: Trade, trade_id: int) -> dict[str, Any]:
+    """The ``<symbol>@aggTrade`` event as a dict."""
+    row = agg_trade_json(trade, trade_id, *places_of(market))
+    return {"e": "aggTrade", "E": row["T"], "s": market.name, **row}
 
 
 def agg_trade_event(market: BinanceMarket, trade: Trade, trade_id: int) -> bytes:
     """``<symbol>@aggTrade``."""
-    spec = market.spec
-    row = agg_trade_json(trade, trade_id, _places(spec.price_decimals), _places(spec.qty_decimals))
-    return dumps({"e": "aggTrade", "E": row["T"], "s": market.name, **row})
+    return dumps(agg_trade_body(market, trade, trade_id))
 
 
 # --------------------------------------------------------------------------- klines
@@ -365,10 +408,11 @@ def ticker_24hr_json(
 
 def ticker_event(row: dict[str, Any], event_ms: int) -> bytes:
     """``<symbol>@ticker`` from a :func:`ticker_24hr_json` row."""
-    return dumps(_ticker_event(row, event_ms))
+    return dumps(ticker_body(row, event_ms))
 
 
-def _ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+def ticker_body(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+    """The ``<symbol>@ticker`` event of a :func:`ticker_24hr_json` row, as a dict."""
     return {
         "e": "24hrTicker",
         "E": event_ms,
@@ -396,7 +440,8 @@ def _ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
     }
 
 
-def _mini_ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+def mini_ticker_body(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
+    """The ``<symbol>@miniTicker`` event of a 24-hour row, as a dict."""
     return {
         "e": "24hrMiniTicker",
         "E": event_ms,
@@ -412,12 +457,12 @@ def _mini_ticker_event(row: dict[str, Any], event_ms: int) -> dict[str, Any]:
 
 def mini_ticker_event(row: dict[str, Any], event_ms: int) -> bytes:
     """``<symbol>@miniTicker`` from a :func:`ticker_24hr_json` row."""
-    return dumps(_mini_ticker_event(row, event_ms))
+    return dumps(mini_ticker_body(row, event_ms))
 
 
 def all_tickers_event(rows: Sequence[dict[str, Any]], event_ms: int, mini: bool) -> bytes:
     """``!ticker@arr`` (or ``!miniTicker@arr`` when ``mini``): every symbol's ticker."""
-    build = _mini_ticker_event if mini else _ticker_event
+    build = mini_ticker_body if mini else ticker_body
     return dumps([build(row, event_ms) for row in rows])
 
 

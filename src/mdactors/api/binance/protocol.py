@@ -31,9 +31,13 @@ from mdactors.engine.errors import (
 __all__ = [
     "ALL_STREAMS_KEY",
     "BINANCE_WS_ERRORS",
+    "FUTURES",
+    "FUTURES_KEY",
+    "SPOT",
     "Control",
     "SessionStreams",
     "StreamSpec",
+    "Venue",
     "WsError",
     "decode_control",
     "error_reply",
@@ -48,7 +52,6 @@ ALL_STREAMS_KEY = "!arr"
 MAX_STREAM_NAME = 64
 MAX_ID = 2**63
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
-_TICK_KINDS = ("trade", "aggTrade", "ticker", "miniTicker", "bookTicker")
 _PARTIAL_LEVELS = (5, 10, 20)
 
 RequestId = int | str | None
@@ -77,14 +80,73 @@ BINANCE_WS_ERRORS: ErrorTable[WsError] = ErrorTable(
 reason of a 1001 close instead."""
 
 
+FUTURES_KEY = "!futures"
+"""The subscription key of the futures streams fed once a second (mark price, liquidations)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """What one venue's stream names and connection paths may say.
+
+    ``tick_kinds`` are pushed on every tick; ``once_a_second`` are the
+    per-symbol streams of the futures feed (``kind``, ``speed_ms``), and
+    ``all_market`` the ``!...`` streams (``kind``, ``speed_ms``, their key);
+    ``depth_speeds`` map a depth suffix (``""``, ``"100ms"``...) to its push
+    interval. ``raw_path`` and ``combined_path`` are the connection paths.
+    """
+
+    name: str
+    tick_kinds: tuple[str, ...]
+    depth_speeds: dict[str, int]
+    all_market: dict[str, tuple[str, int, str]]
+    once_a_second: dict[str, tuple[str, int]]
+    raw_path: str
+    combined_path: str
+
+
+SPOT = Venue(
+    "spot",
+    ("trade", "aggTrade", "ticker", "miniTicker", "bookTicker"),
+    {"": 1000, "100ms": 100},
+    {
+        "!ticker@arr": ("allTickers", 0, ALL_STREAMS_KEY),
+        "!miniTicker@arr": ("allMiniTickers", 0, ALL_STREAMS_KEY),
+    },
+    {},
+    "/ws",
+    "/stream",
+)
+FUTURES = Venue(
+    "futures",
+    ("trade", "aggTrade", "ticker", "miniTicker", "bookTicker"),
+    {"": 250, "100ms": 100, "500ms": 500},
+    {
+        "!markPrice@arr": ("allMarkPrice", 3000, FUTURES_KEY),
+        "!markPrice@arr@1s": ("allMarkPrice", 1000, FUTURES_KEY),
+        "!forceOrder@arr": ("allForceOrder", 0, FUTURES_KEY),
+    },
+    {
+        "markPrice": ("markPrice", 3000),
+        "markPrice@1s": ("markPrice", 1000),
+        "forceOrder": ("forceOrder", 0),
+    },
+    "/fws",
+    "/fstream",
+)
+"""Binance USD-M futures: served on ``/fws`` and ``/fstream`` of the WebSocket port."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
-    """One market stream. ``market`` is ``None`` for the all-market ``!...@arr`` streams.
+    """One market stream. ``market`` is ``None`` for the all-market ``!...`` streams.
 
     ``kind`` is ``trade``, ``aggTrade``, ``ticker``, ``miniTicker``,
     ``bookTicker``, ``depth`` (``levels`` 0 = diffs, else a partial book),
-    ``kline`` or ``allTickers``/``allMiniTickers``; ``speed_ms`` is the
-    depth push interval (100 or 1000).
+    ``kline``, ``allTickers``/``allMiniTickers`` (spot), ``markPrice``,
+    ``forceOrder``, ``allMarkPrice``, ``allForceOrder`` (futures);
+    ``speed_ms`` is the depth or mark price push interval. ``feed`` is the
+    subscription key when it is not the market's own (:data:`ALL_STREAMS_KEY`,
+    :data:`FUTURES_KEY`).
     """
 
     name: str
@@ -93,10 +155,13 @@ class StreamSpec:
     interval: str = ""
     levels: int = 0
     speed_ms: int = 0
+    feed: str = ""
 
     @property
     def key(self) -> str:
         """The subscription key whose items feed this stream."""
+        if self.feed:
+            return self.feed
         return self.market.key if self.market is not None else ALL_STREAMS_KEY
 
 
@@ -104,21 +169,26 @@ def _unknown_stream(name: str) -> WsError:
     return WsError(2, f"Invalid request: unknown stream {name[:MAX_STREAM_NAME]!r}")
 
 
-def parse_stream(name: object, symbols: BinanceSymbols) -> StreamSpec:
-    """Read a stream name; :class:`WsError` (code 2) for anything that is not one of ours."""
+def parse_stream(name: object, symbols: BinanceSymbols, venue: Venue = SPOT) -> StreamSpec:
+    """Read a stream name of ``venue``; :class:`WsError` (code 2) for anything that is
+    not one of its streams."""
     if not isinstance(name, str):
         raise WsError(2, "Invalid request: stream names must be strings")
     if len(name) > MAX_STREAM_NAME:
         raise _unknown_stream(name)
-    if name in ("!ticker@arr", "!miniTicker@arr"):
-        return StreamSpec(name, "allTickers" if name == "!ticker@arr" else "allMiniTickers")
+    if name in venue.all_market:
+        kind, speed_ms, feed = venue.all_market[name]
+        return StreamSpec(name, kind, speed_ms=speed_ms, feed=feed)
     symbol, sep, rest = name.partition("@")
     market = symbols.get(symbol)
     if not sep or market is None or symbol != symbol.lower():
         raise _unknown_stream(name)
     canonical = f"{market.stream_name}@{rest}"
-    if rest in _TICK_KINDS:
+    if rest in venue.tick_kinds:
         return StreamSpec(canonical, rest, market)
+    if rest in venue.once_a_second:
+        kind, speed_ms = venue.once_a_second[rest]
+        return StreamSpec(canonical, kind, market, speed_ms=speed_ms, feed=FUTURES_KEY)
     if rest.startswith("kline_"):
         interval = rest.removeprefix("kline_")
         if interval not in KLINE_INTERVALS:
@@ -126,12 +196,12 @@ def parse_stream(name: object, symbols: BinanceSymbols) -> StreamSpec:
         return StreamSpec(canonical, "kline", market, interval=interval)
     if rest.startswith("depth"):
         body, _, speed = rest.removeprefix("depth").partition("@")
-        if speed not in ("", "100ms", "1000ms"):
+        if speed not in venue.depth_speeds:
             raise _unknown_stream(name)
         levels = int(body) if body.isascii() and body.isdigit() else -1 if body else 0
         if levels != 0 and levels not in _PARTIAL_LEVELS:
             raise _unknown_stream(name)
-        speed_ms = 100 if speed == "100ms" else 1000
+        speed_ms = venue.depth_speeds[speed]
         return StreamSpec(canonical, "depth", market, levels=levels, speed_ms=speed_ms)
     raise _unknown_stream(name)
 
@@ -139,21 +209,21 @@ def parse_stream(name: object, symbols: BinanceSymbols) -> StreamSpec:
 # --------------------------------------------------------------------------- paths
 
 
-def parse_path(path: str, max_streams: int) -> tuple[bool, list[str]]:
-    """``(combined, stream names)`` of a connection path.
+def parse_path(path: str, max_streams: int, venue: Venue = SPOT) -> tuple[bool, list[str]]:
+    """``(combined, stream names)`` of a connection path of ``venue``.
 
     ``/ws`` and ``/ws/<name>[/<name>...]`` are raw (a segment that is not a
     stream name, such as ccxt's ``/ws/0``, is dropped by the caller);
-    ``/stream?streams=a/b`` is combined. More than ``max_streams`` names
-    raise :class:`WsError`.
+    ``/stream?streams=a/b`` is combined (futures: ``/fws``, ``/fstream``).
+    More than ``max_streams`` names raise :class:`WsError`.
     """
     route, _, query = path.partition("?")
-    if route.rstrip("/") == "/stream":
+    if route.rstrip("/") == venue.combined_path:
         values = parse_qs(query).get("streams", [])
         names = [name for value in values for name in value.split("/") if name]
         combined = True
     else:
-        names = [name for name in route.removeprefix("/ws").split("/") if name]
+        names = [name for name in route.removeprefix(venue.raw_path).split("/") if name]
         combined = False
     if len(names) > max_streams:
         raise WsError(2, f"Invalid request: at most {max_streams} streams per connection")
@@ -246,6 +316,7 @@ class SessionStreams:
 
     max_streams: int
     combined: bool = False
+    venue: Venue = SPOT
     streams: dict[str, StreamSpec] = field(default_factory=dict)
     by_key: dict[str, list[StreamSpec]] = field(default_factory=dict)
 
@@ -284,7 +355,7 @@ class SessionStreams:
                     request_id,
                 )
             try:
-                specs = [parse_stream(name, symbols) for name in control.params]
+                specs = [parse_stream(name, symbols, self.venue) for name in control.params]
             except WsError as error:
                 error.request_id = request_id
                 raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from quart import Blueprint, Response, current_app, request
@@ -25,6 +26,7 @@ from mdactors.api.binance.codec import (
     depth_json,
     exchange_info,
     kline_row,
+    places_of,
     ticker_24hr_json,
     top_of_book,
     trade_json,
@@ -35,7 +37,23 @@ from mdactors.api.http.web import context, json_response
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, aggregate, kline_of
 from mdactors.domain.tick import Trade
 
-__all__ = ["BinanceError", "BinanceView", "binance_view", "blueprint"]
+__all__ = [
+    "BinanceError",
+    "BinanceView",
+    "KlineRequest",
+    "Params",
+    "agg_trades_of",
+    "binance_view",
+    "blueprint",
+    "chosen_markets",
+    "invalid",
+    "klines_of",
+    "mandatory",
+    "read_kline_request",
+    "register_error_handlers",
+    "respond",
+    "rows_response",
+]
 
 blueprint = Blueprint("binance", __name__)
 
@@ -57,13 +75,13 @@ class BinanceError(Exception):
         self.status = status
 
 
-def _mandatory(name: str) -> BinanceError:
+def mandatory(name: str) -> BinanceError:
     return BinanceError(
         -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
     )
 
 
-def _invalid(name: str) -> BinanceError:
+def invalid(name: str) -> BinanceError:
     return BinanceError(-1130, f"Data sent for parameter '{name}' is not valid.")
 
 
@@ -75,7 +93,7 @@ def _time_param(params: Params, name: str) -> int | None:
     """An epoch-milliseconds parameter within 1970..3000 (``-1130`` outside)."""
     value = params.integer(name)
     if value is not None and not 0 <= value <= _LATEST_MS:
-        raise _invalid(name)
+        raise invalid(name)
     return value
 
 
@@ -83,19 +101,23 @@ INVALID_SYMBOL = BinanceError(-1121, "Invalid symbol.")
 
 
 class BinanceView:
-    """What the Binance API keeps between requests: the symbol mapping and the
-    request weight."""
+    """What one Binance venue's API keeps between requests: the symbol mapping and
+    the request weight. ``perpetual`` chooses USD-M futures over spot."""
 
-    def __init__(self, ctx: ApiContext) -> None:
+    def __init__(self, ctx: ApiContext, perpetual: bool = False) -> None:
         self.ctx = ctx
-        self.symbols = BinanceSymbols(ctx.market.symbols, ctx.settings.binance_symbol_aliases)
+        self.symbols = BinanceSymbols(
+            ctx.market.symbols, ctx.settings.binance_symbol_aliases, perpetual=perpetual
+        )
+        self.created_ms = time.time_ns() // 1_000_000
         self._weight_minute = 0
         self._weight = 0
 
-    def market(self, name: str | None) -> BinanceMarket:
-        """The market named ``name``; ``-1102`` when missing, ``-1121`` when unknown."""
+    def market(self, name: str | None, param: str = "symbol") -> BinanceMarket:
+        """The market named ``name`` (sent as ``param``); ``-1102`` when missing,
+        ``-1121`` when unknown."""
         if not name:
-            raise _mandatory("symbol")
+            raise mandatory(param)
         market = self.symbols.get(name)
         if market is None:
             raise INVALID_SYMBOL
@@ -121,11 +143,13 @@ class BinanceView:
         return ticker_24hr_json(market, tick, view.stats_24h(key), top_of_book(view.book(tick, 1)))
 
 
-def binance_view() -> BinanceView:
-    """The :class:`BinanceView` of the app serving the current request."""
-    view = current_app.extensions.get("binance")
+def binance_view(perpetual: bool = False) -> BinanceView:
+    """The spot (or, with ``perpetual``, USD-M futures) :class:`BinanceView` of the app
+    serving the current request."""
+    name = "binance-futures" if perpetual else "binance"
+    view = current_app.extensions.get(name)
     if view is None:
-        view = current_app.extensions["binance"] = BinanceView(context())
+        view = current_app.extensions[name] = BinanceView(context(), perpetual)
     return view
 
 
@@ -172,7 +196,7 @@ class Params:
         value = self.integer("limit", default)
         assert value is not None
         if not 1 <= value <= maximum:
-            raise _invalid("limit")
+            raise invalid("limit")
         return value
 
     def names(self, view: BinanceView) -> list[BinanceMarket] | None:
@@ -216,24 +240,32 @@ class Params:
 # --------------------------------------------------------------------------- responses
 
 
-def _respond(payload: Any, weight: int) -> Response:
-    used = binance_view().add_weight(weight)
+def respond(payload: Any, weight: int, view: BinanceView | None = None) -> Response:
+    """``payload`` as JSON, its ``weight`` counted against ``view``'s (default: spot's) minute."""
+    used = (view or binance_view()).add_weight(weight)
     headers = {"x-mbx-used-weight": str(used), "x-mbx-used-weight-1m": str(used)}
     return json_response(payload, headers=headers)
 
 
-@blueprint.errorhandler(BinanceError)
 async def binance_error(error: BinanceError) -> Response:
     """Binance's error body, ``{"code": ..., "msg": ...}``."""
     return json_response({"code": error.code, "msg": error.msg}, error.status)
 
 
-@blueprint.errorhandler(Exception)
 async def internal_error(error: Exception) -> Response:
     """Anything unexpected: logged, answered as Binance's unknown error."""
     current_app.logger.exception("binance api error", exc_info=error)
     body = {"code": -1000, "msg": "An unknown error occurred while processing the request."}
     return json_response(body, 500)
+
+
+def register_error_handlers(target: Blueprint) -> None:
+    """Answer ``target``'s errors in Binance's shape, apart from the service's own."""
+    target.register_error_handler(BinanceError, binance_error)
+    target.register_error_handler(Exception, internal_error)
+
+
+register_error_handlers(blueprint)
 
 
 # --------------------------------------------------------------------------- general
@@ -243,14 +275,14 @@ async def internal_error(error: Exception) -> Response:
 async def ping() -> Response:
     """Connectivity test: ``{}``."""
     Params().done()
-    return _respond({}, 1)
+    return respond({}, 1)
 
 
 @blueprint.get("/api/v3/time")
 async def server_time() -> Response:
     """``{"serverTime": ms}``."""
     Params().done()
-    return _respond({"serverTime": time.time_ns() // 1_000_000}, 1)
+    return respond({"serverTime": time.time_ns() // 1_000_000}, 1)
 
 
 @blueprint.get("/api/v3/exchangeInfo")
@@ -263,7 +295,7 @@ async def exchange_information() -> Response:
     body = exchange_info(
         markets if markets is not None else view.symbols.markets, time.time_ns() // 1_000_000
     )
-    return _respond(body, 20)
+    return respond(body, 20)
 
 
 # --------------------------------------------------------------------------- market data
@@ -281,12 +313,7 @@ async def depth() -> Response:
     levels = min(limit, view.ctx.settings.binance_book_depth)
     book = view.ctx.view.book(tick, levels)
     weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-    return _respond(depth_json(market, book, limit), weight)
-
-
-def _places(market: BinanceMarket) -> tuple[int, int]:
-    spec = market.spec
-    return max(8, spec.price_decimals), max(8, spec.qty_decimals)
+    return respond(depth_json(market, book, limit), weight)
 
 
 @blueprint.get("/api/v3/trades")
@@ -297,15 +324,23 @@ async def trades() -> Response:
     market = view.market(params.text("symbol"))
     limit = params.limit(500, MAX_TRADE_LIMIT)
     params.done()
-    pp, qp = _places(market)
+    pp, qp = places_of(market)
     rows = [trade_json(trade, ident, pp, qp) for ident, trade in await view.trades(market.key)]
-    return _respond(rows[-limit:], 25)
+    return respond(rows[-limit:], 25)
 
 
 @blueprint.get("/api/v3/aggTrades")
 async def agg_trades() -> Response:
     """Aggregate trades (one print each) by ``fromId`` or time range, oldest first."""
     view = binance_view()
+    market, picked = await agg_trades_of(view)
+    pp, qp = places_of(market)
+    return respond([agg_trade_json(trade, ident, pp, qp) for ident, trade in picked], 4)
+
+
+async def agg_trades_of(view: BinanceView) -> tuple[BinanceMarket, list[tuple[int, Trade]]]:
+    """Read an aggTrades query (``fromId``, or a range of at most an hour, and ``limit``)
+    and pick its ``(trade id, trade)`` rows, oldest first."""
     params = Params()
     market = view.market(params.text("symbol"))
     from_id = params.integer("fromId")
@@ -314,18 +349,15 @@ async def agg_trades() -> Response:
     limit = params.limit(500, MAX_TRADE_LIMIT)
     params.done()
     if start is not None and end is not None and not 0 <= end - start <= 3_600_000:
-        raise _invalid("endTime")
+        raise invalid("endTime")
     held = await view.trades(market.key)
     if from_id is not None:
-        picked = [(ident, trade) for ident, trade in held if ident >= from_id][:limit]
-    elif start is not None or end is not None:
+        return market, [(ident, trade) for ident, trade in held if ident >= from_id][:limit]
+    if start is not None or end is not None:
         low, high = start or 0, end if end is not None else 2**62
         inside = [(i, t) for i, t in held if low <= t.ts_ns // 1_000_000 <= high]
-        picked = inside[:limit] if start is not None else inside[-limit:]
-    else:
-        picked = held[-limit:]
-    pp, qp = _places(market)
-    return _respond([agg_trade_json(trade, ident, pp, qp) for ident, trade in picked], 4)
+        return market, inside[:limit] if start is not None else inside[-limit:]
+    return market, held[-limit:]
 
 
 def _longest(name: str) -> int:
@@ -360,32 +392,51 @@ async def klines_of(
     return klines[:limit] if start is not None else klines[-limit:]
 
 
-@blueprint.get("/api/v3/klines")
-async def klines() -> Response:
-    """Candles: all 12 columns, every interval the market can produce (``1m``..``1M``)."""
-    view = binance_view()
+@dataclass(frozen=True, slots=True)
+class KlineRequest:
+    """A klines query, read and checked: the market, interval, range and limit."""
+
+    market: BinanceMarket
+    interval: str
+    start: int | None
+    end: int | None
+    limit: int
+
+
+def read_kline_request(
+    view: BinanceView, max_limit: int, symbol_param: str = "symbol"
+) -> KlineRequest:
+    """Read a klines query (``symbol_param`` names the market: futures' index klines
+    take ``pair``); Binance's errors for a bad interval, range, limit or time zone."""
     params = Params()
-    market = view.market(params.text("symbol"))
+    market = view.market(params.text(symbol_param), symbol_param)
     interval = params.text("interval")
     if interval is None:
-        raise _mandatory("interval")
+        raise mandatory("interval")
     if interval not in KLINE_INTERVALS:
         raise BinanceError(-1120, "Invalid interval.")
     start = _time_param(params, "startTime")
     end = _time_param(params, "endTime")
-    limit = params.limit(500, MAX_KLINE_LIMIT)
+    limit = params.limit(500, max_limit)
     time_zone = params.text("timeZone")
     params.done()
     if time_zone not in (None, "0", "+0", "00:00", "+00:00", "-00:00"):
-        raise _invalid("timeZone")
+        raise invalid("timeZone")
     if start is not None and end is not None and start > end:
-        raise _invalid("startTime")
-    rows = await klines_of(market.key, interval, start, end, limit)
-    pp, qp = _places(market)
-    return _respond([kline_row(kline, pp, qp) for kline in rows], 2)
+        raise invalid("startTime")
+    return KlineRequest(market, interval, start, end, limit)
 
 
-def _chosen(params: Params, view: BinanceView) -> tuple[list[BinanceMarket], bool]:
+@blueprint.get("/api/v3/klines")
+async def klines() -> Response:
+    """Candles: all 12 columns, every interval the market can produce (``1m``..``1M``)."""
+    asked = read_kline_request(binance_view(), MAX_KLINE_LIMIT)
+    rows = await klines_of(asked.market.key, asked.interval, asked.start, asked.end, asked.limit)
+    pp, qp = places_of(asked.market)
+    return respond([kline_row(kline, pp, qp) for kline in rows], 2)
+
+
+def chosen_markets(params: Params, view: BinanceView) -> tuple[list[BinanceMarket], bool]:
     """The markets of ``symbol``/``symbols`` (every one when neither is sent), and
     whether one ``symbol`` was asked for (answered with an object, not a list)."""
     markets = params.names(view)
@@ -394,8 +445,11 @@ def _chosen(params: Params, view: BinanceView) -> tuple[list[BinanceMarket], boo
     return (markets if markets is not None else view.symbols.markets), single
 
 
-def _rows(rows: list[dict[str, Any]], single: bool, weights: tuple[int, int]) -> Response:
-    return _respond(rows[0] if single else rows, weights[0] if single else weights[1])
+def rows_response(
+    rows: list[Any], single: bool, weights: tuple[int, int], view: BinanceView | None = None
+) -> Response:
+    """One row as an object when one ``symbol`` was asked for, else the list; weighed."""
+    return respond(rows[0] if single else rows, weights[0] if single else weights[1], view)
 
 
 @blueprint.get("/api/v3/ticker/24hr")
@@ -404,38 +458,38 @@ async def ticker_24hr() -> Response:
     view = binance_view()
     params = Params()
     kind = params.text("type") or "FULL"
-    chosen, single = _chosen(params, view)
+    chosen, single = chosen_markets(params, view)
     if kind not in ("FULL", "MINI"):
-        raise _invalid("type")
+        raise invalid("type")
     rows = [view.ticker_24hr(market) for market in chosen]
     if kind == "MINI":
         mini = ("symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume")
         extra = ("quoteVolume", "openTime", "closeTime", "firstId", "lastId", "count")
         rows = [{name: row[name] for name in (*mini, *extra)} for row in rows]
-    return _rows(rows, single, (2, 80))
+    return rows_response(rows, single, (2, 80))
 
 
 @blueprint.get("/api/v3/ticker/price")
 async def ticker_price() -> Response:
     """The latest price (the same tick the whole service serves)."""
     view = binance_view()
-    chosen, single = _chosen(Params(), view)
+    chosen, single = chosen_markets(Params(), view)
     latest = view.ctx.market.latest
     rows = [
-        {"symbol": m.name, "price": decimal(latest(m.key).price, _places(m)[0])} for m in chosen
+        {"symbol": m.name, "price": decimal(latest(m.key).price, places_of(m)[0])} for m in chosen
     ]
-    return _rows(rows, single, (2, 4))
+    return rows_response(rows, single, (2, 4))
 
 
 @blueprint.get("/api/v3/ticker/bookTicker")
 async def ticker_book() -> Response:
     """Best bid and ask with their quantities."""
     view = binance_view()
-    chosen, single = _chosen(Params(), view)
+    chosen, single = chosen_markets(Params(), view)
     latest = view.ctx.market.latest
     book = view.ctx.view.book
     rows = [book_ticker_json(m, top_of_book(book(latest(m.key), 1))) for m in chosen]
-    return _rows(rows, single, (2, 4))
+    return rows_response(rows, single, (2, 4))
 
 
 @blueprint.get("/api/v3/avgPrice")
@@ -448,8 +502,8 @@ async def average_price() -> Response:
     closes = view.ctx.view.day_closes(market.key, 5)[-5:]
     tick = view.ctx.market.latest(market.key)
     mean = sum(closes) / len(closes) if closes else tick.price
-    body = {"mins": 5, "price": decimal(mean, _places(market)[0]), "closeTime": tick.ts_ms}
-    return _respond(body, 2)
+    body = {"mins": 5, "price": decimal(mean, places_of(market)[0]), "closeTime": tick.ts_ms}
+    return respond(body, 2)
 
 
 @blueprint.route(

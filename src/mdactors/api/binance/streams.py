@@ -5,7 +5,9 @@ Paths: ``/ws/<stream>`` (raw; a segment that is not a stream name, such as
 ccxt's ``/ws/0``, is ignored), ``/stream?streams=a/b`` (combined, each event
 wrapped as ``{"stream": ..., "data": ...}``), and ``/`` or ``/ws`` whose first
 client message has a ``method`` (the connection then speaks Binance; see
-:meth:`mdactors.api.ws.server.WsServer.takeover`).
+:meth:`mdactors.api.ws.server.WsServer.takeover`). USD-M futures, over the
+perpetuals, on ``/fws/<stream>`` and ``/fstream?streams=a/b`` (see
+:mod:`mdactors.api.binance.futures_streams`).
 
 Each connection is a :class:`BinanceSession`
 (an :class:`~mdactors.api.ws.session.OutboxSession`): a reader applying control
@@ -26,7 +28,6 @@ import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from mdactors.api.binance.codec import (
-    TRADE_ID_BASE,
     agg_trade_event,
     all_tickers_event,
     book_ticker_event,
@@ -35,16 +36,22 @@ from mdactors.api.binance.codec import (
     kline_event,
     mini_ticker_event,
     partial_depth_event,
+    tick_print,
     ticker_24hr_json,
     ticker_event,
     top_of_book,
     trade_event,
 )
+from mdactors.api.binance.futures_streams import FuturesEncoder
 from mdactors.api.binance.protocol import (
     ALL_STREAMS_KEY,
     BINANCE_WS_ERRORS,
+    FUTURES,
+    FUTURES_KEY,
+    SPOT,
     SessionStreams,
     StreamSpec,
+    Venue,
     WsError,
     decode_control,
     error_reply,
@@ -54,7 +61,7 @@ from mdactors.api.binance.protocol import (
 )
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, OutboxSession
-from mdactors.domain.tick import Tick, trade_of
+from mdactors.domain.tick import Tick
 from mdactors.engine.binance_feed import (
     AllTickers,
     AllTickersFeed,
@@ -62,6 +69,8 @@ from mdactors.engine.binance_feed import (
     FeedItem,
     SymbolFeed,
 )
+from mdactors.engine.derived_actor import PerpetualActor
+from mdactors.engine.futures_feed import FuturesFeed, FuturesItem
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.engine.topic import Topic
 
@@ -94,19 +103,36 @@ class BinanceStreams:
             for key, actor in ctx.market.actors.items()
         }
         self.all_tickers = AllTickersFeed(ctx.market.actors)
+        self.futures_symbols = BinanceSymbols(
+            ctx.market.symbols, ctx.settings.binance_symbol_aliases, perpetual=True
+        )
+        self.futures_feed = FuturesFeed(
+            {k: a for k, a in ctx.market.actors.items() if isinstance(a, PerpetualActor)},
+            ctx.market.wall_clock,
+        )
+        self.futures = FuturesEncoder(self.futures_symbols, ctx.view)
         self.sessions: set[BinanceSession] = set()
         server.prefix_routes["/ws/"] = self._route
         server.routes["/stream"] = self._route
+        server.prefix_routes["/fws/"] = self._route_futures
+        server.routes["/fws"] = self._route_futures
+        server.routes["/fstream"] = self._route_futures
         server.takeover = (is_binance_message, self._take_over)
 
     async def _route(self, _server: WsServer, request: WebSocketRequest) -> None:
         await self.serve_path(request)
 
+    async def _route_futures(self, _server: WsServer, request: WebSocketRequest) -> None:
+        await self.serve_path(request, FUTURES)
+
     async def _take_over(self, ws: WebSocketConnection, first_message: str | bytes) -> None:
         await self.serve(ws, False, [], first_message)
 
-    def topic(self, key: str) -> Topic[FeedItem] | Topic[AllTickers]:
-        """The Topic feeding subscription ``key`` (a symbol key or :data:`ALL_STREAMS_KEY`)."""
+    def topic(self, key: str) -> Topic[FeedItem] | Topic[AllTickers] | Topic[FuturesItem]:
+        """The Topic feeding subscription ``key`` (a symbol key, :data:`ALL_STREAMS_KEY`
+        or :data:`FUTURES_KEY`)."""
+        if key == FUTURES_KEY:
+            return self.futures_feed.topic
         return self.all_tickers.topic if key == ALL_STREAMS_KEY else self.feeds[key].topic
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -115,17 +141,20 @@ class BinanceStreams:
             for feed in self.feeds.values():
                 nursery.start_soon(feed.run)
             nursery.start_soon(self.all_tickers.run)
+            if self.futures_feed.actors:
+                nursery.start_soon(self.futures_feed.run)
             task_status.started()
 
-    async def serve_path(self, request: WebSocketRequest) -> None:
-        """``/ws/<stream>...`` and ``/stream?streams=...``."""
+    async def serve_path(self, request: WebSocketRequest, venue: Venue = SPOT) -> None:
+        """``/ws/<stream>...`` and ``/stream?streams=...`` (futures: ``/fws``, ``/fstream``)."""
         try:
-            combined_mode, names = parse_path(request.path, self.ctx.settings.binance_max_streams)
+            max_streams = self.ctx.settings.binance_max_streams
+            combined_mode, names = parse_path(request.path, max_streams, venue)
         except WsError as error:
             await request.reject(400, body=error.msg.encode() + b"\n")
             return
         ws = await request.accept()
-        await self.serve(ws, combined_mode, names, None)
+        await self.serve(ws, combined_mode, names, None, venue)
 
     async def serve(
         self,
@@ -133,9 +162,10 @@ class BinanceStreams:
         combined_mode: bool,
         names: list[str],
         first_message: str | bytes | None,
+        venue: Venue = SPOT,
     ) -> None:
-        """Run one Binance session on an accepted connection."""
-        session = BinanceSession(self, ws, combined_mode)
+        """Run one Binance session of ``venue`` on an accepted connection."""
+        session = BinanceSession(self, ws, combined_mode, venue)
         self.sessions.add(session)
         try:
             await session.run(names, first_message)
@@ -155,10 +185,19 @@ class BinanceSession(OutboxSession):
     outbox_limit = OUTBOX_LIMIT
     take_limit = MAX_EVENTS_PER_TOPIC
 
-    def __init__(self, streams: BinanceStreams, ws: WebSocketConnection, combined_mode: bool):
+    def __init__(
+        self,
+        streams: BinanceStreams,
+        ws: WebSocketConnection,
+        combined_mode: bool,
+        venue: Venue = SPOT,
+    ):
         super().__init__(streams.server, ws)
         self.owner = streams
-        self.state = SessionStreams(self.ctx.settings.binance_max_streams, combined_mode)
+        self.state = SessionStreams(self.ctx.settings.binance_max_streams, combined_mode, venue)
+        futures = venue is FUTURES
+        self.symbols = streams.futures_symbols if futures else streams.symbols
+        self._encoder = streams.futures.encode if futures else self._encode
 
     # ------------------------------------------------------------------ control
 
@@ -184,7 +223,7 @@ class BinanceSession(OutboxSession):
     def _on_message(self, data: str | bytes) -> bool:
         try:
             control = decode_control(data, self.ctx.settings.max_request_bytes)
-            reply, added, removed = self.state.handle(control, self.owner.symbols)
+            reply, added, removed = self.state.handle(control, self.symbols)
             try:
                 self._apply(added, removed)
             except TooManyStreams as error:
@@ -209,7 +248,7 @@ class BinanceSession(OutboxSession):
         specs = []
         for name in names:
             try:
-                specs.append(parse_stream(name, self.owner.symbols))
+                specs.append(parse_stream(name, self.symbols, self.state.venue))
             except WsError as error:
                 if "@" in name or name.startswith("!"):
                     self._send_later(error_reply(error))
@@ -247,7 +286,7 @@ class BinanceSession(OutboxSession):
         cached = wire.get(spec.name)
         if cached is not None:
             return cached
-        data = self._encode(spec, item)
+        data = self._encoder(spec, item)
         if data is not None:
             wire[spec.name] = data
         return data
@@ -281,11 +320,9 @@ class BinanceSession(OutboxSession):
     def _encode_tick(self, spec: StreamSpec, market: BinanceMarket, tick: Tick) -> bytes | None:
         kind = spec.kind
         if kind in ("trade", "aggTrade"):
-            trade = trade_of(tick)
-            if trade is None:
-                return None
+            printed = tick_print(tick)
             encode = trade_event if kind == "trade" else agg_trade_event
-            return encode(market, trade, TRADE_ID_BASE + tick.seq)
+            return None if printed is None else encode(market, *printed)
         if kind == "bookTicker":
             return book_ticker_event(market, tick.seq, top_of_book(self.ctx.view.book(tick, 1)))
         if kind == "ticker":

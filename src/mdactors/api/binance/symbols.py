@@ -8,6 +8,12 @@ alias is a full Binance market of its own (listed in ``exchangeInfo``,
 answering every endpoint and stream) whose prices are those of its symbol.
 Names are matched case-insensitively, as Binance's stream names are lower
 case and its REST names upper case.
+
+Spot (``/api/v3``) and USD-M futures (``/fapi/v1``) are two venues, each with
+its own markets: spot lists the spot symbols and crosses, futures the
+perpetuals (``BTC/USD-PERP`` → ``BTCUSD``, margined in its quote asset). An
+alias belongs to the venue of its key: ``BTC/USD-PERP=BTC/USDT`` is the
+futures market ``BTCUSDT``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mdactors.domain.symbols import SymbolSpec, is_perpetual, spec_for
+from mdactors.domain.symbols import SymbolSpec, is_perpetual, spec_for, spot_of
 
 __all__ = ["BinanceMarket", "BinanceSymbols"]
 
@@ -35,6 +41,11 @@ class BinanceMarket:
         return spec_for(self.key)
 
     @property
+    def index_key(self) -> str:
+        """The symbol whose mid is this market's index (a perpetual's spot; else itself)."""
+        return spot_of(self.key)
+
+    @property
     def stream_name(self) -> str:
         """The lower-case spelling used in stream names (``btcusd``)."""
         return self.name.lower()
@@ -44,23 +55,29 @@ class BinanceSymbols:
     """The Binance markets of a set of simulated symbols (plus aliases).
 
     ``aliases`` are normalised ``KEY=BASE/QUOTE`` strings (the settings' form).
-    Perpetuals are not spot markets and are left out.
+    ``perpetual`` chooses the venue: spot symbols (perpetuals left out) or
+    the USD-M futures perpetuals (only they); aliases of the other venue's
+    symbols are skipped.
 
     Raises ``ValueError`` when two markets would share a name (an alias equal
     to a simulated symbol's own name, or to another alias) or when an alias
     names a symbol that is not simulated.
     """
 
-    def __init__(self, keys: Iterable[str], aliases: Iterable[str] = ()) -> None:
+    def __init__(
+        self, keys: Iterable[str], aliases: Iterable[str] = (), *, perpetual: bool = False
+    ) -> None:
         markets: list[BinanceMarket] = []
         for key in keys:
-            if is_perpetual(key):  # spot markets only
+            if is_perpetual(key) != perpetual:
                 continue
-            base, quote = key.split("/")
+            base, quote = spot_of(key).split("/")
             markets.append(BinanceMarket(base + quote, base, quote, key))
         simulated = {market.key for market in markets}
         for alias in aliases:
             key, _, pair = alias.partition("=")
+            if is_perpetual(key) != perpetual:
+                continue
             base, _, quote = pair.partition("/")
             if key not in simulated:
                 raise ValueError(f"alias {base}{quote} names {key}, which is not simulated")

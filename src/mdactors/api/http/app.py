@@ -20,6 +20,7 @@ from mdactors import __version__
 from mdactors.api import console
 from mdactors.api.admin import chaos, debug
 from mdactors.api.admin.guard import register_admin
+from mdactors.api.binance import futures_rest as binance_futures_rest
 from mdactors.api.binance import rest as binance_rest
 from mdactors.api.codec import rfc3339
 from mdactors.api.connect import routes as connect
@@ -210,6 +211,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.register_blueprint(catalogue.blueprint)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(binance_rest.blueprint)
+    app.register_blueprint(binance_futures_rest.blueprint)
     app.register_blueprint(listeners.blueprint)
     app.register_blueprint(console.blueprint)
     if settings.chaos_enabled:
