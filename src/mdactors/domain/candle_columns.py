@@ -136,7 +136,7 @@ def aggregate(minutes: CandleColumns, interval: str) -> tuple[CandleColumns, Can
         np.minimum.reduceat(minutes.low, edges),
         minutes.close[lasts],
         np.add.reduceat(minutes.volume, edges),
-        np.add.reduceat(minutes.trades, edges),
+        np.add.reduceat(minutes.trades, edges, dtype=np.int32),
     )
     if columns.end_ms <= minutes.end_ms:
         return columns, None
