@@ -33,13 +33,17 @@ from mdactors.settings import parse_duration
 
 __all__ = ["main"]
 
-TRANSPORTS = ("grpc", "ws", "sse")
+TRANSPORTS = ("grpc", "ws", "sse", "connect", "grpc-web", "grpc-http")
 #: Timing defaults: (normal, --quick); a flag given explicitly wins.
 _TIMING = {"duration": (10.0, 1.5), "warmup": (2.0, 0.3), "idle": (1.0, 0.3)}
 
 
 def _load_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--transport", default="grpc", help="grpc, ws, sse or a comma list")
+    parser.add_argument(
+        "--transport",
+        default="grpc",
+        help="grpc, ws, sse, connect, grpc-web, grpc-http or a comma list",
+    )
     parser.add_argument("--symbols", default="BTC/USD", help="comma-separated symbols")
     parser.add_argument("--interval", default="100ms", help="tick interval per symbol")
     parser.add_argument("--duration", type=float, help="measured seconds per point (10)")

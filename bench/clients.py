@@ -13,6 +13,10 @@ first tick (the snapshot), which ends the subscriber's connect time.
 - SSE: ``GET /api/v1/stream/prices`` over a raw trio socket (HTTP/1.0, so the
   body is the event stream itself); ``id: ASSET-SEQ`` gives the sequence,
   the ``timestamp`` member (ms) the publish time.
+- The RPC protocols of the HTTP port: ``grpc-http`` is the gRPC client
+  above pointed at the HTTP port (h2c); ``connect`` and ``grpc-web``
+  ``StreamPrices`` in binary framing over a raw trio socket (HTTP/1.0 as for
+  SSE), one message per 5-byte-headed frame until the end frame.
 """
 
 from __future__ import annotations
@@ -35,7 +39,19 @@ __all__ = ["BACKENDS", "ClientRun", "WorkerSpec", "open_clients"]
 ClientRun = Callable[[int, Tally, Callable[[], None]], Awaitable[None]]
 STREAM_PRICES = "/marketdata.MarketDataService/StreamPrices"
 #: The async framework each transport's clients run on.
-BACKENDS = {"grpc": "asyncio", "ws": "trio", "sse": "trio"}
+BACKENDS = {
+    "grpc": "asyncio",
+    "grpc-http": "asyncio",
+    "ws": "trio",
+    "sse": "trio",
+    "connect": "trio",
+    "grpc-web": "trio",
+}
+#: Content type and end-of-stream flag of the framed HTTP-port protocols.
+_FRAMED = {
+    "connect": ("application/connect+proto", 0x02),
+    "grpc-web": ("application/grpc-web+proto", 0x80),
+}
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,47 @@ async def _sse_clients(spec: WorkerSpec) -> AsyncIterator[ClientRun]:
     yield run
 
 
+@asynccontextmanager
+async def _framed_clients(spec: WorkerSpec) -> AsyncIterator[ClientRun]:
+    import trio
+
+    from mdactors._proto import marketdata_pb2 as pb
+
+    content_type, end_flag = _FRAMED[spec.transport]
+    message = pb.StreamPricesRequest(symbols=list(spec.symbols)).SerializeToString()
+    body = b"\x00" + len(message).to_bytes(4, "big") + message
+    request = (
+        f"POST {STREAM_PRICES} HTTP/1.0\r\nHost: {spec.host}:{spec.port}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def run(index: int, tally: Tally, connected: Callable[[], None]) -> None:
+        first = True
+        stream = await trio.open_tcp_stream(spec.host, spec.port)
+        async with stream:
+            await stream.send_all(request)
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                buffer += await _receive(stream)
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            if b" 200 " not in head.split(b"\r\n", 1)[0]:
+                raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            while True:
+                while len(buffer) >= 5 and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big"):
+                    size = int.from_bytes(buffer[1:5], "big")
+                    flags, data, buffer = buffer[0], buffer[5 : 5 + size], buffer[5 + size :]
+                    if flags & end_flag:
+                        raise ConnectionError(f"the stream ended: {data[:200]!r}")
+                    update = pb.PriceUpdate.FromString(data)
+                    if first:
+                        first = False
+                        connected()
+                    tally.observe(index, update.key, update.sequence, update.timestamp_ns)
+                buffer += await _receive(stream)
+
+    yield run
+
+
 async def _receive(stream: trio.abc.ReceiveStream) -> bytes:
     data = await stream.receive_some(65536)
     if not data:
@@ -165,7 +222,14 @@ def _price_event(event: bytes) -> tuple[str, int, int] | None:
     return asset, int(seq), json.loads(fields[b"data"])["timestamp"] * 1_000_000
 
 
-_OPENERS = {"grpc": _grpc_clients, "ws": _ws_clients, "sse": _sse_clients}
+_OPENERS = {
+    "grpc": _grpc_clients,
+    "grpc-http": _grpc_clients,
+    "ws": _ws_clients,
+    "sse": _sse_clients,
+    "connect": _framed_clients,
+    "grpc-web": _framed_clients,
+}
 
 
 def open_clients(spec: WorkerSpec) -> AbstractAsyncContextManager[ClientRun]:

@@ -121,7 +121,8 @@ def start_mdactors(
     command += ["--log-format", "json", "--log-level", "INFO", "--env-file", os.devnull]
     env = {"MAX_SUBSCRIBERS": "1000000", "DRAIN_DELAY": "0s", "REDIS_URL": "", **(env or {})}
     server = _launch("mdactors", command, {"grpc", "http", "ws"}, env)
-    server.ports["sse"] = server.ports["http"]
+    for transport in ("sse", "connect", "grpc-web", "grpc-http"):
+        server.ports[transport] = server.ports["http"]
     return server
 
 

@@ -28,7 +28,8 @@ def _bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(150)
 def test_quick_run_measures_every_transport_and_baseline(tmp_path: Path) -> None:
     result = _bench(
-        "run", "--transport", "grpc,ws,sse", "--quick", "--subscribers", "3",
+        "run", "--transport", "grpc,ws,sse,connect,grpc-web,grpc-http", "--quick",
+        "--subscribers", "3",
         "--duration", "0.5", "--warmup", "0.2", "--idle", "0.2", "--label", "one process",
         tmp_path=tmp_path,
     )  # fmt: skip
@@ -43,6 +44,9 @@ def test_quick_run_measures_every_transport_and_baseline(tmp_path: Path) -> None
         ("mdactors", "ws"),
         ("baseline", "ws"),
         ("mdactors", "sse"),
+        ("mdactors", "connect"),
+        ("mdactors", "grpc-web"),
+        ("mdactors", "grpc-http"),
     }
     for row in doc["rows"]:
         assert row.get("label") == ("one process" if row["server"] == "mdactors" else None)

@@ -1,4 +1,4 @@
-"""HTTP streams (SSE, Connect) whose client stops reading are closed, and free their slot.
+"""HTTP streams (SSE, Connect, gRPC-Web) whose client stops reading are closed, and free their slot.
 
 hypercorn has no write timeout: without a guard, a client whose receive
 buffer is full keeps its stream, and its place under ``MAX_SUBSCRIBERS``,
@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
+from mdactors.api.connect.grpc_web import frame
 from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
 
@@ -51,6 +52,15 @@ def connect_request() -> bytes:
     return head.encode() + body
 
 
+def grpc_web_request() -> bytes:
+    body = frame(pb.StreamPricesRequest(symbols=["BTC/USD", "ETH/USD"]).SerializeToString())
+    head = (
+        "POST /marketdata.MarketDataService/StreamPrices HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: application/grpc-web+proto\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def lost(service: Service, client_type: str) -> int:
     """Ticks counted as lost because a client of ``client_type`` was disconnected."""
     dropped = service.context.streams.dropped
@@ -62,7 +72,8 @@ def lost(service: Service, client_type: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("request_bytes", "client_type"), [(sse_request, "sse"), (connect_request, "connect")]
+    ("request_bytes", "client_type"),
+    [(sse_request, "sse"), (connect_request, "connect"), (grpc_web_request, "grpc-web")],
 )
 async def test_stream_whose_client_stops_reading_is_disconnected_and_frees_its_slot(
     request_bytes: Callable[[], bytes], client_type: str

@@ -8,8 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from mdactors.api.admin.chaos_orders import ORDERS, Limits, premium_for_funding, start_order
-from mdactors.domain.funding import FundingRules, funding_rate
+from mdactors.api.admin.chaos_orders import ORDERS, Limits, start_order
+from mdactors.domain.funding import FundingRules, funding_rate, premium_for_funding
 from mdactors.engine.derived_actor import PerpetualActor
 from mdactors.engine.market import Market
 from mdactors.engine.scenarios import ScenarioEngine

@@ -96,3 +96,24 @@ def test_health_proto_matches_grpcio_health_checking_byte_for_byte() -> None:
 
     assert serialized(ours) == serialized(upstream)
     assert ours.HealthCheckRequest is upstream.HealthCheckRequest
+
+
+def test_reflection_v1alpha_proto_matches_grpcio_reflection_byte_for_byte() -> None:
+    from grpc_reflection.v1alpha import reflection_pb2 as upstream
+
+    from mdactors._proto.grpc_reflection.v1 import reflection_pb2 as v1
+    from mdactors._proto.grpc_reflection.v1alpha import reflection_pb2 as ours
+
+    def serialized(module) -> bytes:
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        return proto.SerializeToString()
+
+    assert serialized(ours) == serialized(upstream)
+    assert ours.ServerReflectionRequest is upstream.ServerReflectionRequest
+    # v1 is the same layout under its stable package.
+    for name, message in ours.DESCRIPTOR.message_types_by_name.items():
+        stable = v1.DESCRIPTOR.message_types_by_name[name]
+        assert [(f.name, f.number, f.type) for f in message.fields] == [
+            (f.name, f.number, f.type) for f in stable.fields
+        ]

@@ -16,6 +16,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
 from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
+from mdactors.domain.funding import funding_offset_bps
 from mdactors.domain.model_config import default_model
 from mdactors.domain.scenario_feed import ScenarioFeed, ScenarioPlan, ScenarioType
 from mdactors.domain.symbols import spec_for
@@ -62,13 +63,13 @@ def test_default_intensity_has_a_clear_magnitude() -> None:
     assert realised_vol(prices(ScenarioType.CONSOLIDATION)) < 0.5 * baseline
 
 
-def test_the_six_shapes_are_distinct() -> None:
+def test_the_shapes_are_distinct() -> None:
     paths = {kind: prices(kind) for kind in ScenarioType}
     signature = {
         kind: (round(path[-1] / START, 2), round(realised_vol(path) * 1e5))
         for kind, path in paths.items()
     }
-    assert len(set(signature.values())) == 6
+    assert len(set(signature.values())) == len(ScenarioType)
 
 
 def test_mean_reverting_stays_near_its_start() -> None:
@@ -107,6 +108,34 @@ def test_no_nan_negative_or_crossed_quote_at_full_intensity(kind: ScenarioType) 
             assert step.low <= step.price <= step.high
 
 
+def test_perpetual_kinds_lift_blow_out_and_crash_the_perpetual() -> None:
+    perp = spec_for("BTC/USD-PERP")
+
+    def steps(kind: ScenarioType, seed: int) -> list:
+        plan = ScenarioPlan(kind, 1.0, 600.0, 1.0)
+        return list(
+            ScenarioFeed(plan, perp, default_model(BTC), START, np.random.default_rng(seed))
+        )
+
+    def baseline_ratio(kind: ScenarioType) -> float:
+        # The same seeded path with and without the scenario: their ratio is its offset.
+        scenario_steps = steps(kind, 5)
+        calm = ScenarioFeed(
+            ScenarioPlan(None, 1.0, 600.0, 1.0), perp, default_model(BTC), START,
+            np.random.default_rng(5),
+        )  # fmt: skip
+        return scenario_steps[300].price / list(calm)[300].price
+
+    lift = funding_offset_bps(0.003, perp) / 10_000.0
+    assert baseline_ratio(ScenarioType.FUNDING_SPIKE) == pytest.approx(1.0 + lift, abs=5e-4)
+    assert baseline_ratio(ScenarioType.BASIS_BLOWOUT) == pytest.approx(1.02, abs=5e-4)
+    cascade = steps(ScenarioType.LIQUIDATION_CASCADE, 5)
+    assert cascade[300].price / START == pytest.approx(0.9, abs=0.03)
+    calm_spread = np.median([(s.ask - s.bid) / s.price for s in steps(ScenarioType.RALLY, 5)])
+    wide = np.median([(s.ask - s.bid) / s.price for s in cascade[10:590]])
+    assert wide > 3.0 * calm_spread
+
+
 # -- over gRPC -------------------------------------------------------------------
 
 
@@ -133,6 +162,19 @@ async def test_stream_plays_a_ten_minute_rally_in_simulated_time_fast() -> None:
     assert all(u.bid < u.ask and u.change_info.daily_high >= u.price for u in updates)
 
 
+async def test_a_perpetual_streams_its_liquidation_cascade() -> None:
+    request = pb.ScenarioRequest(
+        symbol="BTC-USD-PERP", scenario_type=pb.LIQUIDATION_CASCADE, duration_minutes=10,
+        playback_speed=3_000.0,
+    )  # fmt: skip
+    async with grpc_service() as (service, channel):
+        md = pb_grpc.MarketDataServiceStub(channel)
+        live = service.context.market.latest("BTC/USD-PERP").price
+        updates = await call(lambda: list(md.StreamScenario(request, timeout=10)))
+    assert len(updates) == 600 and updates[0].key == "BTC/USD-PERP"
+    assert updates[300].price < live * 0.95  # sudden: 10 % down from the first update
+
+
 async def test_stream_is_real_time_by_default() -> None:
     async with grpc_service() as (_, channel):
         md = pb_grpc.MarketDataServiceStub(channel)
@@ -156,6 +198,7 @@ async def test_stream_is_real_time_by_default() -> None:
         ({"playback_speed": -1.0}, "playback_speed"),
         ({"scenario_type": 17}, "scenario_type"),
         ({"symbol": "!!"}, "symbol"),
+        ({"scenario_type": pb.FUNDING_SPIKE}, "not one"),
     ],
 )
 async def test_bad_requests_are_invalid_argument(fields: dict[str, object], words: str) -> None:

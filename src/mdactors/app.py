@@ -33,10 +33,12 @@ from mdactors.adapters.redis_cluster import RedisCluster
 from mdactors.adapters.redis_history import RedisHistory, redis_client
 from mdactors.api.binance.streams import BinanceStreams
 from mdactors.api.codec import LIVE_SOURCE
+from mdactors.api.connect.grpc_http import GrpcTrailers
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc.service import serve_grpc
 from mdactors.api.http.app import create_app
 from mdactors.api.http.body_drain import DrainBody
+from mdactors.api.http.h2_trailers import fix_h2_trailers
 from mdactors.api.http.readiness import monitor_dependencies
 from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
@@ -107,7 +109,13 @@ class Service:
         # stream whose client stopped reading (see mdactors.api.http.write_guard).
         # An answer sent before the request body was read (a 401 on a large POST)
         # must not leave that body in the way of the connection's next request.
-        app = WriteGuard(DrainBody(create_app(self.context)), settings.slow_consumer_timeout)
+        # gRPC on this port: the status of an application/grpc answer goes in
+        # HTTP/2 trailers (see mdactors.api.connect.grpc_http), which hypercorn
+        # 0.17.3 sends out of order without the fix.
+        fix_h2_trailers()
+        app = WriteGuard(
+            DrainBody(GrpcTrailers(create_app(self.context))), settings.slow_consumer_timeout
+        )
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             if not settings.reuse_port:

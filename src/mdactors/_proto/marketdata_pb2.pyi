@@ -27,6 +27,9 @@ class ScenarioType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEAN_REVERTING: _ClassVar[ScenarioType]
     VOLATILITY_SPIKE: _ClassVar[ScenarioType]
     CONSOLIDATION: _ClassVar[ScenarioType]
+    FUNDING_SPIKE: _ClassVar[ScenarioType]
+    BASIS_BLOWOUT: _ClassVar[ScenarioType]
+    LIQUIDATION_CASCADE: _ClassVar[ScenarioType]
 
 class HealthStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +48,9 @@ DIVERGENCE: ScenarioType
 MEAN_REVERTING: ScenarioType
 VOLATILITY_SPIKE: ScenarioType
 CONSOLIDATION: ScenarioType
+FUNDING_SPIKE: ScenarioType
+BASIS_BLOWOUT: ScenarioType
+LIQUIDATION_CASCADE: ScenarioType
 UNKNOWN: HealthStatus
 SERVING: HealthStatus
 NOT_SERVING: HealthStatus

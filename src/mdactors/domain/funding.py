@@ -25,12 +25,17 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from mdactors.domain.perpetual import BasisParams
+from mdactors.domain.symbols import SymbolSpec
+
 __all__ = [
     "FundingRules",
     "FundingSettlement",
     "FundingState",
+    "funding_offset_bps",
     "funding_rate",
     "median3",
+    "premium_for_funding",
     "premium_index",
 ]
 
@@ -157,3 +162,23 @@ class FundingState:
         price_2 = index + sum(self._basis) / len(self._basis)
         self.mark = median3(price_1, price_2, last)
         return self.mark
+
+
+def premium_for_funding(rate: float, rules: FundingRules) -> float:
+    """The premium index whose interval average gives funding ``rate`` (the formula's inverse:
+    above the interest rate ``P = F + clamp``, below it ``P = F − clamp``)."""
+    if rate > rules.interest_rate:
+        return rate + rules.clamp
+    if rate < rules.interest_rate:
+        return rate - rules.clamp
+    return rules.interest_rate
+
+
+def funding_offset_bps(rate: float, spec: SymbolSpec, rules: FundingRules | None = None) -> float:
+    """How far (bp) to lift a perpetual above its usual basis so its funding becomes ``rate``:
+    the premium :func:`premium_for_funding` asks for, reached by the bid (the ask, for a
+    discount), so half a typical spread beyond the mid, less the basis's own mean."""
+    premium = premium_for_funding(rate, rules or FundingRules())
+    half_spread = sum(spec.spread_bps) / 4.0 / 10_000.0
+    lift = premium + math.copysign(half_spread, premium) if premium else 0.0
+    return (lift - BasisParams().mean_bps / 10_000.0) * 10_000.0

@@ -12,7 +12,11 @@ Magnitudes at ``intensity`` 1.0 (they scale linearly with it, 0.1..2.0):
 * ``MEAN_REVERTING``: 2× volatility, pulled back to the start price with a
   half-life of a twentieth of the scenario;
 * ``VOLATILITY_SPIKE``: returns scaled up to 5×;
-* ``CONSOLIDATION``: volatility damped to 20 % and a pull to the start price.
+* ``CONSOLIDATION``: volatility damped to 20 % and a pull to the start price;
+* perpetuals only: ``FUNDING_SPIKE`` (100) lifts the perpetual to the premium
+  that makes its funding +0.3 % per 8 h; ``BASIS_BLOWOUT`` (101) to a 200 bp
+  premium; ``LIQUIDATION_CASCADE`` (102) drops it 10 % with 4× wider spreads
+  and 3× the volume.
 
 Timeline over the scenario's window ``W`` (``duration_minutes ×
 duration_factor``): with ``gradual_transition`` the effect ramps in over the
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mdactors.domain.activity import ActivityClock
+from mdactors.domain.funding import funding_offset_bps
 from mdactors.domain.innovations import MarketFactor, ShockStream
 from mdactors.domain.models import SECONDS_PER_YEAR, LiveProcess, PriceModel
 from mdactors.domain.overlay import Scenario, SymbolOverlay
@@ -41,6 +46,7 @@ from mdactors.domain.scenarios import (
     CorrelationBreak,
     Crash,
     Divergence,
+    LiquidationCascade,
     MeanReversion,
     PriceMove,
     ScenarioKind,
@@ -49,9 +55,19 @@ from mdactors.domain.scenarios import (
     Timeline,
     VolatilitySpike,
 )
-from mdactors.domain.symbols import SymbolSpec
+from mdactors.domain.symbols import SymbolSpec, spec_for
 
-__all__ = ["FeedStep", "ScenarioFeed", "ScenarioPlan", "ScenarioType", "scenario_shapes"]
+__all__ = [
+    "PERPETUAL_TYPES",
+    "FeedStep",
+    "ScenarioFeed",
+    "ScenarioPlan",
+    "ScenarioType",
+    "scenario_shapes",
+]
+
+SPIKE_FUNDING_RATE = 0.003
+BLOWOUT_BPS = 200.0
 
 _RAMP = 0.4
 _RECOVERY = 0.4
@@ -66,6 +82,15 @@ class ScenarioType(enum.IntEnum):
     MEAN_REVERTING = 3
     VOLATILITY_SPIKE = 4
     CONSOLIDATION = 5
+    FUNDING_SPIKE = 100
+    BASIS_BLOWOUT = 101
+    LIQUIDATION_CASCADE = 102
+
+
+PERPETUAL_TYPES = frozenset(
+    {ScenarioType.FUNDING_SPIKE, ScenarioType.BASIS_BLOWOUT, ScenarioType.LIQUIDATION_CASCADE}
+)
+"""The types that only a perpetual's scenario stream may ask for."""
 
 
 def scenario_shapes(
@@ -90,6 +115,15 @@ def scenario_shapes(
         ]
     if kind is ScenarioType.VOLATILITY_SPIKE:
         return [(ScenarioKind.VOLATILITY_SPIKE, VolatilitySpike(1.0 + 4.0 * strength))]
+    if kind is ScenarioType.FUNDING_SPIKE:
+        bps = strength * funding_offset_bps(SPIKE_FUNDING_RATE, spec_for(key))
+        return [(ScenarioKind.FUNDING_SPIKE, Divergence("", key, bps))]
+    if kind is ScenarioType.BASIS_BLOWOUT:
+        return [(ScenarioKind.BASIS_BLOWOUT, Divergence("", key, BLOWOUT_BPS * strength))]
+    if kind is ScenarioType.LIQUIDATION_CASCADE:
+        move = -1.0 + math.exp(math.log(0.9) * strength)
+        cascade = LiquidationCascade(key, "", move, 1.0 + 9.0 * strength, 1.0 + 3.0 * strength)
+        return [(ScenarioKind.LIQUIDATION_CASCADE, cascade)]
     damping = max(0.05, 1.0 - 0.8 * strength)
     return [(ScenarioKind.CONSOLIDATION, Consolidation(damping, window / 20.0))]
 
@@ -213,7 +247,7 @@ class ScenarioFeed:
             overlay.sigma = sigma * season  # scenario noise follows the rhythm too
             mid = math.exp(overlay.advance(t, base))
             price = round_price(spec, mid)
-            bid, ask = quote(spec, mid, clock.spread_activity(move))
+            bid, ask = quote(spec, mid, clock.spread_activity(move), overlay.spread)
             volume = tick_volume(spec, plan.step, self._volumes.next(), level * overlay.volume)
             total += volume
             high, low = max(high, price), min(low, price)

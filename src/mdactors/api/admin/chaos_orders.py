@@ -42,9 +42,8 @@ from mdactors.api.admin.chaos_bodies import (
     StablecoinDepegBody,
     VolatilitySpikeBody,
 )
-from mdactors.domain.funding import FundingRules
+from mdactors.domain.funding import funding_offset_bps
 from mdactors.domain.overlay import Scenario
-from mdactors.domain.perpetual import BasisParams
 from mdactors.domain.scenarios import (
     SIMULATOR_SOURCE,
     Consolidation,
@@ -428,25 +427,11 @@ def _perpetual(resolve: Resolve, raw: str) -> tuple[str, str]:
     return spot_of(key), key
 
 
-def premium_for_funding(rate: float, rules: FundingRules) -> float:
-    """The premium index whose interval average gives funding ``rate`` (the formula's inverse:
-    above the interest rate ``P = F + clamp``, below it ``P = F − clamp``)."""
-    if rate > rules.interest_rate:
-        return rate + rules.clamp
-    if rate < rules.interest_rate:
-        return rate - rules.clamp
-    return rules.interest_rate
-
-
 def funding_spike_order(body: FundingSpikeBody, resolve: Resolve, limits: Limits) -> Order:
     """The perpetual trades at the premium that makes its funding ``target_funding_rate``:
     its bid (ask, for a discount) that far from the index, half a spread beyond the mid."""
     spot, perpetual = _perpetual(resolve, body.symbol)
-    spec = spec_for(perpetual)
-    premium = premium_for_funding(body.target_funding_rate, FundingRules())
-    half_spread = sum(spec.spread_bps) / 4.0 / 10_000.0
-    lift = premium + math.copysign(half_spread, premium) if premium else 0.0
-    bps = (lift - BasisParams().mean_bps / 10_000.0) * 10_000.0
+    bps = funding_offset_bps(body.target_funding_rate, spec_for(perpetual))
     _checked_move("target_funding_rate", bps / 10_000.0 or 1e-12, limits)
     plan = _plan(body, default_onset="gradual")
     shape = Divergence(spot, perpetual, bps)

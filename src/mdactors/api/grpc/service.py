@@ -20,9 +20,10 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_grpc, health_pb2
 from mdactors.api.context import ApiContext
 from mdactors.api.grpc.fanout import PriceFanOut, follow_fast, price_fan_outs
+from mdactors.api.grpc.reflection import reflection_services
 from mdactors.api.grpc.transport import GrpcCall, GrpcServer
 from mdactors.api.rpc.proto_codec import Encoded, price_update_pb, symbol_prefix
-from mdactors.api.rpc.service import HEALTH_SERVICES, Code, MarketDataRpc, RpcError
+from mdactors.api.rpc.service import HEALTH_SERVICES, MarketDataRpc
 from mdactors.api.rpc.status import draining_error
 from mdactors.engine.fanout import FanOuts
 
@@ -99,10 +100,7 @@ class HealthServicer(health_grpc.HealthServicer):
         self, input_message: health_pb2.HealthCheckRequest, request: GrpcCall
     ) -> health_pb2.HealthCheckResponse:
         """Serving status of one service name; NOT_FOUND for names we do not serve."""
-        status = self.rpc.standard_health(input_message.service)
-        if status is None:
-            raise RpcError(Code.NOT_FOUND, f"unknown service {input_message.service[:80]!r}")
-        return health_pb2.HealthCheckResponse(status=status)
+        return self.rpc.standard_check(input_message)
 
     async def List(
         self, input_message: health_pb2.HealthListRequest, request: GrpcCall
@@ -154,6 +152,8 @@ def build_server(ctx: ApiContext, fan_outs: FanOuts[PriceFanOut]) -> GrpcServer:
     rpc = MarketDataRpc(ctx)
     server.add_service(MarketDataServicer(rpc, fan_outs).service)
     server.add_service(HealthServicer(ctx, rpc).service)
+    for service in reflection_services():
+        server.add_service(service)
     return server
 
 

@@ -632,15 +632,17 @@ class _Dispatcher:
             status = _status(Code.DEADLINE_EXCEEDED, "deadline exceeded")
         await stream.close(status)
 
+    def _oversized(self) -> RpcError:
+        return RpcError(
+            Code.RESOURCE_EXHAUSTED, f"request message larger than {self.max_message_bytes} bytes"
+        )
+
     async def _read_request(self, stream: GRPCProtoStream, request_type: Any) -> Any:
         data: bytes | None = None
         while True:
             event = await stream.receive_event()
             if isinstance(event, _Oversized):
-                raise RpcError(
-                    Code.RESOURCE_EXHAUSTED,
-                    f"request message larger than {self.max_message_bytes} bytes",
-                )
+                raise self._oversized()
             if isinstance(event, RequestEnded):
                 break
             if isinstance(event, MessageReceived):
@@ -649,28 +651,38 @@ class _Dispatcher:
                 data = event.data.data
         if data is None:
             raise RpcError(Code.INVALID_ARGUMENT, "expected exactly one request message, got none")
-        try:
-            return request_type.FromString(data)
-        except DecodeError:
-            raise RpcError(
-                Code.INVALID_ARGUMENT,
-                f"malformed {request_type.DESCRIPTOR.full_name} message ({len(data)} bytes)",
-            ) from None
+        return _parse(request_type, data)
+
+    async def _requests(self, stream: GRPCProtoStream, request_type: Any) -> AsyncIterator[Any]:
+        """A client stream's messages, parsed, until the client half-closes."""
+        while True:
+            event = await stream.receive_event()
+            if isinstance(event, _Oversized):
+                raise self._oversized()
+            if isinstance(event, RequestEnded):
+                return
+            if isinstance(event, MessageReceived):
+                yield _parse(request_type, event.data.data)
 
     async def _invoke(self, stream: GRPCProtoStream, bound: Any, call: GrpcCall) -> None:
         signature = bound.signature
-        request = await self._read_request(stream, signature.request_type)
-        if signature.cardinality is Cardinality.UNARY_UNARY:
+        cardinality = signature.cardinality
+        if cardinality is Cardinality.UNARY_UNARY:
+            request = await self._read_request(stream, signature.request_type)
             response = await bound.method_fn(request, call)
             await stream.send_message(response)
-        elif signature.cardinality is Cardinality.UNARY_STREAM:
+            return
+        if cardinality is Cardinality.UNARY_STREAM:
+            request = await self._read_request(stream, signature.request_type)
             call.lane = Lane(stream, stream._socket, self.on_message)
             messages: AsyncIterator[Any] = bound.method_fn(request, call)
-            async with aclosing(messages):
-                async for message in messages:
-                    await self._send_streamed(stream, message, call)
+        elif cardinality is Cardinality.STREAM_STREAM:
+            messages = bound.method_fn(self._requests(stream, signature.request_type), call)
         else:
             raise RpcError(Code.UNIMPLEMENTED, "client streaming is not supported")
+        async with aclosing(messages):
+            async for message in messages:
+                await self._send_streamed(stream, message, call)
 
     async def _send_streamed(self, stream: GRPCProtoStream, message: Any, call: GrpcCall) -> None:
         data = message.SerializeToString()
@@ -707,6 +719,16 @@ class _Dispatcher:
             self.on_message(ts_ns)
         # purerpc's send is no schedule point while the window is open.
         await trio.lowlevel.checkpoint()
+
+
+def _parse(request_type: Any, data: bytes) -> Any:
+    try:
+        return request_type.FromString(data)
+    except DecodeError:
+        raise RpcError(
+            Code.INVALID_ARGUMENT,
+            f"malformed {request_type.DESCRIPTOR.full_name} message ({len(data)} bytes)",
+        ) from None
 
 
 def _peer_gone(error: BaseException) -> bool:

@@ -36,8 +36,8 @@ __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 MAX_BODY_BYTES = 1024 * 1024
 #: Request headers a browser may send, per protocol served on this port (REST with the
-#: old service's client headers, SSE's resume, Connect's own); a protocol adds its row
-#: here when it is served, so the preflight never advertises one that is not.
+#: old service's client headers, SSE's resume, Connect's and gRPC-Web's own); a protocol
+#: adds its row here when it is served, so the preflight never advertises one that is not.
 _CORS_ALLOWED = {
     "rest": ("Authorization", "Content-Type", "X-Client", "X-Client-Version"),
     "sse": ("Last-Event-ID",),
@@ -47,13 +47,19 @@ _CORS_ALLOWED = {
         "Connect-Accept-Encoding",
         "Connect-Content-Encoding",
     ),
+    "grpc-web": ("X-Grpc-Web", "X-User-Agent", "Grpc-Timeout"),
 }
-_CORS_EXPOSED = ("Connect-Protocol-Version", "Connect-Content-Encoding", "Content-Encoding")
+#: Response headers browser code may read, per protocol (gRPC-Web's status is in
+#: headers when a call fails before its first message).
+_CORS_EXPOSED = {
+    "connect": ("Connect-Protocol-Version", "Connect-Content-Encoding", "Content-Encoding"),
+    "grpc-web": ("Grpc-Status", "Grpc-Message"),
+}
 _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": ", ".join(h for row in _CORS_ALLOWED.values() for h in row),
-    "Access-Control-Expose-Headers": ", ".join(_CORS_EXPOSED),
+    "Access-Control-Expose-Headers": ", ".join(h for row in _CORS_EXPOSED.values() for h in row),
     "Access-Control-Max-Age": "7200",
 }
 _RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

@@ -31,8 +31,14 @@ from mdactors.api.rpc.status import (
     request_symbol,
 )
 from mdactors.domain.model_config import model_for
-from mdactors.domain.scenario_feed import FeedStep, ScenarioFeed, ScenarioPlan, ScenarioType
-from mdactors.domain.symbols import spec_for
+from mdactors.domain.scenario_feed import (
+    PERPETUAL_TYPES,
+    FeedStep,
+    ScenarioFeed,
+    ScenarioPlan,
+    ScenarioType,
+)
+from mdactors.domain.symbols import is_perpetual, spec_for
 
 __all__ = ["SCENARIO_SOURCE", "ScenarioRequestPlan", "plan_scenario", "scenario_updates"]
 
@@ -70,6 +76,11 @@ def plan_scenario(request: pb.ScenarioRequest, now_ns: int) -> ScenarioRequestPl
     """Validate ``request``; :class:`RpcError` INVALID_ARGUMENT names what is wrong."""
     key = request_symbol(request.symbol)
     kind = request_enum(ScenarioType, request.scenario_type, "scenario_type")
+    if kind in PERPETUAL_TYPES and not is_perpetual(key):
+        raise invalid_argument(
+            f"scenario_type {kind.name} is a perpetual's; {request.symbol[:40]!r} is not one "
+            "(e.g. BTC-USD-PERP)"
+        )
     params = request.parameters
     intensity = _within("parameters.intensity", params.intensity, 0.1, 2.0, 1.0)
     duration_factor = _within("parameters.duration_factor", params.duration_factor, 0.1, 10, 1.0)

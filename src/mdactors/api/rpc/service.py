@@ -332,3 +332,12 @@ class MarketDataRpc:
             return None
         response = health_pb2.HealthCheckResponse
         return response.SERVING if self.ctx.lifecycle.serving else response.NOT_SERVING
+
+    def standard_check(
+        self, request: health_pb2.HealthCheckRequest
+    ) -> health_pb2.HealthCheckResponse:
+        """``grpc.health.v1.Health/Check``: NOT_FOUND for a service name we do not serve."""
+        status = self.standard_health(request.service)
+        if status is None:
+            raise RpcError(Code.NOT_FOUND, f"unknown service {request.service[:80]!r}")
+        return health_pb2.HealthCheckResponse(status=status)
