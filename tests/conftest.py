@@ -45,6 +45,7 @@ TEST_ENV = {
     "LOG_LEVEL": "WARNING",
     "SHUTDOWN_TIMEOUT": "3s",
     "DRAIN_DELAY": "0s",
+    "BACKFILL_DAYS": "1",  # a deep backfill has its own test (test_deep_history.py)
 }
 
 

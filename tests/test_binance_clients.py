@@ -23,7 +23,7 @@ from binance import AsyncClient, BinanceSocketManager
 from binance.client import Client
 
 from mdactors.app import Service
-from mdactors.domain.book import synthesize_book
+from mdactors.domain.book import book_at
 from tests.conftest import LoopbackGuard, in_asyncio, running_service
 
 pytestmark = pytest.mark.timeout(60)
@@ -123,7 +123,7 @@ async def test_ccxt_pro_streams_and_keeps_its_book_in_sync(service: Service, gua
     for nonce, bids, asks in books:
         assert bids[0][0] < asks[0][0]
         tick = ticks[nonce]
-        truth = synthesize_book(actor.spec, tick.bid, tick.ask, 20, tick.seq, tick.ts_ns)
+        truth = book_at(actor.spec, tick, 20)
         assert [tuple(level) for level in bids] == truth.bids
         assert [tuple(level) for level in asks] == truth.asks
     assert not guard.refused

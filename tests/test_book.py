@@ -8,9 +8,10 @@ import statistics
 
 import pytest
 
-from mdactors.domain.book import OrderBook, grid_step, synthesize_book
+from mdactors.domain.book import OrderBook, book_at, grid_step, synthesize_book
 from mdactors.domain.quotes import quote
 from mdactors.domain.symbols import KNOWN_SPECS, SymbolSpec, spec_for
+from mdactors.domain.tick import Tick
 
 KEYS = ["BTC/USD", "ETH/USD", "ADA/USD", "DOGE/USD", "USDT/USD", "BTC/ETH", "QQQ/USD"]
 DEPTH = 100
@@ -160,3 +161,37 @@ def test_bids_stop_above_zero_for_a_price_near_the_tick() -> None:
     book = synthesize_book(spec, 0.000005, 0.000007, DEPTH, 1, 0)
     assert 0 < len(book.bids) < DEPTH and book.bids[-1][0] > 0
     assert len(book.asks) == DEPTH
+
+
+def _tick(spec: SymbolSpec, bid: float, ask: float, volume: float, change: float) -> Tick:
+    price = bid if change < 0 else ask
+    return Tick(spec.key, 7, price, bid, ask, volume, 5, change, 0.0, price, price, volume)
+
+
+@pytest.mark.parametrize("side", ["sell", "buy"])
+def test_a_print_takes_its_size_out_of_the_touch_it_trades_at(side: str) -> None:
+    spec = _spec("BTC/USD")
+    bid, ask = quote(spec, spec.seed_price, 0.4)
+    plain = synthesize_book(spec, bid, ask, DEPTH, seq=7, ts_ns=5)
+    hit, other = ("bids", "asks") if side == "sell" else ("asks", "bids")
+    touch = getattr(plain, hit)[0][1]
+    change = -1.0 if side == "sell" else 1.0
+    part = round(touch / 3, spec.qty_decimals)
+    book = book_at(spec, _tick(spec, bid, ask, part, change), DEPTH)
+    assert getattr(book, hit)[0] == (getattr(plain, hit)[0][0], pytest.approx(touch - part))
+    assert getattr(book, hit)[1:] == getattr(plain, hit)[1:], "only the touch is traded"
+    assert getattr(book, other) == getattr(plain, other)
+    # A print larger than the queue takes the level: the side starts behind it.
+    swept = book_at(spec, _tick(spec, bid, ask, touch * 2, change), DEPTH)
+    assert getattr(swept, hit)[: DEPTH - 1] == getattr(plain, hit)[1:]
+    assert len(getattr(swept, hit)) == DEPTH
+    assert getattr(swept, other) == getattr(plain, other)
+    assert swept.bids[0][0] < swept.asks[0][0]
+    assert book_at(spec, _tick(spec, bid, ask, touch * 2, change), DEPTH) == swept
+
+
+def test_a_tick_without_a_print_leaves_the_book_as_drawn() -> None:
+    spec = _spec("ETH/USD")
+    bid, ask = quote(spec, spec.seed_price, 0.4)
+    plain = synthesize_book(spec, bid, ask, DEPTH, seq=7, ts_ns=5)
+    assert book_at(spec, _tick(spec, bid, ask, 0.0, -1.0), DEPTH) == plain

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mdactors.adapters.history import MemoryHistory
-from mdactors.domain.book import synthesize_book
+from mdactors.domain.book import book_at
 from mdactors.domain.symbols import spec_for
 from mdactors.domain.tick import Tick
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
@@ -73,7 +73,7 @@ def test_the_book_at_a_tick_is_the_deterministic_book_shared_by_every_stream() -
     view, ticks, _ = view_with_ticks(2)
     tick = ticks[-1]
     book = view.book(tick, 20)
-    assert book == synthesize_book(spec_for(KEY), tick.bid, tick.ask, 20, tick.seq, tick.ts_ns)
+    assert book == book_at(spec_for(KEY), tick, 20)
     assert view.book(tick, 20) is book, "encoded once per tick and depth"
     assert len(view.book(tick, 5).bids) == 5
     assert view.book(ticks[0], 20).seq == ticks[0].seq

@@ -336,7 +336,7 @@ def build_service(
     recorder = Recorder(market, history)
     if isinstance(history, PersistedHistory):
         history.volume_24h = lambda key: recorder.stats_24h(key).volume
-    recorder.backfill()
+    recorder.backfill(settings.backfill_days)
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
     context = ApiContext(

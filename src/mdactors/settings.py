@@ -473,6 +473,9 @@ FIELDS: tuple[Field, ...] = (
           "WebSocket messages over 4x this close the connection (1009)."),
     Field("max_history_limit", "MAX_HISTORY_LIMIT", _int_range(1, 1_000_000), "5000",
           "Largest `limit` a history query may ask for."),
+    Field("backfill_days", "BACKFILL_DAYS", _int_range(1, 90), "30",
+          "Days of one-minute history made at start-up (from 00:00 UTC that many days "
+          "before today), served by every history, candles and klines query."),
     Field("history_size", "HISTORY_SIZE", _int_range(16, 10_000_000), "86400",
           "Ticks kept per symbol by the in-memory history."),
     Field("shutdown_timeout", "SHUTDOWN_TIMEOUT", _positive_duration, "10s",
@@ -580,6 +583,7 @@ class Settings:
     stream_interval_floor: float
     max_request_bytes: int
     max_history_limit: int
+    backfill_days: int
     history_size: int
     shutdown_timeout: float
     drain_delay: float

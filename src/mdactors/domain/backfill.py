@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mdactors.domain.bars import Bars, path_bars
+from mdactors.domain.candle_columns import minute_columns
 from mdactors.domain.candles import Candle
 from mdactors.domain.innovations import MarketFactor
 from mdactors.domain.models import SECONDS_PER_YEAR, PriceModel
@@ -95,16 +96,5 @@ def backfill_minutes(
     if minutes <= 0:
         return []
     bars = minute_history(spec, model, end_price, end_ms, minutes, rng, substeps, factor)
-    decimals = spec.price_decimals
-    columns = (
-        np.round(bars.open, decimals).tolist(),
-        np.round(bars.high, decimals).tolist(),
-        np.round(bars.low, decimals).tolist(),
-        np.round(bars.close, decimals).tolist(),
-        np.round(bars.volume, spec.qty_decimals).tolist(),
-    )
-    first_ms = bars.start_ns // 1_000_000
-    return [
-        Candle(spec.key, "1m", first_ms + index * _MINUTE_MS, o, h, low, c, v, substeps, True)
-        for index, (o, h, low, c, v) in enumerate(zip(*columns, strict=True))
-    ]
+    columns = minute_columns(spec.key, bars, spec.price_decimals, spec.qty_decimals, substeps)
+    return columns.between(columns.start_ms, columns.end_ms, minutes)

@@ -18,6 +18,10 @@ depth diff stream carries only what changed:
   size. The epoch of a level advances every ``period`` ticks, ``period``
   growing with depth and the phase staggered by grid index: the touch
   changes on every tick, deep levels rarely, a handful a side per tick in all.
+- The tick's own print comes out of the touch it trades at (:func:`book_at`):
+  a sell lowers the bid's size, a buy the ask's, and a print at least as large
+  as the queue removes the level, so the side starts at the next price behind
+  it. The touch queue is drawn afresh at the next tick (it refills).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mdactors.domain.symbols import SymbolSpec
+from mdactors.domain.tick import Tick, trade_of
 
-__all__ = ["OrderBook", "grid_step", "synthesize_book"]
+__all__ = ["OrderBook", "book_at", "grid_step", "synthesize_book"]
 
 Level = tuple[float, float]
 
@@ -102,8 +107,24 @@ def _level_table(depth: int) -> list[tuple[int, float, int]]:
     return _levels
 
 
+def book_at(spec: SymbolSpec, tick: Tick, depth: int) -> OrderBook:
+    """The book after ``tick``: :func:`synthesize_book` at its quote, its print
+    (:func:`~mdactors.domain.tick.trade_of`) taken out of the touch it traded at."""
+    trade = trade_of(tick)
+    sold = trade.quantity if trade is not None and trade.side == "sell" else 0.0
+    bought = trade.quantity if trade is not None and trade.side == "buy" else 0.0
+    return synthesize_book(spec, tick.bid, tick.ask, depth, tick.seq, tick.ts_ns, sold, bought)
+
+
 def synthesize_book(
-    spec: SymbolSpec, bid: float, ask: float, depth: int, seq: int, ts_ns: int
+    spec: SymbolSpec,
+    bid: float,
+    ask: float,
+    depth: int,
+    seq: int,
+    ts_ns: int,
+    sold: float = 0.0,
+    bought: float = 0.0,
 ) -> OrderBook:
     """Build ``depth`` levels per side starting at the quote.
 
@@ -116,7 +137,9 @@ def synthesize_book(
     A level keeps its size until its refresh epoch turns or it crosses a depth
     bucket (see the module doc). Same inputs, same book, and a shallower book
     is a prefix of a deeper one. Bids stop above zero, so that side may hold
-    fewer than ``depth`` levels.
+    fewer than ``depth`` levels. ``sold`` traded at the bid and ``bought`` at
+    the ask: each comes out of its touch's size, and a touch left with less
+    than one lot is removed (the side then starts one grid level behind it).
     """
     scale = spec.price_scale
     step = grid_step(spec)
@@ -134,31 +157,36 @@ def synthesize_book(
     bid_offset = calm_bid - top_bid
     ask_offset = top_ask - calm_ask
     table = _level_table(depth + max(bid_offset, ask_offset, 0))
-    bids = _side(spec, symbol, table, touch_lots, seq, depth, bid_ticks, top_bid, -1, bid_offset)
-    asks = _side(
-        spec, symbol + _ASK_SALT, table, touch_lots, seq, depth, ask_ticks, top_ask, 1, ask_offset
+    sides = (
+        (symbol, bid_ticks, top_bid, -1, bid_offset, round(sold * spec.qty_scale)),
+        (symbol + _ASK_SALT, ask_ticks, top_ask, 1, ask_offset, round(bought * spec.qty_scale)),
     )
+    bids, asks = (_side(spec, table, touch_lots, seq, depth, *side) for side in sides)
     return OrderBook(spec.key, bids, asks, ts_ns, seq)
 
 
 def _side(
     spec: SymbolSpec,
-    salt: int,
     table: list[tuple[int, float, int]],
     touch_lots: float,
     seq: int,
     depth: int,
+    salt: int,
     touch: int,
     top: int,
     direction: int,
     offset: int,
+    taken: int,
 ) -> list[Level]:
-    """One side: the touch at ``touch`` ticks, then grid indexes ``top``, ``top ± 1``…
-    (``direction``), level ``k`` sized as depth ``k + offset`` (at least 1)."""
+    """One side: the touch at ``touch`` ticks less ``taken`` lots (gone when fewer
+    than one is left), then grid indexes ``top``, ``top ± 1``… (``direction``),
+    level ``k`` sized as depth ``k + offset`` (at least 1)."""
     scale, qty_scale, step = spec.price_scale, spec.qty_scale, grid_step(spec)
     mask = _MASK
     levels: list[Level] = []
-    for k in range(depth):
+    for k in range(depth + 1):
+        if len(levels) == depth:
+            break
         if k == 0:
             index = price = touch
             bucket, growth, period = table[0]
@@ -174,5 +202,9 @@ def _side(
         x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
         lots = round(touch_lots * growth * (0.8 + ((x ^ (x >> 31)) >> 11) * _JITTER))
+        if k == 0 and taken:
+            lots = max(lots, 1) - taken
+            if lots < 1:
+                continue
         levels.append((price / scale, (lots if lots > 1 else 1) / qty_scale))
     return levels

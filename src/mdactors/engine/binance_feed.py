@@ -8,7 +8,7 @@ work and the encodings of an event are shared by all of them, and a slow
 session can only hurt itself.
 
 Depth sequencing: update ids are tick sequences and the book of tick ``n``
-is the deterministic :func:`~mdactors.domain.book.synthesize_book` of that
+is the deterministic :func:`~mdactors.domain.book.book_at` of that
 tick, so ``GET /api/v3/depth`` (``lastUpdateId`` = the latest tick) needs no
 shared state with the stream. Each diff takes the book of the previous
 event's ``u`` to the book of the newest tick: ``U`` is the previous ``u`` + 1,

@@ -7,7 +7,8 @@ same four questions, so none of them computes an answer itself:
   (:meth:`MarketView.candles`), and the forming candle as of a tick the
   recorder may not have folded yet (:meth:`MarketView.forming_candle`);
 - the order book at a tick (:meth:`MarketView.book`), deterministic in the
-  tick, so a stream and a later snapshot at the same tick agree;
+  tick (its print taken out of the touch), so a stream and a later snapshot at
+  the same tick agree;
 - rolling 24 h statistics up to the latest tick (:meth:`MarketView.stats_24h`);
 - the trade tape: the newest prints, or every print since a trade id
   (:meth:`MarketView.recent_trades`, :meth:`MarketView.trades_since`).
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 
 from mdactors.adapters.history import HistoryStore
-from mdactors.domain.book import OrderBook, synthesize_book
+from mdactors.domain.book import OrderBook, book_at
 from mdactors.domain.candles import Candle, fold_tick
 from mdactors.domain.stats import RollingStats
 from mdactors.domain.symbols import spec_for
@@ -48,10 +49,16 @@ class MarketView:
     ) -> list[Candle]:
         """The last ``limit`` candles of ``interval`` opening in ``[start_ms, end_ms]``
         (open ends: from the first held, up to now), oldest first: closed ones from
-        history, then the one still forming when it opens in the range."""
+        history (the store's, then the start-up backfill's before the oldest it
+        holds), then the one still forming when it opens in the range."""
         start = start_ms if start_ms is not None else 0
         end = end_ms if end_ms is not None else time.time_ns() // 1_000_000
         candles = await self.history.candles(key, interval, start, end, limit)
+        oldest = candles[0].start_ms if candles else end + 1
+        if len(candles) < limit and oldest > start:
+            # Older than the store holds: the start-up backfill's columns.
+            more = limit - len(candles)
+            candles = self.recorder.deep_candles(key, interval, start, oldest - 1, more) + candles
         current = self.recorder.open_candle(key, interval)
         if current is not None and start <= current.start_ms <= end:
             if candles and candles[-1].start_ms >= current.start_ms:
@@ -75,9 +82,7 @@ class MarketView:
         cached = self._books.get(slot)
         if cached is not None and cached.seq == tick.seq:
             return cached
-        book = synthesize_book(
-            spec_for(tick.symbol), tick.bid, tick.ask, depth, tick.seq, tick.ts_ns
-        )
+        book = book_at(spec_for(tick.symbol), tick, depth)
         self._books[slot] = book
         return book
 

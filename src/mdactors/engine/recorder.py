@@ -1,5 +1,7 @@
 """Follows every symbol's Topic: builds candles, keeps the tape and 24h window, feeds history.
 
+At start-up it makes the history before the first tick (:meth:`Recorder.backfill`).
+
 The recorder is an ordinary Topic reader, so it can never slow an actor. It
 closes candles on a wall-clock timer at each minute boundary (every interval
 here is a whole number of minutes), so a candle closes on time even when no
@@ -14,7 +16,8 @@ from dataclasses import replace
 import trio
 
 from mdactors.adapters.history import HistoryStore
-from mdactors.domain.backfill import backfill_minutes
+from mdactors.domain.backfill import minute_history
+from mdactors.domain.candle_columns import CandleColumns, aggregate, minute_columns
 from mdactors.domain.candles import INTERVALS, Candle, CandleSeries
 from mdactors.domain.stats import RollingStats, rolling_stats
 from mdactors.domain.tick import Tick, Trade, trade_of
@@ -31,6 +34,9 @@ __all__ = ["Recorder"]
 
 _DAY_MINUTES = 1_440
 _MINUTE_MS = 60_000
+_DAY_MS = _DAY_MINUTES * _MINUTE_MS
+_SUBSTEPS = 6
+"""Model steps per backfilled minute (their count is each minute's ``trades``)."""
 
 
 class Recorder:
@@ -49,6 +55,8 @@ class Recorder:
             key: deque(maxlen=_DAY_MINUTES) for key in market.symbols
         }
         self._day_stats: dict[str, RollingStats] = {}
+        self.deep: dict[str, dict[str, CandleColumns]] = {key: {} for key in market.symbols}
+        """Per symbol and interval, the closed candles made at start-up (:meth:`backfill`)."""
         self.observed_seq: dict[str, int] = {}
         """Per symbol, the sequence of the last tick folded into candles and the tape."""
         self.missed_ticks = 0
@@ -56,26 +64,61 @@ class Recorder:
     def _now_ms(self) -> int:
         return self.market.wall_clock() // 1_000_000
 
-    def backfill(self, minutes: int = _DAY_MINUTES) -> None:
-        """Make ``minutes`` of one-minute history ending at each symbol's live price."""
+    def backfill(self, days: int = 1, *, minutes: int | None = None) -> None:
+        """One-minute history ending at each symbol's live price: from 00:00 UTC
+        ``days`` days before today (so every interval's oldest candle is whole), or
+        exactly the last ``minutes``.
+
+        Every interval is aggregated from the minutes with array reductions and
+        kept as columns (:meth:`deep_candles`); only the candles reaching into
+        the last 24 h go through the history store as candle objects, as a live
+        day would (what Redis and PostgreSQL persist is as before). Each series' forming candle
+        is the bucket the history ends in.
+        """
         now_ms = self._now_ms()
         end_ms = now_ms - now_ms % _MINUTE_MS
+        if minutes is None:
+            minutes = days * _DAY_MINUTES + end_ms % _DAY_MS // _MINUTE_MS
+        if minutes <= 0:
+            return
         for key, actor in self.market.actors.items():
-            tick = actor.latest
-            candles = backfill_minutes(
-                actor.spec,
+            spec = actor.spec
+            bars = minute_history(
+                spec,
                 actor.model,
-                tick.price,
+                actor.latest.price,
                 end_ms,
                 minutes,
                 self.market.rng(key, "backfill"),
+                _SUBSTEPS,
                 factor=self.market.factor("backfill"),
             )
-            for candle in candles:
-                self._fold(key, candle.start_ms, candle, candle.trades)
-            self._close(key, end_ms)
+            ones = minute_columns(key, bars, spec.price_decimals, spec.qty_decimals, _SUBSTEPS)
+            for name, series in self.series[key].items():
+                closed, forming = aggregate(ones, name)
+                self.deep[key][name] = closed
+                # Those reaching into the last 24 h, as a day of live candles would.
+                recent = closed.between(end_ms - _DAY_MS - closed.step_ms + 1, end_ms, len(closed))
+                if recent:
+                    self._store_closed(key, recent)
+                if forming is None:
+                    price = float(closed.close[-1])
+                    forming = Candle(key, name, end_ms, price, price, price, price, 0.0)
+                series.current = forming
             self._seed_day(actor, end_ms)
             self._backfill_tape(actor)
+
+    def deep_candles(
+        self, key: str, interval: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[Candle]:
+        """The most recent ``limit`` backfilled candles opening in ``[start_ms, end_ms]``."""
+        columns = self.deep[key].get(interval)
+        return columns.between(start_ms, end_ms, limit) if columns is not None else []
+
+    @property
+    def backfill_bytes(self) -> int:
+        """Bytes held by the backfilled columns of every symbol and interval."""
+        return sum(c.nbytes for by_interval in self.deep.values() for c in by_interval.values())
 
     def _backfill_tape(self, actor: SymbolActor) -> None:
         """Prints for the last minutes before start-up, so the tape is full from the
