@@ -462,6 +462,9 @@ class RawGrpc:
         return int(self.trailers["grpc-status"]), unquote(self.trailers.get("grpc-message", ""))
 
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository's root (tests live in a tree mirroring ``src/mdactors``)."""
+
 PATH = "/marketdata.MarketDataService"
 """Where Connect serves the MarketDataService on the HTTP port."""
 

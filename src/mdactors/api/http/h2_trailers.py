@@ -14,7 +14,7 @@ buffered body has been handed to h2 (the buffer's ``drain``), then send the
 trailers with END_STREAM. The empty DATA frame hypercorn tries afterwards
 hits a closed stream, which its sender already treats as a stream that
 ended. Every other event goes to hypercorn's own ``stream_send``.
-hypercorn is pinned (0.17.3); ``tests/test_grpc_http.py`` fails if this
+hypercorn is pinned (0.17.3); ``tests/api/connect/test_grpc_http.py`` fails if this
 stops holding.
 """
 

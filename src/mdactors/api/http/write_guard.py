@@ -166,7 +166,7 @@ def _connection_stream(send: Send) -> trio.SocketStream | None:
     ``H2Protocol``) ``stream_send``, whose ``send`` is
     ``TCPServer.protocol_send``, and the ``TCPServer`` holds the connection's
     ``stream``. None of this is public API (no ASGI extension exposes the
-    connection), hence the careful walk; ``tests/test_http_slow_clients.py``
+    connection), hence the careful walk; ``tests/api/http/test_http_slow_clients.py``
     fails if it stops finding the stream.
     """
     owner = getattr(send, "__self__", None)
