@@ -18,6 +18,15 @@ generator on the HTTP port):
 - publication latency (tick stamp to hand-off to the transport), observed
   once per delivered tick under the stream's ``client_type``.
 
+A transport that writes from its own task with a blocking write hands that
+write to :meth:`Outlet.write`, which bounds it by the same timeout: a write
+that has not completed within ``SLOW_CONSUMER_TIMEOUT`` is cancelled and ends
+the stream (:class:`SlowConsumer`), its ticks and every tick still pending
+counted ``disconnected`` (gRPC writes this way). A fast path whose
+non-blocking ``try_write`` took the bytes reports them with
+:meth:`Outlet.sent` (latency only: it did not wait). :func:`write_within` is
+the bound alone, for a transport's streams that carry no ticks.
+
 Opening (the stream limit, refusal while draining) is the
 :class:`~mdactors.engine.subscription.StreamRegistry`'s; each protocol says a
 refusal through its error table (:mod:`mdactors.engine.errors`).
@@ -26,7 +35,7 @@ refusal through its error table (:mod:`mdactors.engine.errors`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import trio
 
@@ -34,18 +43,38 @@ from mdactors.adapters.latency_histogram import LatencySeries
 from mdactors.domain.tick import Tick
 from mdactors.engine.subscription import StreamRegistry, Subscription
 
-__all__ = ["BEHIND_AFTER_S", "Outlet", "SlowConsumer"]
+__all__ = ["BEHIND_AFTER_S", "Outlet", "SlowConsumer", "write_within"]
 
 BEHIND_AFTER_S = 0.05
 """A write slower than this means the client is not keeping up with every tick."""
 
 
 class SlowConsumer(Exception):
-    """A write took longer than ``SLOW_CONSUMER_TIMEOUT``: the stream ends."""
+    """A write took longer than ``SLOW_CONSUMER_TIMEOUT``: the stream ends.
 
-    def __init__(self, took: float) -> None:
-        super().__init__(f"client too slow: an update took {took:.1f} s to send")
+    ``completed`` is false when the write was cancelled at the timeout
+    (:func:`write_within`) rather than finished late.
+    """
+
+    def __init__(self, took: float, *, completed: bool = True) -> None:
+        if completed:
+            said = f"an update took {took:.1f} s to send"
+        else:
+            said = f"no update was taken within {took:.1f} s"
+        super().__init__(f"client too slow: {said}")
         self.took = took
+        self.completed = completed
+
+
+async def write_within(write: Callable[[], Awaitable[object]], slow_after: float) -> None:
+    """Run a transport's blocking ``write``, cancelled if not complete within ``slow_after``.
+
+    Raises :class:`SlowConsumer` (``completed=False``) when it was cancelled.
+    """
+    with trio.move_on_after(slow_after):
+        await write()
+        return
+    raise SlowConsumer(slow_after, completed=False)
 
 
 class Outlet:
@@ -92,6 +121,30 @@ class Outlet:
             self.lost("disconnected")
             raise SlowConsumer(took)
         self.behind = took > BEHIND_AFTER_S
+        self.sent(ticks)
+
+    async def write(self, write: Callable[[], Awaitable[object]], ticks: Sequence[Tick]) -> None:
+        """Hand ``ticks`` over by the transport's blocking ``write`` of their bytes.
+
+        The write is bounded by the slow-consumer timeout (:func:`write_within`):
+        not complete by then, it is cancelled, ``ticks`` and every tick still
+        pending are counted ``disconnected`` and :class:`SlowConsumer` is
+        raised; complete, it is :meth:`delivered`.
+        """
+        started = self._clock()
+        try:
+            await write_within(write, self.slow_after)
+        except SlowConsumer:
+            record_drop = self.streams.record_drop
+            for tick in ticks:
+                record_drop(tick.symbol, self.client_type, "disconnected", 1)
+            self.lost("disconnected")
+            raise
+        self.delivered(ticks, started)
+
+    def sent(self, ticks: Iterable[Tick]) -> None:
+        """A non-blocking write (a fan-out's ``try_write``) took ``ticks``: observe
+        each one's publication latency (no slow decision: nothing waited)."""
         now_ns = self._wall_clock_ns()
         observe = self.latency.observe
         for tick in ticks:
