@@ -157,9 +157,9 @@ async def stream_prices(fan_outs: FanOuts[PriceFanOut], feed: PriceFeed, call: G
     prefixes = {spelling: symbol_prefix(spelling) for spelling in feed.plan.spellings.values()}
     while True:
         batch = await feed.next_batch()
-        data = b"".join([price_message(tick, prefixes[spelling]) for spelling, tick in batch])
+        messages = [price_message(tick, prefixes[spelling]) for spelling, tick in batch]
         try:
-            await outlet.write(partial(lane.write, data), [tick for _, tick in batch])
+            await outlet.write(partial(lane.write, messages), [tick for _, tick in batch])
         except SlowConsumer as slow:
             raise slow_consumer_error(slow) from None
         # Caught up: the symbol's fan-out may serve the call for a while.

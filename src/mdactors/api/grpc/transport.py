@@ -37,7 +37,7 @@ import inspect
 import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -340,31 +340,52 @@ class Lane:
         self._h2 = self._connection.h2_connection
         self.writer = writer
 
-    async def write(self, data: bytes) -> None:
-        """Queue ``data`` (whole gRPC messages) on the stream, waiting as long as it must.
+    async def write(self, messages: Sequence[bytes]) -> None:
+        """Queue gRPC-framed ``messages`` on the stream, waiting as long as it must.
 
-        It waits while the HTTP/2 window is closed, and while the connection
-        has more than :data:`MAX_UNSENT_BYTES` queued: a client may open a
-        huge window and stop reading, and purerpc's writer never pushes
-        back, so h2's outbound buffer is bounded as well as the window. No
-        bound in time: the caller's (the stream's outlet) ends a write that
-        takes too long. Messages may be split across DATA frames.
+        A message is started only once the HTTP/2 window takes it whole (one
+        larger than a DATA frame: a frame's worth, then the rest as the window
+        allows, as purerpc does), so a write ended mid-way (by the outlet's
+        timeout) leaves no truncated message before the call's trailers. It
+        waits too while the connection has more than :data:`MAX_UNSENT_BYTES`
+        queued: a client may open a huge window and stop reading, and
+        purerpc's writer never pushes back. No bound in time: the caller's.
         """
         connection = self._connection
         stream_id = self.stream_id
         writer = self.writer
-        while data:
+        frame = self._h2.max_outbound_frame_size
+        index, count = 0, len(messages)
+        while index < count:
             if writer.unsent() > MAX_UNSENT_BYTES:
                 await trio.sleep(_UNSENT_POLL_S)
                 continue
             window = connection.flow_control_window(stream_id)
+            end, size = index, 0
+            while end < count and size + len(messages[end]) <= window:
+                size += len(messages[end])
+                end += 1
+            if end > index:
+                connection.send_data(stream_id, b"".join(messages[index:end]))
+                writer.wake()
+                index = end
+            elif len(messages[index]) > frame and window >= frame:
+                await self._write_large(messages[index])
+                index += 1
+            else:
+                await self._stream._wait_flow_control_update()
+        await trio.lowlevel.checkpoint()
+
+    async def _write_large(self, message: bytes) -> None:
+        connection = self._connection
+        while message:
+            window = connection.flow_control_window(self.stream_id)
             if window <= 0:
                 await self._stream._wait_flow_control_update()
                 continue
-            connection.send_data(stream_id, data[:window])
-            data = data[window:]
-            writer.wake()
-        await trio.lowlevel.checkpoint()
+            connection.send_data(self.stream_id, message[:window])
+            message = message[window:]
+            self.writer.wake()
 
     def try_send(self, message: bytes) -> bool:
         """Queue gRPC-framed ``message`` (see :func:`grpc_message`); ``False``: not sent."""
@@ -707,7 +728,7 @@ class _Dispatcher:
             raise RpcError(Code.UNIMPLEMENTED, "client streaming is not supported")
         async with aclosing(messages):
             async for message in messages:
-                data = grpc_message(message.SerializeToString())
+                data = [grpc_message(message.SerializeToString())]
                 try:
                     await write_within(partial(lane.write, data), self.slow_consumer_timeout)
                 except SlowConsumer as slow:
