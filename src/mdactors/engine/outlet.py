@@ -27,6 +27,15 @@ on the HTTP port; the WebSocket sessions, which also take the fast path of
   (:meth:`Outlet.observe`; a fan-out pass that wrote one tick to ``n``
   streams observes it ``n`` times at once).
 
+A transport that writes from its own task with a blocking write hands that
+write to :meth:`Outlet.write`, which bounds it by the same timeout: a write
+that has not completed within ``SLOW_CONSUMER_TIMEOUT`` is cancelled and ends
+the stream (:class:`SlowConsumer`), its ticks and every tick still pending
+counted ``disconnected`` (gRPC and WebSocket write this way). A fast path
+whose non-blocking ``try_write`` took the bytes reports them with
+:meth:`Outlet.observe` (latency only: nothing waited). :func:`write_within`
+is the bound alone, for a transport's streams that carry no ticks.
+
 Opening (the stream limit, refusal while draining) is the
 :class:`~mdactors.engine.subscription.StreamRegistry`'s; each protocol says a
 refusal through its error table (:mod:`mdactors.engine.errors`).
@@ -44,18 +53,38 @@ from mdactors.adapters.latency_histogram import LatencySeries
 from mdactors.domain.tick import Tick
 from mdactors.engine.subscription import StreamRegistry, Subscription
 
-__all__ = ["BEHIND_AFTER_S", "Batch", "Outlet", "SlowConsumer"]
+__all__ = ["BEHIND_AFTER_S", "Batch", "Outlet", "SlowConsumer", "write_within"]
 
 BEHIND_AFTER_S = 0.05
 """A write slower than this means the client is not keeping up with every tick."""
 
 
 class SlowConsumer(Exception):
-    """A write took longer than ``SLOW_CONSUMER_TIMEOUT``: the stream ends."""
+    """A write took longer than ``SLOW_CONSUMER_TIMEOUT``: the stream ends.
 
-    def __init__(self, took: float) -> None:
-        super().__init__(f"client too slow: an update took {took:.1f} s to send")
+    ``completed`` is false when the write was cancelled at the timeout
+    (:func:`write_within`) rather than finished late.
+    """
+
+    def __init__(self, took: float, *, completed: bool = True) -> None:
+        if completed:
+            said = f"an update took {took:.1f} s to send"
+        else:
+            said = f"no update was taken within {took:.1f} s"
+        super().__init__(f"client too slow: {said}")
         self.took = took
+        self.completed = completed
+
+
+async def write_within(write: Callable[[], Awaitable[object]], slow_after: float) -> None:
+    """Run a transport's blocking ``write``, cancelled if not complete within ``slow_after``.
+
+    Raises :class:`SlowConsumer` (``completed=False``) when it was cancelled.
+    """
+    with trio.move_on_after(slow_after):
+        await write()
+        return
+    raise SlowConsumer(slow_after, completed=False)
 
 
 Batch = Sequence[tuple[str, Sequence[Any]]]
@@ -105,28 +134,6 @@ class Outlet:
             taken.append((key, items))
         return taken
 
-    async def write(
-        self,
-        write: Callable[[Any], Awaitable[object]],
-        data: bytes | memoryview,
-        batch: Batch = (),
-    ) -> None:
-        """Hand ``data`` (carrying ``batch``) to the transport's blocking ``write``.
-
-        The slow-consumer decision: a write that does not complete within the
-        timeout is cancelled, ``batch`` and every item still pending are
-        counted as dropped (``disconnected``) and :class:`SlowConsumer` is
-        raised (the transport then ends the stream its way; the write may
-        have been cut in the middle of its data). Otherwise ``batch`` is
-        delivered: its latency is observed.
-        """
-        with trio.move_on_after(self.slow_after) as writing:
-            await write(data)
-        if writing.cancelled_caught:
-            self.lost("disconnected", batch)
-            raise SlowConsumer(self.slow_after)
-        self.observe(batch)
-
     def observe(self, batch: Batch, times: int = 1) -> None:
         """Publication latency of each stamped item of ``batch``, delivered ``times`` times."""
         now_ns = self._wall_clock_ns()
@@ -149,10 +156,26 @@ class Outlet:
             self.lost("disconnected")
             raise SlowConsumer(took)
         self.behind = took > BEHIND_AFTER_S
-        now_ns = self._wall_clock_ns()
-        observe = self.latency.observe
-        for tick in ticks:
-            observe(max(0.0, (now_ns - tick.ts_ns) / 1e9))
+        self.observe((("", tuple(ticks)),))
+
+    async def write(self, write: Callable[[], Awaitable[object]], batch: Batch) -> None:
+        """Hand ``batch`` over by the transport's blocking ``write`` of its bytes.
+
+        The slow-consumer decision: the write is bounded by the timeout
+        (:func:`write_within`); not complete by then, it is cancelled (it may
+        have been cut in the middle of its bytes), ``batch`` and every item
+        still pending are counted ``disconnected`` and :class:`SlowConsumer`
+        is raised, for the transport to end the stream its way. Complete, the
+        batch is delivered: latency observed, :attr:`behind` updated.
+        """
+        started = self._clock()
+        try:
+            await write_within(write, self.slow_after)
+        except SlowConsumer:
+            self.lost("disconnected", batch)
+            raise
+        self.behind = self._clock() - started > BEHIND_AFTER_S
+        self.observe(batch)
 
     def lost(self, reason: str, batch: Batch = ()) -> None:
         """Count every tick still pending for this stream, and those of ``batch``

@@ -33,7 +33,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import ExitStack, suppress
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -345,7 +345,7 @@ class OutboxSession:
             if self._owed is not None:
                 rest, batch = self._owed
                 self._owed = None
-                await outlet.write(self._write_owed, rest, batch)
+                await outlet.write(partial(self._write_owed, rest), batch)
                 self.sent_at = trio.current_time()
                 continue
             subscription = self.subscription
@@ -360,7 +360,7 @@ class OutboxSession:
                 self._updates(key, items, messages)
             if messages:
                 data = b"".join(text_frame(payload) for payload in self._frames(messages))
-                await outlet.write(self._write, data, batch)
+                await outlet.write(partial(self._write, data), batch)
                 self.sent_at = trio.current_time()
 
     async def _idle(self, subscription: Subscription | None) -> None:
