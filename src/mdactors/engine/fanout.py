@@ -217,8 +217,9 @@ class StreamFanOut(FanOut[S]):
         """Group the joining members caught up to :attr:`cursor`; the others keep
         waiting (ahead: they took the news themselves) or go back to their task."""
         cursor = self.cursor
+        joining, self._joining = self._joining, {}
         waiting: dict[S, None] = {}
-        for member in self._joining:
+        for member in joining:
             if not member.fast:
                 continue
             reader = member.outlet.subscription.readers[self.key]  # type: ignore[union-attr]
@@ -233,7 +234,7 @@ class StreamFanOut(FanOut[S]):
                 waiting[member] = None
             else:
                 member.wake_writer()
-        self._joining = waiting
+        self._joining.update(waiting)
 
     def fan_out(self) -> None:
         if self._joining:
