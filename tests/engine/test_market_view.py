@@ -12,6 +12,7 @@ from mdactors.domain.trade_backfill import TRADE_ID_BASE
 from mdactors.engine.market import Market
 from mdactors.engine.market_view import MarketView
 from mdactors.engine.recorder import Recorder
+from mdactors.engine.topic import Reader
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -73,7 +74,10 @@ def test_the_book_at_a_tick_is_the_deterministic_book_shared_by_every_stream() -
     view, ticks, _ = view_with_ticks(2)
     tick = ticks[-1]
     book = view.book(tick, 20)
-    assert book == book_at(spec_for(KEY), tick, 20)
+    published, _ = Reader(view.market.actor(KEY).topic, 0).take(256)
+    assert published[-1] is tick and len(published) == 3, "the first tick, then two steps"
+    assert book == book_at(spec_for(KEY), tick, 20, published[:-1])
+    assert book != book_at(spec_for(KEY), tick, 20), "the window is read"
     assert view.book(tick, 20) is book, "encoded once per tick and depth"
     assert len(view.book(tick, 5).bids) == 5
     assert view.book(ticks[0], 20).seq == ticks[0].seq
