@@ -283,7 +283,7 @@ def test_the_depth_regime_thins_the_book_when_the_market_moves_fast() -> None:
         return book_at(spec, ticks[-1], DEPTH, ticks[:-1])
 
     calm, wild = book_after(1.0), book_after(9.0)
-    _, share, pulled = DEPTH_REGIMES[3]
+    share, pulled = DEPTH_REGIMES[3].share, DEPTH_REGIMES[3].pulled
     step = grid_step(spec) / spec.price_scale
     for side in ("bids", "asks"):
         calm_levels, wild_levels = getattr(calm, side), getattr(wild, side)

@@ -52,6 +52,7 @@ __all__ = [
     "REFRESH_TICKS",
     "REGIME_BLOCK",
     "WINDOW",
+    "DepthRegime",
     "OrderBook",
     "book_at",
     "depth_regime",
@@ -70,15 +71,34 @@ REGIME_BLOCK = 32
 WINDOW = REFRESH_TICKS
 """Ticks before a tick its book reads: the epochs' first ticks and their prints, and
 the regime's block (within the window as ``2 × REGIME_BLOCK <= REFRESH_TICKS``)."""
-DEPTH_REGIMES: tuple[tuple[float, float, int], ...] = (
-    (0.0, 1.0, 0),
-    (2.5, 0.7, 1),
-    (4.0, 0.45, 2),
-    (7.0, 0.25, 4),
+
+
+@dataclass(frozen=True, slots=True)
+class DepthRegime:
+    """How much liquidity the book holds while the market is under some stress."""
+
+    stress: float
+    """The regime holds from this stress on: the mean |move| of the block over the
+    mean move of the symbol's table volatility in the same time."""
+    share: float
+    """The share of the depth profile every queue holds."""
+    pulled: int
+    """Grid levels behind each touch that are empty."""
+    reach: int | None
+    """In a fast market a queue is sized for at most this many grid steps deeper
+    than it lies now: when the mid has run towards it since its epoch began, it
+    holds what its depth now allows, not what it held far from the touch
+    (``None``: no bound, in a calm market, where the mid seldom runs far
+    within an epoch and a bound would only make queues follow it)."""
+
+
+DEPTH_REGIMES = (
+    DepthRegime(0.0, 1.0, 0, None),
+    DepthRegime(2.5, 0.7, 1, 8),
+    DepthRegime(4.0, 0.45, 2, 4),
+    DepthRegime(7.0, 0.25, 4, 4),
 )
-"""Per regime: the stress from which it holds (mean |move| of the block over the
-symbol's normal one), the share of the depth profile its queues hold, and the
-grid levels behind each touch that are pulled (empty)."""
+"""Calm, then thinner and thinner: the regime of a block is the last whose stress it reaches."""
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -88,6 +108,8 @@ _GROWTH_PER_LEVEL = 0.35
 """Mean size at depth ``k`` (0 = touch) is ``touch × (1 + 0.35 k)``."""
 _REFILL_TICKS = (2, 9)
 """A queue taken to nothing comes back after this many ticks (hashed, both ends included)."""
+_REACH_CELL = 4
+"""Grid steps per cell of the bound on a queue's depth (see :class:`DepthRegime`)."""
 _MEAN_ABS = math.sqrt(2.0 / math.pi)
 """E|z| of a standard normal: the mean |move| of a step is σ√Δt times this."""
 
@@ -146,8 +168,8 @@ def depth_regime(spec: SymbolSpec, ticks: Sequence[Tick]) -> int:
         return 0
     stress = moved / expected
     regime = 0
-    for index, (threshold, _, _) in enumerate(DEPTH_REGIMES):
-        if stress >= threshold:
+    for index, level in enumerate(DEPTH_REGIMES):
+        if stress >= level.stress:
             regime = index
     return regime
 
@@ -189,6 +211,7 @@ class _Builder:
     __slots__ = (
         "_calm",
         "_pulled",
+        "_reach",
         "_scale",
         "_seqs",
         "_spec",
@@ -211,8 +234,20 @@ class _Builder:
         start = bisect.bisect_left(self._seqs, block * REGIME_BLOCK)
         end = bisect.bisect_left(self._seqs, (block + 1) * REGIME_BLOCK)
         regime = depth_regime(spec, ticks[start:end])
-        _, share, self._pulled = DEPTH_REGIMES[regime]
-        self._touch_lots = spec.daily_volume / 20_000.0 * spec.qty_scale * share
+        level = DEPTH_REGIMES[regime]
+        self._pulled = level.pulled
+        # How deep a queue may be sized: ``reach`` grid steps beyond where the touches
+        # would be now, that place rounded outwards to whole cells of _REACH_CELL
+        # steps so the bound moves only when the mid crosses a cell.
+        self._reach = (math.inf, -math.inf)
+        if level.reach is not None:
+            cell = _REACH_CELL * self._step
+            calm_bid, calm_ask = self._calm_at(tick.seq)
+            self._reach = (
+                (math.floor(calm_bid / cell) + level.reach / _REACH_CELL) * cell,
+                (math.ceil(calm_ask / cell) - level.reach / _REACH_CELL) * cell,
+            )
+        self._touch_lots = spec.daily_volume / 20_000.0 * spec.qty_scale * level.share
         # Prints per (side, price in ticks): (seq, lots), oldest first.
         self._takes: dict[tuple[int, int], list[tuple[int, int]]] = {}
         qty_scale, scale = spec.qty_scale, self._scale
@@ -279,7 +314,10 @@ class _Builder:
         turned = seq + ((key * _ODD) & _MASK) % REFRESH_TICKS
         start = seq - turned % REFRESH_TICKS
         calm = self._calm.get(start) or self._calm_at(start)
-        away = (calm[0] - price if side == SELL else price - calm[1]) / self._step
+        if side == SELL:
+            away = (min(calm[0], self._reach[0]) - price) / self._step
+        else:
+            away = (price - max(calm[1], self._reach[1])) / self._step
         mean = self._touch_lots * (1.0 + _GROWTH_PER_LEVEL * (away if away > 0.0 else 0.0))
         x = _mix(key + (turned // REFRESH_TICKS) * _ODD)
         lots = round(mean * (0.7 + 0.6 * (x >> 52) * 2.0**-12))
