@@ -8,7 +8,7 @@ import trio.testing
 
 from mdactors.adapters.latency_histogram import LatencySeries
 from mdactors.domain.tick import Tick
-from mdactors.engine.outlet import BEHIND_AFTER_S, Outlet, SlowConsumer
+from mdactors.engine.outlet import BEHIND_AFTER_S, Outlet, SlowConsumer, write_within
 from mdactors.engine.subscription import StreamRegistry, Subscription
 from mdactors.engine.topic import Topic
 
@@ -95,3 +95,57 @@ async def test_a_write_of_exactly_the_timeout_is_not_yet_too_slow(
     await trio.sleep(SLOW_AFTER)
     outlet.delivered([tick("A/USD", 1)], started)
     assert outlet.behind
+
+
+async def test_a_blocking_write_that_completes_in_time_is_delivered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    outlet, _, streams, latency = outlet_on("A/USD")
+
+    async def write() -> None:
+        await trio.sleep(BEHIND_AFTER_S * 2)
+
+    await outlet.write(write, [("A/USD", [tick("A/USD", 1, age_s=0.25)])])
+    assert sum(latency.counts) == 1 and latency.sum == pytest.approx(0.25)
+    assert outlet.behind, "slower than BEHIND_AFTER_S: newest tick per symbol next"
+    assert not streams.dropped
+
+
+async def test_a_blocking_write_not_done_by_the_timeout_is_cancelled_and_ends_the_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    outlet, topics, streams, latency = outlet_on("A/USD", "B/USD")
+    cancelled = False
+
+    async def stuck() -> None:
+        nonlocal cancelled
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled = True
+
+    for seq in range(1, 3):  # pending behind the stuck write
+        topics["B/USD"].publish(tick("B/USD", seq))
+    started = trio.current_time()
+    with pytest.raises(SlowConsumer, match=r"no update was taken within 2\.0 s") as raised:
+        await outlet.write(stuck, [("A/USD", [tick("A/USD", 7), tick("A/USD", 8)])])
+    assert trio.current_time() - started == pytest.approx(SLOW_AFTER)
+    assert cancelled and not raised.value.completed
+    assert streams.dropped[("A/USD", "test", "disconnected")] == 2, "the ticks in the write"
+    assert streams.dropped[("B/USD", "test", "disconnected")] == 2, "and every tick pending"
+    assert sum(latency.counts) == 0
+
+
+async def test_write_within_bounds_a_write_that_carries_no_ticks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await write_within(trio.lowlevel.checkpoint, SLOW_AFTER)
+    with pytest.raises(SlowConsumer):
+        await write_within(trio.sleep_forever, SLOW_AFTER)
+
+
+def test_a_non_blocking_write_observes_latency_only() -> None:
+    outlet, _, streams, latency = outlet_on("A/USD")
+    outlet.observe([("A/USD", [tick("A/USD", 1, age_s=0.01), tick("A/USD", 2, age_s=0.02)])])
+    assert sum(latency.counts) == 2 and latency.sum == pytest.approx(0.03)
+    assert not streams.dropped and not outlet.behind

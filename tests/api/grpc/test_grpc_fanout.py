@@ -210,10 +210,10 @@ async def test_a_fan_out_failure_for_one_stream_hands_it_back_and_spares_the_oth
         deliver = PriceFanOut._deliver
         victim = symbol_prefix("BTC-USD")
 
-        def failing(self: PriceFanOut, member: FastStream, messages: dict) -> bool:
+        def failing(self: PriceFanOut, member: FastStream) -> bool:
             if member.prefix == victim:
                 raise RuntimeError("a framing bug")
-            return deliver(self, member, messages)
+            return deliver(self, member)
 
         monkeypatch.setattr(PriceFanOut, "_deliver", failing)
         spared, failed = calls
