@@ -41,22 +41,31 @@ class _RecentTicks:
 
     Read on demand, not by a task: each :meth:`before` takes what was
     published since the last call. It starts from the oldest tick the Topic
-    still holds, so the first book already has its window.
+    still holds, so the first book already has its window, and it keeps a
+    window more than the Topic, so a reader as far behind as the Topic allows
+    (a stream's feed) still finds the whole window of the tick it is at.
     """
 
     __slots__ = ("_reader", "_ticks")
 
     def __init__(self, topic: Topic[Tick]) -> None:
         self._reader = Reader(topic, max(topic.published - topic.capacity, 0))
-        self._ticks: deque[Tick] = deque(maxlen=topic.capacity)
+        self._ticks: deque[Tick] = deque(maxlen=topic.capacity + WINDOW)
 
     def before(self, seq: int) -> list[Tick]:
-        """The ticks held of the :data:`~mdactors.domain.book.WINDOW` before ``seq``."""
+        """The ticks held of the :data:`~mdactors.domain.book.WINDOW` before ``seq``,
+        oldest first (a Topic publishes in sequence order)."""
         reader = self._reader
         if reader.lag:
             self._ticks.extend(reader.take(reader.lag)[0])
-        low = seq - WINDOW
-        return [tick for tick in self._ticks if low <= tick.seq < seq]
+        low, window = seq - WINDOW, []
+        for tick in reversed(self._ticks):
+            if tick.seq < low:
+                break
+            if tick.seq < seq:
+                window.append(tick)
+        window.reverse()
+        return window
 
 
 class MarketView:
