@@ -186,3 +186,14 @@ def test_a_worker_that_joins_late_builds_the_same_books_once_it_holds_a_window()
     assert not all(late.book(t, 50) == owner.book(t, 50) for t in ticks[joined : joined + 3]), (
         "before a window, it reads what it holds"
     )
+
+
+def test_one_build_serves_every_depth_asked_at_a_tick() -> None:
+    view, ticks, _ = view_with_ticks(5)
+    tick = ticks[-1]
+    deep = view.book(tick, 50)
+    top = view.book(tick, 1)
+    assert (top.bids, top.asks) == (deep.bids[:1], deep.asks[:1])
+    assert view.book(tick, 1) is top
+    fresh = MarketView(view.market, view.recorder, view.history)
+    assert fresh.book(tick, 1) == top, "the same book whether built deep or shallow"

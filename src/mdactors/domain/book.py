@@ -208,7 +208,18 @@ def synthesize_book(
 class _Builder:
     """The book of the last of ``ticks`` (ascending sequences, the window)."""
 
-    __slots__ = ("_base", "_pulled", "_refs", "_spec", "_step", "_takes", "_tick")
+    __slots__ = (
+        "_base",
+        "_bounds",
+        "_pulled",
+        "_refs",
+        "_seqs",
+        "_spec",
+        "_step",
+        "_takes",
+        "_tick",
+        "_ticks",
+    )
 
     def __init__(self, spec: SymbolSpec, ticks: list[Tick]) -> None:
         self._spec = spec
@@ -221,30 +232,32 @@ class _Builder:
         level = DEPTH_REGIMES[depth_regime(spec, ticks[start:end])]
         self._pulled = level.pulled
         self._base = spec.daily_volume / 20_000.0 * spec.qty_scale * level.share
-        calms = _calm_places(spec, ticks)
+        self._ticks, self._seqs = ticks, seqs
         # How deep a queue may be sized: ``reach`` grid steps beyond where the touches
         # would be now, that place rounded outwards to whole cells of _REACH_CELL
         # steps so the bound moves only when the mid crosses a cell.
-        bid_bound, ask_bound = math.inf, -math.inf
+        self._bounds = (math.inf, -math.inf)
         if level.reach is not None:
             cell = _REACH_CELL * step
-            calm_bid, calm_ask = calms[0]
-            bid_bound = (math.floor(calm_bid / cell) + level.reach / _REACH_CELL) * cell
-            ask_bound = (math.ceil(calm_ask / cell) - level.reach / _REACH_CELL) * cell
+            calm_bid, calm_ask = _calm_place(spec, tick)
+            self._bounds = (
+                (math.floor(calm_bid / cell) + level.reach / _REACH_CELL) * cell,
+                (math.ceil(calm_ask / cell) - level.reach / _REACH_CELL) * cell,
+            )
         # Per side and per age ``a`` of an epoch (it began at tick ``seq - a``): the
-        # place depth is counted from, in ticks.
-        self._refs = (
-            [min(calm_bid, bid_bound) for calm_bid, _ in calms],
-            [max(calm_ask, ask_bound) for _, calm_ask in calms],
+        # place depth is counted from, in ticks (filled as levels ask, :meth:`_ref`).
+        self._refs: tuple[list[float | None], ...] = (
+            [None] * REFRESH_TICKS,
+            [None] * REFRESH_TICKS,
         )
-        # Per side, prints by price in ticks: (seq, lots), oldest first.
-        self._takes: tuple[dict[int, list[tuple[int, int]]], ...] = ({}, {})
-        qty_scale, scale = spec.qty_scale, spec.price_scale
+        # Per side, prints by price (a quote's price is ticks / price_scale, the double a
+        # level's price is too): (seq, quantity), oldest first.
+        self._takes: tuple[dict[float, list[tuple[int, float]]], ...] = ({}, {})
         for t in ticks:
             side = taker_side(t)
             if side is not None:
-                price = round((t.bid if side == SELL else t.ask) * scale)
-                self._takes[side].setdefault(price, []).append((t.seq, round(t.volume * qty_scale)))
+                price = t.bid if side == SELL else t.ask
+                self._takes[side].setdefault(price, []).append((t.seq, t.volume))
 
     def book(self, depth: int) -> OrderBook:
         tick, step = self._tick, self._step
@@ -278,6 +291,8 @@ class _Builder:
             turned = seq + ((key * _ODD) & mask) % period
             age = turned % period
             ref = refs[age]
+            if ref is None:
+                ref = self._ref(side, age)
             mean = base + slope * (price - ref) if (price - ref) * direction > 0 else base
             slot = (key, turned // period, mean)
             epoch = get(slot)
@@ -285,7 +300,8 @@ class _Builder:
                 if len(drawn) >= _DRAWN_CAPACITY:
                     drawn.clear()
                 epoch = drawn[slot] = _draw(key, turned // period, seq - age, mean)
-            printed = takes.get(price)
+            quoted = price / scale
+            printed = takes.get(quoted)
             if printed is not None:
                 lots = self._evolve(epoch, mean, printed)
             else:
@@ -296,19 +312,32 @@ class _Builder:
                 elif first <= seq:
                     lots = after_first
             if lots:
-                levels.append((price / scale, lots / qty_scale))
+                levels.append((quoted, lots / qty_scale))
             price = index * step
             index += direction
         return levels
 
-    def _evolve(self, epoch: _Epoch, mean: float, printed: list[tuple[int, int]]) -> int:
+    def _ref(self, side: int, age: int) -> float:
+        """Where depth is counted from (ticks) for an epoch that began ``age`` ticks
+        ago: where the touch of ``side`` would be at the narrowest spread at the
+        last tick held at or before then (the oldest held if none is), bounded by
+        the regime's reach."""
+        position = bisect.bisect_right(self._seqs, self._tick.seq - age) - 1
+        calm = _calm_place(self._spec, self._ticks[position if position > 0 else 0])
+        bound = self._bounds[side]
+        ref = min(calm[0], bound) if side == SELL else max(calm[1], bound)
+        self._refs[side][age] = ref
+        return ref
+
+    def _evolve(self, epoch: _Epoch, mean: float, printed: list[tuple[int, float]]) -> int:
         """The queue of ``epoch`` (of mean ``mean``) after its events and the
         ``printed`` lots up to the tick (0: gone). A queue taken to nothing is gone
         until a hashed few ticks later or an addition, whichever comes first."""
         seq = self._tick.seq
         x, lots, start, events = epoch[0], epoch[1], epoch[6], epoch[7]
         merged = [event for event in events if event[0] <= seq]
-        merged.extend((at, 0, taken) for at, taken in printed if at >= start)
+        qty_scale = self._spec.qty_scale
+        merged.extend((at, 0, round(taken * qty_scale)) for at, taken in printed if at >= start)
         merged.sort()
         refill = -1
         for at, kind, amount in merged:
@@ -366,18 +395,8 @@ def _refilled(x: int, at: int, mean: float) -> int:
     return lots if lots > 1 else 1
 
 
-def _calm_places(spec: SymbolSpec, ticks: list[Tick]) -> list[tuple[float, float]]:
-    """Per age ``a`` (0 … :data:`REFRESH_TICKS` − 1): where the touches would be at
-    the narrowest spread (ticks) at the last tick held at or before the newest
-    tick's sequence − ``a`` (the oldest held if none is)."""
-    scale, half_bps = spec.price_scale, spec.spread_bps[0] / 20_000.0
-    newest = ticks[-1].seq
-    places: list[tuple[float, float]] = []
-    position = len(ticks) - 1
-    for age in range(REFRESH_TICKS):
-        while position > 0 and ticks[position].seq > newest - age:
-            position -= 1
-        tick = ticks[position]
-        mid = (tick.bid + tick.ask) * scale / 2.0
-        places.append((mid - mid * half_bps, mid + mid * half_bps))
-    return places
+def _calm_place(spec: SymbolSpec, tick: Tick) -> tuple[float, float]:
+    """Where ``tick``'s touches would be at the symbol's narrowest spread (ticks)."""
+    mid = (tick.bid + tick.ask) * spec.price_scale / 2.0
+    half = mid * spec.spread_bps[0] / 20_000.0
+    return mid - half, mid + half

@@ -78,6 +78,8 @@ class MarketView:
         self._books: dict[tuple[str, int], OrderBook] = {}
         """The newest book per (symbol, depth): every stream at one tick shares it."""
         self._recent: dict[str, _RecentTicks] = {}
+        self._deepest: dict[str, tuple[int, OrderBook]] = {}
+        """Per symbol, the deepest book built at its newest tick asked for, and its depth."""
 
     async def candles(
         self, key: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
@@ -121,10 +123,17 @@ class MarketView:
         cached = self._books.get(slot)
         if cached is not None and cached.seq == tick.seq:
             return cached
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = _RecentTicks(self.market.actors[key].topic)
-        book = book_at(spec_for(key), tick, depth, recent.before(tick.seq))
+        built, deepest = self._deepest.get(key, (0, None))
+        if deepest is not None and deepest.seq == tick.seq and depth <= built:
+            # A shallower book is a prefix of a deeper one: one build serves every depth.
+            book = OrderBook(key, deepest.bids[:depth], deepest.asks[:depth], tick.ts_ns, tick.seq)
+        else:
+            recent = self._recent.get(key)
+            if recent is None:
+                recent = self._recent[key] = _RecentTicks(self.market.actors[key].topic)
+            book = book_at(spec_for(key), tick, depth, recent.before(tick.seq))
+            if deepest is None or deepest.seq != tick.seq or depth > built:
+                self._deepest[key] = (depth, book)
         self._books[slot] = book
         return book
 
