@@ -129,7 +129,9 @@ class PriceFanOut(FanOut[FastStream]):
         start = reader.cursor
         items, _ = reader.take(lag)
         for index, tick in enumerate(items):
-            if not lane.try_send(price_message(tick, prefix)):
+            # price_message's cache, read inline: this is the per-member cost of a tick.
+            message = tick.wire.get(prefix) or price_message(tick, prefix)
+            if not lane.try_send(message):
                 reader.cursor = start + index
                 items = items[:index]
                 member.wake_writer()
