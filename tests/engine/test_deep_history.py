@@ -174,3 +174,35 @@ def _yesterdays_midnight() -> int:
     """00:00 UTC of yesterday, in ms, as of now."""
     now_ms = time.time_ns() // 1_000_000
     return now_ms - now_ms % DAY - DAY
+
+
+def test_backfill_continues_an_earlier_runs_stored_minutes() -> None:
+    now_ns = (20_000 * DAY + 9 * HOUR + 30 * MINUTE + 5_000) * 1_000_000
+    earlier = _recorder(7, now_ns).deep[KEY]["1m"]
+    # What an earlier run stored: two hours, ending 40 minutes before this start.
+    held_from = 20_000 * DAY + 7 * HOUR
+    stored = earlier.between(held_from, held_from + 2 * HOUR - 1, 120)
+    market = Market([KEY], 1.0, seed=8, wall_clock=lambda: now_ns)
+    recorder = Recorder(market, MemoryHistory(1_000))
+    recorder.backfill(2, stored={KEY: stored})
+    minutes = recorder.deep[KEY]["1m"]
+    served = minutes.between(minutes.start_ms, minutes.end_ms, len(minutes))
+    assert served[0].start_ms == 19_998 * DAY
+    assert all(b.start_ms - a.start_ms == MINUTE for a, b in pairwise(served))
+    by_start = {c.start_ms: c for c in served}
+    for candle in stored:  # the stored minutes are kept as they were
+        mine = by_start[candle.start_ms]
+        assert (mine.open, mine.high, mine.low, mine.close) == (
+            candle.open,
+            candle.high,
+            candle.low,
+            candle.close,
+        )
+    # No jump where the stored part meets the made one, on either side.
+    assert by_start[held_from - MINUTE].close == stored[0].open
+    assert by_start[stored[-1].start_ms + MINUTE].open == stored[-1].close
+    assert all(b.open == a.close for a, b in pairwise(served))
+    assert served[-1].close == market.latest(KEY).price
+    # Without them this seed's path does not pass through the stored prices.
+    plain = _recorder(8, now_ns).deep[KEY]["1m"].between(held_from - MINUTE, held_from - 1, 1)
+    assert plain[0].close != stored[0].open

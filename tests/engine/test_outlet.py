@@ -105,7 +105,7 @@ async def test_a_blocking_write_that_completes_in_time_is_delivered(
     async def write() -> None:
         await trio.sleep(BEHIND_AFTER_S * 2)
 
-    await outlet.write(write, [tick("A/USD", 1, age_s=0.25)])
+    await outlet.write(write, [("A/USD", [tick("A/USD", 1, age_s=0.25)])])
     assert sum(latency.counts) == 1 and latency.sum == pytest.approx(0.25)
     assert outlet.behind, "slower than BEHIND_AFTER_S: newest tick per symbol next"
     assert not streams.dropped
@@ -128,7 +128,7 @@ async def test_a_blocking_write_not_done_by_the_timeout_is_cancelled_and_ends_th
         topics["B/USD"].publish(tick("B/USD", seq))
     started = trio.current_time()
     with pytest.raises(SlowConsumer, match=r"no update was taken within 2\.0 s") as raised:
-        await outlet.write(stuck, [tick("A/USD", 7), tick("A/USD", 8)])
+        await outlet.write(stuck, [("A/USD", [tick("A/USD", 7), tick("A/USD", 8)])])
     assert trio.current_time() - started == pytest.approx(SLOW_AFTER)
     assert cancelled and not raised.value.completed
     assert streams.dropped[("A/USD", "test", "disconnected")] == 2, "the ticks in the write"
@@ -146,6 +146,6 @@ async def test_write_within_bounds_a_write_that_carries_no_ticks(
 
 def test_a_non_blocking_write_observes_latency_only() -> None:
     outlet, _, streams, latency = outlet_on("A/USD")
-    outlet.sent([tick("A/USD", 1, age_s=0.01), tick("A/USD", 2, age_s=0.02)])
+    outlet.observe([("A/USD", [tick("A/USD", 1, age_s=0.01), tick("A/USD", 2, age_s=0.02)])])
     assert sum(latency.counts) == 2 and latency.sum == pytest.approx(0.03)
     assert not streams.dropped and not outlet.behind

@@ -11,21 +11,37 @@ A member that cannot be served at once — a backlog, a full window or socket
 buffer, anything in flight on its connection — is handed back to its own task
 (:meth:`Member.wake_writer`), which serves it the ordinary way until it is
 caught up again. Transports subclass :class:`FanOut` with the pass itself
-(:mod:`mdactors.api.ws.broadcast`, :mod:`mdactors.api.grpc.fanout`).
+(:mod:`mdactors.api.grpc.fanout`), or use :class:`StreamFanOut`, the pass of
+every stream whose transport writes bytes to a socket (:class:`FastStream`:
+the WebSocket sessions, :mod:`mdactors.api.ws`).
+
+:class:`StreamFanOut` keeps one cursor for all its caught-up members: they
+are grouped by *rendering* (members of one rendering write the same bytes
+for the same ticks), so a pass renders each group's bytes once and writes
+them to every member in a tight loop of non-blocking writes; bookkeeping
+(cursors, drops, publication latency) is done once per group and pass. A
+member whose write would block (or takes only part of the bytes) goes back
+to its own task, which finishes or redoes the write under the stream
+outlet's slow-consumer decision (:meth:`mdactors.engine.outlet.Outlet.write`)
+and rejoins once caught up.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
-from mdactors.engine.topic import Topic
+from mdactors.engine.outlet import Outlet
+from mdactors.engine.topic import Reader, Topic
 
-__all__ = ["FanOut", "FanOuts", "Member"]
+__all__ = ["FanOut", "FanOuts", "FastStream", "Member", "StreamFanOut"]
+
+log = logging.getLogger("mdactors.fanout")
 
 
 class Member(Protocol):
@@ -104,6 +120,168 @@ class FanOut(ABC, Generic[M]):
     def finish(self) -> None:
         """The task ends: give back whatever the fan-out still holds."""
 
+    def leave(self, member: M) -> None:
+        """Stop serving ``member``."""
+        self.members.discard(member)
+
+
+class FastStream(Member, Protocol):
+    """What a :class:`StreamFanOut` needs of a stream: the transport's own part
+    (render, a non-blocking write, taking over a half-written write) and the
+    stream's :class:`~mdactors.engine.outlet.Outlet`.
+
+    Its :meth:`~Member.wake_writer` must call :meth:`StreamFanOut.release`.
+    """
+
+    outlet: Outlet
+    """The stream's outlet (its cursors, drops and latency)."""
+    take_limit: int
+    """Most items of one Topic in one write; the older ones are dropped (``conflated``)."""
+    sent_at: float
+    """When (trio clock) bytes of the stream were last handed to the kernel."""
+
+    def rendering(self) -> Hashable:
+        """A key equal for the streams that :meth:`render` the same bytes for the same
+        items, and so are of one ``client_type`` and ``take_limit`` (read when the
+        stream joins a pass; the stream itself when it shares with none)."""
+        ...
+
+    def render(self, key: str, items: list[Any]) -> bytes | None:
+        """The bytes carrying ``key``'s ``items`` (``None``: nothing to send for them)."""
+        ...
+
+    def try_write(self, data: bytes) -> int:
+        """Write without blocking; the number of bytes taken (``0``: it would block,
+        or something else is being written on the stream), ``-1`` once closed."""
+        ...
+
+    def owe(self, rest: memoryview, batch: list[tuple[str, list[Any]]]) -> None:
+        """Only part of the bytes carrying ``batch`` were taken: the stream's task
+        writes ``rest`` before anything else (its slow decision applies)."""
+        ...
+
+
+S = TypeVar("S", bound=FastStream)
+
+
+class StreamFanOut(FanOut[S]):
+    """The fast path of one Topic for byte streams: one cursor, one render per rendering."""
+
+    def __init__(self, key: str, topic: Topic[Any]) -> None:
+        super().__init__(key, topic)
+        self._reader: Reader[Any] = topic.reader(from_latest=False)
+        self.groups: dict[Hashable, dict[S, Reader[Any]]] = {}
+        """Caught up to :attr:`cursor` and served by each pass, by rendering."""
+        self._renderings: dict[S, Hashable] = {}
+        self._joining: dict[S, None] = {}
+
+    @property
+    def cursor(self) -> int:
+        """The Topic position every grouped member has been served up to."""
+        return self._reader.cursor
+
+    def catch_up(self, member: S) -> None:
+        # The member's task parks with nothing pending: it joins at the next pass.
+        self._joining[member] = None
+
+    def release(self, member: S) -> None:
+        """Stop serving ``member`` in passes (its own task takes over); its cursor is exact."""
+        self._joining.pop(member, None)
+        group = self.groups.get(self._renderings.pop(member, None))
+        if group is not None:
+            group.pop(member, None)
+
+    def leave(self, member: S) -> None:
+        self.release(member)
+        super().leave(member)
+
+    def _admit(self) -> None:
+        """Group the joining members caught up to :attr:`cursor`; the others keep
+        waiting (ahead: they took the news themselves) or go back to their task."""
+        cursor = self.cursor
+        waiting: dict[S, None] = {}
+        for member in self._joining:
+            if not member.fast:
+                continue
+            reader = member.outlet.subscription.readers[self.key]  # type: ignore[union-attr]
+            if reader.cursor == cursor:
+                rendering = member.rendering()
+                self._renderings[member] = rendering
+                self.groups.setdefault(rendering, {})[member] = reader
+            elif reader.cursor > cursor and reader.cursor == self.topic.published:
+                waiting[member] = None
+            else:
+                member.wake_writer()
+        self._joining = waiting
+
+    def fan_out(self) -> None:
+        if self._joining:
+            self._admit()
+        start = self.cursor
+        items, gap = self._reader.take(self.topic.capacity)
+        if items:
+            newest = self.cursor
+            now = trio.current_time()
+            for group in list(self.groups.values()):
+                if group:
+                    self._serve(group, items, gap, start, newest, now)
+        if self._joining:
+            self._admit()
+
+    def _serve(
+        self,
+        group: dict[S, Reader[Any]],
+        items: list[Any],
+        gap: int,
+        start: int,
+        newest: int,
+        now: float,
+    ) -> None:
+        """Write one rendering's bytes for ``items`` to every member of ``group``."""
+        first = next(iter(group))
+        limit = first.take_limit
+        taken = items[-limit:]
+        skipped = gap + len(items) - len(taken)
+        try:
+            data = first.render(self.key, taken)
+        except Exception:  # one rendering's bug must not end every stream: each task renders
+            log.exception("fan-out failed to render", extra={"topic": self.key})
+            for member in list(group):
+                member.wake_writer()
+            return
+        outlet = first.outlet
+        if skipped:
+            dropped = skipped * len(group)
+            outlet.streams.record_drop(self.key, outlet.client_type, "conflated", dropped)
+        if data is None:
+            for reader in group.values():
+                reader.cursor = newest
+            return
+        stragglers: list[tuple[S, Reader[Any], int]] = []
+        size = len(data)
+        for member, reader in group.items():
+            written = member.try_write(data)
+            if written == size:
+                reader.cursor = newest
+                member.sent_at = now
+            else:
+                stragglers.append((member, reader, written))
+        batch = [(self.key, taken)]
+        for member, reader, written in stragglers:
+            del group[member]
+            self._renderings.pop(member, None)
+            if written > 0:
+                reader.cursor = newest
+                member.sent_at = now
+                member.owe(memoryview(data)[written:], batch)
+            else:
+                reader.cursor = start  # the items are pending again: its task takes them
+            member.wake_writer()
+        delivered = len(group)
+        self.writes += delivered
+        if delivered:
+            outlet.observe(batch, delivered)
+
 
 F = TypeVar("F", bound=FanOut[Any])
 
@@ -133,7 +311,7 @@ class FanOuts(Generic[F]):
         """Stop serving ``member``."""
         fan_out = self.by_key.get(key)
         if fan_out is not None:
-            fan_out.members.discard(member)
+            fan_out.leave(member)
 
     async def _run(self, fan_out: F) -> None:
         try:

@@ -136,7 +136,7 @@ class PriceFanOut(FanOut[FastStream]):
                 items = items[:index]
                 member.wake_writer()
                 break
-        member.outlet.sent(items)
+        member.outlet.observe(((self.key, items),))
         self.writes += len(items)
         return bool(items)
 
@@ -161,7 +161,8 @@ async def stream_prices(fan_outs: FanOuts[PriceFanOut], feed: PriceFeed, call: G
         batch = await feed.next_batch()
         messages = [price_message(tick, prefixes[spelling]) for spelling, tick in batch]
         try:
-            await outlet.write(partial(lane.write, messages), [tick for _, tick in batch])
+            taken = [(tick.symbol, (tick,)) for _, tick in batch]
+            await outlet.write(partial(lane.write, messages), taken)
         except SlowConsumer as slow:
             raise slow_consumer_error(slow) from None
         # Caught up: the symbol's fan-out may serve the call for a while.

@@ -37,7 +37,6 @@ __all__ = [
     "WS_ERRORS",
     "Channel",
     "ClientMessage",
-    "LagTracker",
     "ListRequest",
     "Ping",
     "ProtocolError",
@@ -388,31 +387,6 @@ class SessionState:
             {"symbol": self.aliases.get(key, key), "key": key, "channels": list(table)}
             for key, table in self.channels.items()
         ]
-
-
-class LagTracker:
-    """Decides when a client has been behind the feed for too long.
-
-    A client is *behind* from the first frame that had to skip ticks
-    (conflation) until a frame finds at most one pending tick per symbol
-    (caught up). Batching absorbs short stalls; only a client that keeps
-    losing ticks for ``timeout`` seconds is too slow.
-    """
-
-    __slots__ = ("behind_since", "timeout")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.behind_since: float | None = None
-
-    def observe(self, now: float, skipped: int, most_pending: int) -> bool:
-        """Record one frame's take; return whether the client is too slow."""
-        if skipped:
-            if self.behind_since is None:
-                self.behind_since = now
-        elif most_pending <= 1:
-            self.behind_since = None
-        return self.behind_since is not None and now - self.behind_since >= self.timeout
 
 
 # --------------------------------------------------------------------------- server messages
