@@ -200,7 +200,7 @@ class StreamFanOut(FanOut[S]):
         waiting (ahead: they took the news themselves) or go back to their task."""
         cursor = self.cursor
         waiting: dict[S, None] = {}
-        for member in self._joining:
+        for member in list(self._joining):  # wake_writer releases: it leaves _joining
             if not member.fast:
                 continue
             reader = member.outlet.subscription.readers[self.key]  # type: ignore[union-attr]
