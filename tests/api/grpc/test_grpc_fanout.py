@@ -72,8 +72,8 @@ async def test_streams_sharing_a_connection_get_every_tick_from_the_fan_out() ->
             for update in updates:
                 by_sequence.setdefault(update.sequence, set()).add(update.price)
         assert all(len(prices) == 1 for prices in by_sequence.values())
-        # 75 updates; a call that falls > 8 ticks behind (a loaded machine) is served by
-        # its own task until it catches up, so only "many" is certain.
+        # 75 updates; a call whose window fills (a loaded machine) is served by its
+        # own task until it catches up, so only "many" is certain.
         assert fan_out.writes >= 20, "updates went out through the fan-out"
         for stream in streams:
             stream.cancel()
