@@ -16,10 +16,12 @@ pending ticks counted as drops with reason ``disconnected``: closed with 1008
 and the reason, or, when the frame is half written (no close frame can
 follow it), its TCP connection reset. A slow client only hurts itself.
 
-A caught-up session that follows one Topic parks its writer and is served by
-that Topic's :class:`~mdactors.engine.fanout.StreamFanOut` (the fast path):
+A caught-up session that follows one Topic (a protocol may allow more:
+:attr:`~OutboxSession.broadcast_topics`) parks its writer and is served by
+that Topic's :class:`~mdactors.engine.fanout.StreamFanOut` (the fast path;
+with several Topics, each one's fan-out writes that Topic's frames):
 what WebSocket supplies to it is :meth:`~OutboxSession.render` (the frames of
-a batch, encoded once per tick and rendering), :meth:`~OutboxSession.try_write`
+a batch, encoded once per tick and rendering), :attr:`~OutboxSession.try_write`
 (a non-blocking write), the blocking write of the writer task, and how it
 says "closed because slow".
 """
@@ -31,7 +33,7 @@ import math
 import socket
 import struct
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import ExitStack, suppress
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +69,11 @@ CLOSE_GRACE_S = 2.0
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+def _would_block(data: bytes) -> int:
+    """The fast path's write on a connection that is not a TCP socket: never."""
+    raise BlockingIOError
+
+
 class SessionHost(Protocol):
     """What a session needs of the server it runs in
     (:class:`~mdactors.api.ws.server.WsServer` is one)."""
@@ -85,14 +92,17 @@ class SendGate:
     ``_stream_lock``; the session installs a gate there that is held by a
     *frame* rather than a task, so the fan-out's task can take it for a
     frame it wrote only in part and the session's writer give it back once
-    the rest is written. Nothing else is written on the connection meanwhile.
+    the rest is written. Nothing else is written on the connection meanwhile:
+    whoever takes the gate calls ``on_acquire`` first (the session leaves the
+    fast path, whose writes check nothing).
     """
 
-    __slots__ = ("_held", "_lot")
+    __slots__ = ("_held", "_lot", "_on_acquire")
 
-    def __init__(self) -> None:
+    def __init__(self, on_acquire: Callable[[], None]) -> None:
         self._held = False
         self._lot = trio.lowlevel.ParkingLot()
+        self._on_acquire = on_acquire
 
     def locked(self) -> bool:
         """Whether a frame is being written."""
@@ -102,6 +112,7 @@ class SendGate:
         """Take the gate now; ``trio.WouldBlock`` when it is held."""
         if self._held:
             raise trio.WouldBlock
+        self._on_acquire()
         self._held = True
 
     async def acquire(self) -> None:
@@ -109,6 +120,7 @@ class SendGate:
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._held:
             await self._lot.park()
+        self._on_acquire()
         self._held = True
         await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -147,6 +159,10 @@ class OutboxSession:
     broadcast = False
     """Whether a caught-up single-symbol session is served by its symbol's fan-out
     (:class:`~mdactors.engine.fanout.StreamFanOut`) rather than its writer."""
+    broadcast_topics = 1
+    """Most Topics a session may follow and still be served by their fan-outs, each
+    writing its own Topic's frames (more than one only for a protocol whose frames
+    of different Topics are independent)."""
 
     def __init__(self, server: SessionHost, ws: WebSocketConnection) -> None:
         self.server = server
@@ -169,16 +185,21 @@ class OutboxSession:
         self._detached = False
         self.sent_at = 0.0
         """When (trio clock) bytes were last handed to the kernel (for the heartbeat)."""
-        self.fan_out: StreamFanOut[Any] | None = None
-        """The fan-out of this session's one symbol, if any."""
+        self.fan_outs: list[StreamFanOut[Any]] = []
+        """The fan-outs of the Topics this session follows, if it may be served fast."""
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
-        self.gate = SendGate()
+        self.gate = SendGate(self.wake_writer)
         """Who writes on the connection now (installed as trio-websocket's send lock)."""
         ws._stream_lock = self.gate  # type: ignore[assignment]
         self._owed: tuple[memoryview, Batch] | None = None
         self.half_written = False
         """Whether a frame is half written (the writer owes its rest, or the write was cut)."""
+        sock = self._socket
+        self.try_write: Callable[[bytes], int] = (
+            sock._sock.send if sock is not None else _would_block  # type: ignore[attr-defined]
+        )
+        """The fast path's write: ``send`` on the kernel socket under trio's (non-blocking)."""
 
     # ------------------------------------------------------------------ control
 
@@ -197,8 +218,8 @@ class OutboxSession:
         """Wake the writer task (it takes over from the fast path until caught up again)."""
         if self.fast:
             self.fast = False
-            if self.fan_out is not None:
-                self.fan_out.release(self)
+            for fan_out in self.fan_outs:
+                fan_out.release(self)
         if self._kick is not None:
             self._kick.cancel()
 
@@ -221,15 +242,17 @@ class OutboxSession:
         stack.enter_context(self.ctx.streams.open(self.client_type, subscription))
         self._stack = stack
         self.subscription = self.outlet.subscription = subscription
-        if self.broadcast and len(topics) == 1:
-            [(key, topic)] = topics.items()
-            self.fan_out = self.server.broadcasts.join(self, key, topic)
+        if self.broadcast and len(topics) <= self.broadcast_topics:
+            for key, topic in topics.items():
+                fan_out = self.server.broadcasts.join(self, key, topic)
+                if fan_out is not None:
+                    self.fan_outs.append(fan_out)
 
     def _release(self) -> None:
         self.wake_writer()
-        if self.fan_out is not None:
-            self.server.broadcasts.leave(self, self.fan_out.key)
-            self.fan_out = None
+        for fan_out in self.fan_outs:
+            self.server.broadcasts.leave(self, fan_out.key)
+        self.fan_outs = []
         if self._stack is not None:
             self._stack.close()
         self._stack = None
@@ -351,33 +374,36 @@ class OutboxSession:
     async def _idle(self, subscription: Subscription | None) -> None:
         """Wait for a kick or the heartbeat, and for news unless the fast path serves it."""
         heartbeat = self.heartbeat_interval
-        fan_out = self.fan_out if self._served_fast(subscription) else None
+        fast = self._served_fast(subscription)
         with trio.CancelScope() as kick:
             self._kick = kick
             with trio.move_on_at(self.sent_at + heartbeat) as idle:
                 try:
                     if subscription is None:
                         await trio.sleep_forever()
-                    elif fan_out is not None:
+                    elif fast:
                         self.fast = True
-                        fan_out.catch_up(self)  # it writes the next ticks from its task
+                        for fan_out in self.fan_outs:
+                            fan_out.catch_up(self)  # it writes the next ticks from its task
                         await trio.sleep_forever()
                     else:
                         await subscription.wait()
                 except StreamClosed as error:
                     self.request_close(CLOSE_GOING_AWAY, WS_ERRORS(error).message)
-            # The fast path may have sent since the deadline was set.
-            if idle.cancelled_caught and trio.current_time() - self.sent_at >= heartbeat:
-                self._send_later(self._heartbeat())
         self._kick = None
-        self.wake_writer()  # leave the fast path (the heartbeat's deadline passed)
+        self.wake_writer()  # leave the fast path: sent_at is now up to date
+        # The fast path may have sent since the deadline was set.
+        if idle.cancelled_caught and trio.current_time() - self.sent_at >= heartbeat:
+            self._send_later(self._heartbeat())
 
     def _served_fast(self, subscription: Subscription | None) -> bool:
-        """Whether the fast path can serve the stream (one Topic, open, nothing owed)."""
+        """Whether the fast path can serve the stream (a fan-out for each Topic, open,
+        nothing being written)."""
         return (
-            self.fan_out is not None
-            and subscription is not None
+            subscription is not None
+            and len(self.fan_outs) == len(subscription.topics)
             and self._owed is None
+            and not self.gate.locked()
             and not subscription.stopped
             and not any(topic.closed for topic in subscription.topics.values())
         )
@@ -417,12 +443,6 @@ class OutboxSession:
         stream = getattr(self.ws, "_stream", None)
         return stream.socket if isinstance(stream, trio.SocketStream) else None
 
-    @cached_property
-    def _send_nowait(self) -> Any:
-        # The kernel socket under trio's (non-blocking: BlockingIOError when full).
-        sock = self._socket
-        return sock._sock.send if sock is not None else None  # type: ignore[attr-defined]
-
     def render(self, key: str, items: list[Any]) -> bytes | None:
         """The frames carrying ``key``'s ``items``, ``None`` when they carry nothing."""
         messages: list[bytes] = []
@@ -430,21 +450,6 @@ class OutboxSession:
         if not messages:
             return None
         return b"".join(text_frame(payload) for payload in self._frames(messages))
-
-    def try_write(self, data: bytes) -> int:
-        """Write ``data`` without blocking: bytes taken, ``0`` when it would block or
-        a frame is being written, ``-1`` once the connection is closed."""
-        if self.gate._held:
-            return 0
-        send = self._send_nowait
-        if send is None:
-            return 0
-        try:
-            return send(data)  # type: ignore[no-any-return]
-        except BlockingIOError:
-            return 0
-        except OSError:
-            return -1
 
     def owe(self, rest: memoryview, batch: Batch) -> None:
         """The fast path wrote part of a frame: hold the gate until the writer sends ``rest``."""
