@@ -130,7 +130,9 @@ class FastStream(Member, Protocol):
     (render, a non-blocking write, taking over a half-written write) and the
     stream's :class:`~mdactors.engine.outlet.Outlet`.
 
-    Its :meth:`~Member.wake_writer` must call :meth:`StreamFanOut.release`.
+    Its :meth:`~Member.wake_writer` must call :meth:`StreamFanOut.release`, and
+    so must anything that writes on the stream beside the fan-out (the fan-out
+    checks nothing before it writes).
     """
 
     outlet: Outlet
@@ -138,7 +140,11 @@ class FastStream(Member, Protocol):
     take_limit: int
     """Most items of one Topic in one write; the older ones are dropped (``conflated``)."""
     sent_at: float
-    """When (trio clock) bytes of the stream were last handed to the kernel."""
+    """When (trio clock) bytes of the stream were last handed to the kernel; the
+    fan-out sets it when it releases the stream."""
+    try_write: Callable[[bytes], int]
+    """Write without blocking, as ``send`` on a non-blocking socket does: the number of
+    bytes taken; ``BlockingIOError`` when it would block, another ``OSError`` once closed."""
 
     def rendering(self) -> Hashable:
         """A key equal for the streams that :meth:`render` the same bytes for the same
@@ -150,11 +156,6 @@ class FastStream(Member, Protocol):
         """The bytes carrying ``key``'s ``items`` (``None``: nothing to send for them)."""
         ...
 
-    def try_write(self, data: bytes) -> int:
-        """Write without blocking; the number of bytes taken (``0``: it would block,
-        or something else is being written on the stream), ``-1`` once closed."""
-        ...
-
     def owe(self, rest: memoryview, batch: list[tuple[str, list[Any]]]) -> None:
         """Only part of the bytes carrying ``batch`` were taken: the stream's task
         writes ``rest`` before anything else (its slow decision applies)."""
@@ -164,20 +165,33 @@ class FastStream(Member, Protocol):
 S = TypeVar("S", bound=FastStream)
 
 
+class _Group(Generic[S]):
+    """Members of one rendering, served up to :attr:`cursor` (their readers are
+    left where they were and set on release: a pass touches no member's state)."""
+
+    __slots__ = ("cursor", "members", "sent_at")
+
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor
+        self.members: dict[S, Callable[[bytes], int]] = {}
+        """Each member and its ``try_write``."""
+        self.sent_at = -math.inf
+
+
 class StreamFanOut(FanOut[S]):
     """The fast path of one Topic for byte streams: one cursor, one render per rendering."""
 
     def __init__(self, key: str, topic: Topic[Any]) -> None:
         super().__init__(key, topic)
         self._reader: Reader[Any] = topic.reader(from_latest=False)
-        self.groups: dict[Hashable, dict[S, Reader[Any]]] = {}
-        """Caught up to :attr:`cursor` and served by each pass, by rendering."""
-        self._renderings: dict[S, Hashable] = {}
+        self.groups: dict[Hashable, _Group[S]] = {}
+        """The members caught up and served by each pass, by rendering."""
+        self._placed: dict[S, tuple[_Group[S], Reader[Any]]] = {}
         self._joining: dict[S, None] = {}
 
     @property
     def cursor(self) -> int:
-        """The Topic position every grouped member has been served up to."""
+        """The Topic position the passes have served up to."""
         return self._reader.cursor
 
     def catch_up(self, member: S) -> None:
@@ -185,11 +199,15 @@ class StreamFanOut(FanOut[S]):
         self._joining[member] = None
 
     def release(self, member: S) -> None:
-        """Stop serving ``member`` in passes (its own task takes over); its cursor is exact."""
+        """Stop serving ``member`` in passes (its own task takes over), its cursor
+        and :attr:`~FastStream.sent_at` brought up to date."""
         self._joining.pop(member, None)
-        group = self.groups.get(self._renderings.pop(member, None))
-        if group is not None:
-            group.pop(member, None)
+        placed = self._placed.pop(member, None)
+        if placed is not None:
+            group, reader = placed
+            del group.members[member]
+            reader.cursor = group.cursor
+            member.sent_at = max(member.sent_at, group.sent_at)
 
     def leave(self, member: S) -> None:
         self.release(member)
@@ -199,85 +217,85 @@ class StreamFanOut(FanOut[S]):
         """Group the joining members caught up to :attr:`cursor`; the others keep
         waiting (ahead: they took the news themselves) or go back to their task."""
         cursor = self.cursor
+        joining, self._joining = self._joining, {}
         waiting: dict[S, None] = {}
-        for member in self._joining:
+        for member in joining:
             if not member.fast:
                 continue
             reader = member.outlet.subscription.readers[self.key]  # type: ignore[union-attr]
             if reader.cursor == cursor:
                 rendering = member.rendering()
-                self._renderings[member] = rendering
-                self.groups.setdefault(rendering, {})[member] = reader
+                group = self.groups.get(rendering)
+                if group is None:
+                    group = self.groups[rendering] = _Group(cursor)
+                group.members[member] = member.try_write
+                self._placed[member] = (group, reader)
             elif reader.cursor > cursor and reader.cursor == self.topic.published:
                 waiting[member] = None
             else:
                 member.wake_writer()
-        self._joining = waiting
+        self._joining.update(waiting)
 
     def fan_out(self) -> None:
         if self._joining:
             self._admit()
-        start = self.cursor
         items, gap = self._reader.take(self.topic.capacity)
         if items:
-            newest = self.cursor
             now = trio.current_time()
-            for group in list(self.groups.values()):
-                if group:
-                    self._serve(group, items, gap, start, newest, now)
+            for rendering, group in list(self.groups.items()):
+                if group.members:
+                    self._serve(group, items, gap, now)
+                else:
+                    del self.groups[rendering]
         if self._joining:
             self._admit()
 
-    def _serve(
-        self,
-        group: dict[S, Reader[Any]],
-        items: list[Any],
-        gap: int,
-        start: int,
-        newest: int,
-        now: float,
-    ) -> None:
+    def _serve(self, group: _Group[S], items: list[Any], gap: int, now: float) -> None:
         """Write one rendering's bytes for ``items`` to every member of ``group``."""
-        first = next(iter(group))
-        limit = first.take_limit
-        taken = items[-limit:]
-        skipped = gap + len(items) - len(taken)
+        members = group.members
+        first = next(iter(members))
+        taken = items[-first.take_limit :]
         try:
             data = first.render(self.key, taken)
         except Exception:  # one rendering's bug must not end every stream: each task renders
             log.exception("fan-out failed to render", extra={"topic": self.key})
-            for member in list(group):
+            for member in list(members):
                 member.wake_writer()
             return
+        newest = self.cursor
         outlet = first.outlet
+        skipped = gap + len(items) - len(taken)
         if skipped:
-            dropped = skipped * len(group)
+            dropped = skipped * len(members)
             outlet.streams.record_drop(self.key, outlet.client_type, "conflated", dropped)
         if data is None:
-            for reader in group.values():
-                reader.cursor = newest
+            group.cursor = newest
             return
-        stragglers: list[tuple[S, Reader[Any], int]] = []
         size = len(data)
-        for member, reader in group.items():
-            written = member.try_write(data)
-            if written == size:
-                reader.cursor = newest
-                member.sent_at = now
-            else:
-                stragglers.append((member, reader, written))
+        stragglers = []
+        for member, try_write in members.items():
+            try:
+                written = try_write(data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                written = -1
+            if written != size:
+                stragglers.append((member, written))
         batch = [(self.key, taken)]
-        for member, reader, written in stragglers:
-            del group[member]
-            self._renderings.pop(member, None)
+        for member, written in stragglers:
+            # Released as the group was before this pass: nothing went out, its task
+            # takes the items again; or a part went out, its task writes the rest.
+            reader = self._placed[member][1]
+            self.release(member)
             if written > 0:
                 reader.cursor = newest
                 member.sent_at = now
                 member.owe(memoryview(data)[written:], batch)
-            else:
-                reader.cursor = start  # the items are pending again: its task takes them
             member.wake_writer()
-        delivered = len(group)
+        group.cursor = newest
+        group.sent_at = now
+        delivered = len(members)
         self.writes += delivered
         if delivered:
             outlet.observe(batch, delivered)

@@ -589,23 +589,19 @@ def resolve_all(
 ) -> list[tuple[str, str]]:
     """``(symbol as sent, key)`` for each symbol; the first bad one raises.
 
-    ``resolve`` raises ``LookupError`` for an unknown symbol and ``ValueError``
-    for a malformed one (the market's contract).
+    ``resolve`` is the market's: it raises the engine's
+    :class:`~mdactors.engine.errors.SymbolError` (malformed) or
+    :class:`~mdactors.engine.errors.UnknownSymbol` (not simulated), said here
+    as :data:`WS_ERRORS` says them, with the request's id and the symbol as
+    the client sent it.
     """
     resolved: list[tuple[str, str]] = []
     for symbol in symbols:
-        shown = symbol[:40]
         try:
             resolved.append((symbol, resolve(symbol)))
-        except LookupError:
-            raise ProtocolError(
-                "unknown_symbol",
-                f"symbol {shown!r} is not simulated here",
-                request_id=request_id,
-                symbol=shown,
-            ) from None
-        except ValueError as error:
-            raise ProtocolError(
-                "invalid_symbol", str(error), request_id=request_id, symbol=shown
-            ) from None
+        except (SymbolError, UnknownSymbol) as error:
+            refused = WS_ERRORS(error)
+            refused.request_id = request_id
+            refused.details["symbol"] = symbol[:40]
+            raise refused from None
     return resolved

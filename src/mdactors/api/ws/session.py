@@ -21,7 +21,7 @@ A caught-up session that follows one Topic (a protocol may allow more:
 that Topic's :class:`~mdactors.engine.fanout.StreamFanOut` (the fast path;
 with several Topics, each one's fan-out writes that Topic's frames):
 what WebSocket supplies to it is :meth:`~OutboxSession.render` (the frames of
-a batch, encoded once per tick and rendering), :meth:`~OutboxSession.try_write`
+a batch, encoded once per tick and rendering), :attr:`~OutboxSession.try_write`
 (a non-blocking write), the blocking write of the writer task, and how it
 says "closed because slow".
 """
@@ -33,7 +33,7 @@ import math
 import socket
 import struct
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import ExitStack, suppress
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,6 +69,11 @@ CLOSE_GRACE_S = 2.0
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+def _would_block(data: bytes) -> int:
+    """The fast path's write on a connection that is not a TCP socket: never."""
+    raise BlockingIOError
+
+
 class SessionHost(Protocol):
     """What a session needs of the server it runs in
     (:class:`~mdactors.api.ws.server.WsServer` is one)."""
@@ -87,14 +92,17 @@ class SendGate:
     ``_stream_lock``; the session installs a gate there that is held by a
     *frame* rather than a task, so the fan-out's task can take it for a
     frame it wrote only in part and the session's writer give it back once
-    the rest is written. Nothing else is written on the connection meanwhile.
+    the rest is written. Nothing else is written on the connection meanwhile:
+    whoever takes the gate calls ``on_acquire`` first (the session leaves the
+    fast path, whose writes check nothing).
     """
 
-    __slots__ = ("_held", "_lot")
+    __slots__ = ("_held", "_lot", "_on_acquire")
 
-    def __init__(self) -> None:
+    def __init__(self, on_acquire: Callable[[], None]) -> None:
         self._held = False
         self._lot = trio.lowlevel.ParkingLot()
+        self._on_acquire = on_acquire
 
     def locked(self) -> bool:
         """Whether a frame is being written."""
@@ -104,6 +112,7 @@ class SendGate:
         """Take the gate now; ``trio.WouldBlock`` when it is held."""
         if self._held:
             raise trio.WouldBlock
+        self._on_acquire()
         self._held = True
 
     async def acquire(self) -> None:
@@ -111,6 +120,7 @@ class SendGate:
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._held:
             await self._lot.park()
+        self._on_acquire()
         self._held = True
         await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -179,12 +189,17 @@ class OutboxSession:
         """The fan-outs of the Topics this session follows, if it may be served fast."""
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
-        self.gate = SendGate()
+        self.gate = SendGate(self.wake_writer)
         """Who writes on the connection now (installed as trio-websocket's send lock)."""
         ws._stream_lock = self.gate  # type: ignore[assignment]
         self._owed: tuple[memoryview, Batch] | None = None
         self.half_written = False
         """Whether a frame is half written (the writer owes its rest, or the write was cut)."""
+        sock = self._socket
+        self.try_write: Callable[[bytes], int] = (
+            sock._sock.send if sock is not None else _would_block  # type: ignore[attr-defined]
+        )
+        """The fast path's write: ``send`` on the kernel socket under trio's (non-blocking)."""
 
     # ------------------------------------------------------------------ control
 
@@ -375,19 +390,20 @@ class OutboxSession:
                         await subscription.wait()
                 except StreamClosed as error:
                     self.request_close(CLOSE_GOING_AWAY, WS_ERRORS(error).message)
-            # The fast path may have sent since the deadline was set.
-            if idle.cancelled_caught and trio.current_time() - self.sent_at >= heartbeat:
-                self._send_later(self._heartbeat())
         self._kick = None
-        self.wake_writer()  # leave the fast path (the heartbeat's deadline passed)
+        self.wake_writer()  # leave the fast path: sent_at is now up to date
+        # The fast path may have sent since the deadline was set.
+        if idle.cancelled_caught and trio.current_time() - self.sent_at >= heartbeat:
+            self._send_later(self._heartbeat())
 
     def _served_fast(self, subscription: Subscription | None) -> bool:
         """Whether the fast path can serve the stream (a fan-out for each Topic, open,
-        nothing owed)."""
+        nothing being written)."""
         return (
             subscription is not None
             and len(self.fan_outs) == len(subscription.topics)
             and self._owed is None
+            and not self.gate.locked()
             and not subscription.stopped
             and not any(topic.closed for topic in subscription.topics.values())
         )
@@ -427,12 +443,6 @@ class OutboxSession:
         stream = getattr(self.ws, "_stream", None)
         return stream.socket if isinstance(stream, trio.SocketStream) else None
 
-    @cached_property
-    def _send_nowait(self) -> Any:
-        # The kernel socket under trio's (non-blocking: BlockingIOError when full).
-        sock = self._socket
-        return sock._sock.send if sock is not None else None  # type: ignore[attr-defined]
-
     def render(self, key: str, items: list[Any]) -> bytes | None:
         """The frames carrying ``key``'s ``items``, ``None`` when they carry nothing."""
         messages: list[bytes] = []
@@ -440,21 +450,6 @@ class OutboxSession:
         if not messages:
             return None
         return b"".join(text_frame(payload) for payload in self._frames(messages))
-
-    def try_write(self, data: bytes) -> int:
-        """Write ``data`` without blocking: bytes taken, ``0`` when it would block or
-        a frame is being written, ``-1`` once the connection is closed."""
-        if self.gate._held:
-            return 0
-        send = self._send_nowait
-        if send is None:
-            return 0
-        try:
-            return send(data)  # type: ignore[no-any-return]
-        except BlockingIOError:
-            return 0
-        except OSError:
-            return -1
 
     def owe(self, rest: memoryview, batch: Batch) -> None:
         """The fast path wrote part of a frame: hold the gate until the writer sends ``rest``."""
