@@ -42,6 +42,7 @@ from mdactors.api.http.h2_trailers import fix_h2_trailers
 from mdactors.api.http.readiness import monitor_dependencies
 from mdactors.api.http.write_guard import WriteGuard
 from mdactors.api.ws.server import serve_ws
+from mdactors.domain.candles import Candle
 from mdactors.domain.guards import PriceBreaker
 from mdactors.engine.cluster import ClusterCoordinator
 from mdactors.engine.derived_actor import PerpetualActor
@@ -297,16 +298,21 @@ def build_service(
     history: HistoryStore = MemoryHistory(settings.history_size)
     background: list[Child] = []
     start_prices: dict[str, float] = {}
+    stored_minutes: dict[str, list[Candle]] = {}
     if settings.redis_url:
         redis_history = _redis_history(settings)
         # Blocking, bounded by REDIS_TIMEOUT: runs before the event loop serves anything.
         start_prices = redis_history.warm_start(settings.symbols)
+        # What an earlier run stored, for the backfill to continue rather than redraw.
+        now_ms = time.time_ns() // 1_000_000
+        since_ms = now_ms - now_ms % 86_400_000 - settings.backfill_days * 86_400_000
+        stored_minutes = redis_history.stored_minutes(settings.symbols, since_ms)
         metrics.watch_breaker(redis_history.breaker)
         metrics.registry.register(redis_history.collector())
         background.append(Child("history", redis_history.run))
         history = redis_history
     if replay is not None:
-        start_prices = replay.start_prices()
+        start_prices, stored_minutes = replay.start_prices(), {}
     market = Market(
         settings.symbols,
         settings.tick_interval,
@@ -336,7 +342,7 @@ def build_service(
     recorder = Recorder(market, history)
     if isinstance(history, PersistedHistory):
         history.volume_24h = lambda key: recorder.stats_24h(key).volume
-    recorder.backfill(settings.backfill_days)
+    recorder.backfill(settings.backfill_days, stored=stored_minutes)
     streams = StreamRegistry(settings.max_subscribers)
     lifecycle = Lifecycle()
     context = ApiContext(

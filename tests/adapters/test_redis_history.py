@@ -157,8 +157,30 @@ async def test_restart_continues_from_the_last_stored_price(redis_server: RedisS
     assert stored.ts_ns == last.ts_ns  # the final flush on shutdown wrote it
     second = build_service(load_settings(environ={**TEST_ENV, **env}, dotenv=None))
     assert second.context.market.latest(KEY).price == stored.price
-    backfill = second.context.recorder.day_closes(KEY, 1)
-    assert backfill[0] == stored.price  # history ends where the live feed continues
+    # History ends where the live feed continues: the forming minute is at the last
+    # stored price, opening where the stored minutes end (the last closed one).
+    last_closed, forming = second.context.recorder.day_closes(KEY, 1)
+    assert forming == stored.price
+    assert second.context.recorder.open_candle(KEY, "1m").open == last_closed
+
+
+async def test_restart_with_another_seed_continues_the_stored_minutes(
+    redis_server: RedisServer,
+) -> None:
+    env = redis_env(redis_server.url, BACKFILL_DAYS="2", SEED="11")
+    async with running_service(env) as first:
+        history = history_of(first)
+        await wait_for(lambda: history.persisted["candle"] > 1_000)
+    client = redis_server.client()
+    oldest_start = int(client.zrange(f"market_data:candles:{KEY}:1m", 0, 0, withscores=True)[0][1])
+    second = build_service(load_settings(environ={**TEST_ENV, **env, "SEED": "12"}, dotenv=None))
+    around = await second.context.view.candles(
+        KEY, "1m", oldest_start - 5 * 60_000, oldest_start + 5 * 60_000, 11
+    )
+    assert [c.start_ms - oldest_start for c in around] == [m * 60_000 for m in range(-5, 6)]
+    # The second run's own history runs into the first run's stored minutes without a jump.
+    before, stored = around[4], around[5]
+    assert before.close == stored.open
 
 
 async def test_killed_redis_degrades_then_backlog_is_flushed(redis_server: RedisServer) -> None:

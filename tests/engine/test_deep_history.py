@@ -109,6 +109,7 @@ def test_a_seeded_backfill_is_identical_and_starts_at_midnight() -> None:
 
 async def test_thirty_days_answer_every_history_query() -> None:
     env = {"BACKFILL_DAYS": "30", "DEFAULT_SYMBOLS": "BTC/USD", "PRICE_UPDATE_INTERVAL": "1h"}
+    started_ms = time.time_ns() // 1_000_000
     async with running_service(env) as service:
         base = f"http://127.0.0.1:{service.ports['http']}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -123,8 +124,9 @@ async def test_thirty_days_answer_every_history_query() -> None:
             assert hours[-1]["close"] == price
 
             # A bot's download: 1m klines from the previous midnight (up to 48 h), paged.
-            now_ms = time.time_ns() // 1_000_000
-            since = now_ms - now_ms % DAY - DAY
+            # The previous midnight as the service saw it at start (a run may straddle one).
+            since = service.context.recorder.deep[KEY]["1m"].start_ms + 29 * DAY
+            assert since in {started_ms - started_ms % DAY - DAY, _yesterdays_midnight()}
             rows: list[list] = []
             cursor = since
             while True:
@@ -143,9 +145,11 @@ async def test_thirty_days_answer_every_history_query() -> None:
                 if len(page) < 1000:
                     break
                 cursor = page[-1][0] + MINUTE
+            now_ms = time.time_ns() // 1_000_000
             assert rows[0][0] == since
             assert all(b[0] - a[0] == MINUTE for a, b in pairwise(rows))
-            assert len(rows) == (now_ms - since) // MINUTE + 1
+            # Every minute up to the one forming (which may have turned while paging).
+            assert rows[-1][0] in {now_ms - now_ms % MINUTE, now_ms - now_ms % MINUTE - MINUTE}
             assert float(rows[-1][4]) == price
 
             # Binance's week and month intervals, aggregated from the 1d columns.
@@ -163,6 +167,42 @@ async def test_thirty_days_answer_every_history_query() -> None:
             # The UI API: 30 days and more of daily candles.
             days = (await http.get("/api/v1/market/history/BTC?interval=1d&limit=40")).json()
             assert len(days["data"]) >= 31
-    recorder = service.context.recorder
-    assert recorder.deep[KEY]["1m"].start_ms == since - 29 * DAY
-    assert recorder.backfill_bytes < 3_000_000
+    assert service.context.recorder.backfill_bytes < 3_000_000
+
+
+def _yesterdays_midnight() -> int:
+    """00:00 UTC of yesterday, in ms, as of now."""
+    now_ms = time.time_ns() // 1_000_000
+    return now_ms - now_ms % DAY - DAY
+
+
+def test_backfill_continues_an_earlier_runs_stored_minutes() -> None:
+    now_ns = (20_000 * DAY + 9 * HOUR + 30 * MINUTE + 5_000) * 1_000_000
+    earlier = _recorder(7, now_ns).deep[KEY]["1m"]
+    # What an earlier run stored: two hours, ending 40 minutes before this start.
+    held_from = 20_000 * DAY + 7 * HOUR
+    stored = earlier.between(held_from, held_from + 2 * HOUR - 1, 120)
+    market = Market([KEY], 1.0, seed=8, wall_clock=lambda: now_ns)
+    recorder = Recorder(market, MemoryHistory(1_000))
+    recorder.backfill(2, stored={KEY: stored})
+    minutes = recorder.deep[KEY]["1m"]
+    served = minutes.between(minutes.start_ms, minutes.end_ms, len(minutes))
+    assert served[0].start_ms == 19_998 * DAY
+    assert all(b.start_ms - a.start_ms == MINUTE for a, b in pairwise(served))
+    by_start = {c.start_ms: c for c in served}
+    for candle in stored:  # the stored minutes are kept as they were
+        mine = by_start[candle.start_ms]
+        assert (mine.open, mine.high, mine.low, mine.close) == (
+            candle.open,
+            candle.high,
+            candle.low,
+            candle.close,
+        )
+    # No jump where the stored part meets the made one, on either side.
+    assert by_start[held_from - MINUTE].close == stored[0].open
+    assert by_start[stored[-1].start_ms + MINUTE].open == stored[-1].close
+    assert all(b.open == a.close for a, b in pairwise(served))
+    assert served[-1].close == market.latest(KEY).price
+    # Without them this seed's path does not pass through the stored prices.
+    plain = _recorder(8, now_ns).deep[KEY]["1m"].between(held_from - MINUTE, held_from - 1, 1)
+    assert plain[0].close != stored[0].open

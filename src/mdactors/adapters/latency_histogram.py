@@ -40,6 +40,12 @@ class LatencySeries:
         self.counts[bisect_left(self._bounds, seconds)] += 1
         self.sum += seconds
 
+    def observe_n(self, seconds: float, times: int) -> None:
+        """Count ``times`` observations of ``seconds`` at once (one message sent to
+        ``times`` clients in one pass)."""
+        self.counts[bisect_left(self._bounds, seconds)] += times
+        self.sum += seconds * times
+
 
 class LatencyHistogram(Collector):
     """A histogram with one label, exposed as a standard Prometheus histogram."""

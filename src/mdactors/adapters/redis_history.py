@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -247,6 +248,23 @@ class RedisHistory:
             return {}
         self._succeeded()
         return prices
+
+    def stored_minutes(self, symbols: Iterable[str], since_ms: int) -> dict[str, list[Candle]]:
+        """Per symbol, the one-minute candles stored from ``since_ms`` on, oldest first
+        (blocking, like :meth:`warm_start`: for the start-up backfill to continue them).
+        Redis unreachable or refusing → ``{}``, the store degraded."""
+        if not self.up:
+            return {}
+        limit = max(0, (time.time_ns() // 1_000_000 - since_ms) // 60_000 + 2)
+        try:
+            found = {
+                symbol: self._read_candles(symbol, "1m", since_ms, 2**62, limit)[::-1]
+                for symbol in symbols
+            }
+        except FAILURES as error:
+            self._failed(error)
+            return {}
+        return {symbol: candles for symbol, candles in found.items() if candles}
 
     def _read_latest(self, symbols: list[str]) -> dict[str, float]:
         if not symbols:

@@ -6,7 +6,10 @@ minutes: the symbol's own model (long memory, jumps, tails) stepped
 volume from the same :func:`~mdactors.domain.quotes.activity` the actor
 uses. The path is drawn forwards from its seed and then scaled so that its
 last close is exactly the live price (a scale leaves every log return
-unchanged, so the history keeps all its stylized facts).
+unchanged, so the history keeps all its stylized facts). Given a
+``start_price`` too, the path is also bent (a drift constant in log space)
+so that its first open is exactly that price: the bridge between two known
+prices, e.g. from the last stored candle of an earlier run to the live price.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ def model_history(
     rng: np.random.Generator,
     substeps: int = 6,
     factor: MarketFactor | None = None,
+    start_price: float | None = None,
 ) -> Bars:
-    """The ``count`` bars of ``step_ns`` before ``end_ns``, the last closing at ``end_price``.
+    """The ``count`` bars of ``step_ns`` before ``end_ns``, the last closing at ``end_price``
+    (and, with ``start_price``, the first opening at it).
 
     Each bar is ``substeps`` steps of the model, so highs and lows are those
     of a real intra-bar path; pass the same ``factor`` for every symbol to
@@ -60,10 +65,12 @@ def model_history(
         level = np.ones(steps)
     if not rhythm.flat:
         level = level * rhythm.volumes(stamps)
-    scale = end_price / path[-1]
+    prices = path * (end_price / path[-1])
+    if start_price is not None:
+        prices = prices * np.exp(np.log(start_price / prices[0]) * np.linspace(1.0, 0.0, steps + 1))
     noise = rng.standard_normal(count)
     bar_level = level.reshape(count, substeps).mean(axis=1)
-    bars = path_bars(path * scale, substeps, volumes(spec, step_ns / 1e9, noise, bar_level), 0, 0)
+    bars = path_bars(prices, substeps, volumes(spec, step_ns / 1e9, noise, bar_level), 0, 0)
     return Bars(first_ns, step_ns, bars.open, bars.high, bars.low, bars.close, bars.volume)
 
 
@@ -76,10 +83,13 @@ def minute_history(
     rng: np.random.Generator,
     substeps: int = 6,
     factor: MarketFactor | None = None,
+    start_price: float | None = None,
 ) -> Bars:
     """:func:`model_history` of the ``minutes`` one-minute bars before minute-aligned ``end_ms``."""
     end_ns, minute_ns = end_ms * 1_000_000, _MINUTE_MS * 1_000_000
-    return model_history(spec, model, end_price, end_ns, minute_ns, minutes, rng, substeps, factor)
+    return model_history(
+        spec, model, end_price, end_ns, minute_ns, minutes, rng, substeps, factor, start_price
+    )
 
 
 def backfill_minutes(

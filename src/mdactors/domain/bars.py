@@ -17,7 +17,7 @@ import numpy as np
 
 from mdactors.domain.candles import Candle
 
-__all__ = ["Bars", "grid_bars", "path_bars"]
+__all__ = ["Bars", "concat_bars", "grid_bars", "path_bars"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,19 @@ class Bars:
     def prices(self) -> np.ndarray:
         """The series the bars trace: the first open, then every close (``len + 1``)."""
         return np.concatenate((self.open[:1], self.close))
+
+
+def concat_bars(parts: Sequence[Bars]) -> Bars:
+    """Consecutive ``parts`` (one step, each starting where the previous ends) as one."""
+    first = parts[0]
+    expected = first.start_ns
+    for part in parts:
+        if part.step_ns != first.step_ns or part.start_ns != expected:
+            raise ValueError("bars to join must be consecutive on one grid")
+        expected += len(part) * part.step_ns
+    columns = ("open", "high", "low", "close", "volume")
+    joined = (np.concatenate([getattr(part, name) for part in parts]) for name in columns)
+    return Bars(first.start_ns, first.step_ns, *joined)
 
 
 def path_bars(

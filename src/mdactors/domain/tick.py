@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 
 from mdactors.domain.perpetual import PerpetualSnapshot
 
-__all__ = ["Tick", "Trade", "trade_of"]
+__all__ = ["BUY", "SELL", "Tick", "Trade", "taker_side", "trade_of"]
+
+SELL = 0
+"""A print at the bid (:func:`taker_side`)."""
+BUY = 1
+"""A print at the ask."""
 
 
 @dataclass(slots=True, eq=False)
@@ -54,14 +59,23 @@ class Trade:
     ts_ns: int
 
 
+def taker_side(tick: Tick) -> int | None:
+    """The side a tick's print takes: :data:`SELL` (at the bid) when the price fell,
+    else :data:`BUY` (at the ask); ``None`` for a tick without volume (no print)."""
+    if tick.volume <= 0:
+        return None
+    return SELL if tick.change < 0 else BUY
+
+
 def trade_of(tick: Tick) -> Trade | None:
     """The print a tick makes on the tape (``None`` for a tick without volume).
 
-    It trades at the touch on the side that moved: at the bid when the price
-    fell, else at the ask. The trade id is the tick's sequence.
+    It trades at the touch on the side that moved (:func:`taker_side`). The
+    trade id is the tick's sequence.
     """
-    if tick.volume <= 0:
+    side = taker_side(tick)
+    if side is None:
         return None
-    side = "sell" if tick.change < 0 else "buy"
-    price = tick.bid if side == "sell" else tick.ask
-    return Trade(tick.seq, tick.symbol, price, tick.volume, side, tick.ts_ns)
+    if side == SELL:
+        return Trade(tick.seq, tick.symbol, tick.bid, tick.volume, "sell", tick.ts_ns)
+    return Trade(tick.seq, tick.symbol, tick.ask, tick.volume, "buy", tick.ts_ns)

@@ -11,12 +11,14 @@ tick arrives.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import trio
 
 from mdactors.adapters.history import HistoryStore
 from mdactors.domain.backfill import minute_history
+from mdactors.domain.bars import Bars, concat_bars, grid_bars
 from mdactors.domain.candle_columns import CandleColumns, aggregate, minute_columns
 from mdactors.domain.candles import INTERVALS, Candle, CandleSeries
 from mdactors.domain.stats import RollingStats, rolling_stats
@@ -64,10 +66,23 @@ class Recorder:
     def _now_ms(self) -> int:
         return self.market.wall_clock() // 1_000_000
 
-    def backfill(self, days: int = 1, *, minutes: int | None = None) -> None:
+    def backfill(
+        self,
+        days: int = 1,
+        *,
+        minutes: int | None = None,
+        stored: Mapping[str, Sequence[Candle]] | None = None,
+    ) -> None:
         """One-minute history ending at each symbol's live price: from 00:00 UTC
         ``days`` days before today (so every interval's oldest candle is whole), or
         exactly the last ``minutes``.
+
+        ``stored``: per symbol, the closed one-minute candles an earlier run left
+        in the history store (oldest first). The history is then those candles
+        where they are, the model's path ending at the oldest one's open before
+        them, and a path bridging the newest one's close to the live price after
+        them: one continuous series, no jump where the stored part meets the
+        made one.
 
         Every interval is aggregated from the minutes with array reductions and
         kept as columns (:meth:`deep_candles`); only the candles reaching into
@@ -83,16 +98,8 @@ class Recorder:
             return
         for key, actor in self.market.actors.items():
             spec = actor.spec
-            bars = minute_history(
-                spec,
-                actor.model,
-                actor.latest.price,
-                end_ms,
-                minutes,
-                self.market.rng(key, "backfill"),
-                _SUBSTEPS,
-                factor=self.market.factor("backfill"),
-            )
+            held = (stored or {}).get(key, ())
+            bars = self._minutes(actor, end_ms, minutes, held)
             ones = minute_columns(key, bars, spec.price_decimals, spec.qty_decimals, _SUBSTEPS)
             for name, series in self.series[key].items():
                 closed, forming = aggregate(ones, name)
@@ -104,9 +111,54 @@ class Recorder:
                 if forming is None:
                     price = float(closed.close[-1])
                     forming = Candle(key, name, end_ms, price, price, price, price, 0.0)
-                series.current = forming
+                # The live price is where the forming candle is now (an earlier run's
+                # stored minutes may end before its last tick did).
+                live = actor.latest.price
+                series.current = replace(
+                    forming, high=max(forming.high, live), low=min(forming.low, live), close=live
+                )
             self._seed_day(actor, end_ms)
             self._backfill_tape(actor)
+
+    def _minutes(
+        self, actor: SymbolActor, end_ms: int, minutes: int, stored: Sequence[Candle]
+    ) -> Bars:
+        """The backfill's ``minutes`` bars before ``end_ms``, around ``stored`` ones."""
+        key, spec, model = actor.spec.key, actor.spec, actor.model
+        rng = self.market.rng(key, "backfill")
+        start_ms = end_ms - minutes * _MINUTE_MS
+        held = [c for c in stored if start_ms <= c.start_ms < end_ms and c.closed]
+        if not held:
+            factor = self.market.factor("backfill")
+            return minute_history(
+                spec, model, actor.latest.price, end_ms, minutes, rng, _SUBSTEPS, factor=factor
+            )
+        first, last = held[0].start_ms, held[-1].start_ms
+        parts = []
+        if before := (first - start_ms) // _MINUTE_MS:
+            factor = self.market.factor("backfill")
+            parts.append(
+                minute_history(
+                    spec, model, held[0].open, first, before, rng, _SUBSTEPS, factor=factor
+                )
+            )
+        count = (last - first) // _MINUTE_MS + 1
+        parts.append(grid_bars(held, first * 1_000_000, _MINUTE_MS * 1_000_000, count))
+        if after := (end_ms - last) // _MINUTE_MS - 1:
+            parts.append(
+                minute_history(
+                    spec,
+                    model,
+                    actor.latest.price,
+                    end_ms,
+                    after,
+                    rng,
+                    _SUBSTEPS,
+                    factor=self.market.factor("backfill-gap"),
+                    start_price=held[-1].close,
+                )
+            )
+        return concat_bars(parts)
 
     def deep_candles(
         self, key: str, interval: str, start_ms: int, end_ms: int, limit: int

@@ -123,6 +123,29 @@ async def test_invalid_bodies_answer_422_naming_the_field() -> None:
         assert (await client.get("/chaos/active-scenarios")).json()["count"] == 0
 
 
+async def test_a_bad_symbol_is_a_422_in_the_http_error_tables_words() -> None:
+    async with _client() as (service, client):
+        unknown = await client.post(
+            "/chaos/price-shock", json={"symbol": "nope-usd", "shock_percentage": -5}
+        )
+        malformed = await client.post("/chaos/circuit-breaker/reset", json={"symbol": "B@D"})
+        rest = await client.get("/api/v1/prices/NOPE-USD/current")
+        rest_malformed = await client.get("/api/v1/prices/B@D/current")
+    # REST answers the engine error itself (HTTP_ERRORS); chaos names the field, same words.
+    assert rest.status_code == 404 and rest.json()["error"] == "unknown_symbol"
+    assert unknown.status_code == 422
+    assert unknown.json() == {
+        "error": "invalid_field",
+        "message": f"symbol: {rest.json()['message']}",
+        "field": "symbol",
+    }
+    assert "known: " + ", ".join(service.context.market.symbols) in unknown.json()["message"]
+    assert rest_malformed.status_code == 400 and rest_malformed.json()["error"] == "invalid_symbol"
+    assert malformed.status_code == 422 and malformed.json()["field"] == "symbol"
+    assert malformed.json()["message"] == f"symbol: {rest_malformed.json()['message']}"
+    assert "B@D" in malformed.json()["message"]
+
+
 async def test_admin_token_is_required_and_never_echoed(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "s3cret-token-value"

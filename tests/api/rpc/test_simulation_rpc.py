@@ -132,6 +132,27 @@ async def test_range_without_history_uses_the_model_and_is_deterministic() -> No
     assert first.simulation_id != second.simulation_id
 
 
+async def test_range_in_the_deep_backfill_is_the_served_history() -> None:
+    # Two days back is past the history store's day: only the start-up backfill has it.
+    now = time.time_ns()
+    start_ns = (now - 2 * 86_400 * 10**9) // MINUTE_NS * MINUTE_NS
+    ask = pb.SimulationRequest(
+        symbol="BTC-USD",
+        start_time=Timestamp(seconds=start_ns // 10**9),
+        end_time=Timestamp(seconds=start_ns // 10**9 + 3_600),
+        simulation_type=pb.BROWNIAN_MOTION,
+    )
+    async with grpc_service({"BACKFILL_DAYS": "3"}) as (service, channel):
+        md = pb_grpc.MarketDataServiceStub(channel)
+        response = await call(lambda: md.GenerateSimulation(ask, timeout=10))
+        served = await service.context.view.candles(
+            "BTC/USD", "1m", start_ns // 10**6, start_ns // 10**6 + 3_600_000 - 1, 60
+        )
+    assert len(served) == 60
+    assert [point.close for point in response.historical_data] == [c.close for c in served]
+    assert [point.open for point in response.historical_data] == [c.open for c in served]
+
+
 async def test_large_request_does_not_stall_the_feed() -> None:
     async with grpc_service() as (service, _):
         options = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from mdactors.api.ws.broadcast import Broadcaster, text_frame
+from mdactors.api.ws.broadcast import text_frame
 from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
+from mdactors.engine.fanout import StreamFanOut
 from tests.conftest import Client, connect, running_service, small_window_client, unwrap, wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -40,7 +42,7 @@ async def own_ws_server(service: Service) -> AsyncIterator[WsServer]:
         nursery.cancel_scope.cancel()
 
 
-def broadcaster(server: WsServer, key: str) -> Broadcaster:
+def broadcaster(server: WsServer, key: str) -> StreamFanOut[Any]:
     return server.broadcasts.by_key[key]
 
 
@@ -58,6 +60,9 @@ async def test_caught_up_sessions_are_served_by_the_fast_path() -> None:
             # 40 updates; under load, one frame carries several and a session that fell
             # behind is served by its own task, so only "many" is certain.
             assert fast.writes >= 10, "updates were written by the fast path"
+            # Same channels: one rendering, its frames rendered once per pass for both.
+            await wait_for(lambda: sum(len(group.members) for group in fast.groups.values()) == 2)
+            assert [len(group.members) for group in fast.groups.values() if group.members] == [2]
 
 
 async def test_a_session_following_several_symbols_uses_its_own_writer() -> None:
@@ -93,9 +98,10 @@ async def test_a_partly_written_frame_is_finished_before_anything_else() -> None
         with trio.fail_after(5):  # snapshots sent by the session's writer, then updates
             while not (fast := server.broadcasts.by_key.get("BTC/USD")) or fast.writes == 0:
                 await ws.get_message()
-        # Big frames from the fast path, and nobody reads: a write is only partly taken.
-        await wait_for(lambda: bool(fast.owed))
+        # Big frames from the fast path, and nobody reads: a write is only partly taken (or
+        # not at all), and the session's writer owes it, holding the connection's send gate.
         [session] = fast.members
+        await wait_for(session.gate.locked)
         reader = session.subscription.readers["BTC/USD"]
         await wait_for(lambda: reader.lag > session.take_limit)
         # A ping now must wait for the rest of the frame: its pong comes whole, after it.
@@ -115,10 +121,11 @@ async def test_a_partly_written_frame_is_finished_before_anything_else() -> None
         assert seqs == sorted(seqs), "every frame parsed, in order"
         with trio.fail_after(5):
             await ponged.wait()
-        # Behind by more than a frame holds, it lost the oldest ticks but stayed on the fast path.
+        # Behind by more than a frame holds, it lost the oldest ticks but stayed with the
+        # fan-out (served by it again once caught up).
         dropped = service.context.streams.dropped
         assert dropped[("BTC/USD", "ws", "conflated")] > 0
-        assert len(fast.members) == 1
+        assert fast.members == {session}
 
 
 async def test_a_client_that_stops_reading_is_closed_and_the_lock_released() -> None:
@@ -146,8 +153,10 @@ async def test_a_client_that_stops_reading_is_closed_and_the_lock_released() -> 
                     await stalled.get_message()
             assert closed.value.reason.code in (1006, 1008)
             fast = broadcaster(server, "BTC/USD")
-            await wait_for(lambda: not fast.owed)
+            assert fast.members == server.sessions, "the stalled session left the fan-out"
             assert streams.subscribers[("BTC/USD", "ws")] == 1
+            more = [(await steady.next_of("update"))["seq"] for _ in range(5)]
+            assert more == list(range(more[0], more[0] + 5)), "the steady client goes on"
             nursery.cancel_scope.cancel()
 
 
@@ -177,7 +186,8 @@ async def test_frames_written_in_several_pieces_count_as_sent() -> None:
             while not (fast := server.broadcasts.by_key.get("BTC/USD")) or fast.writes == 0:
                 await ws.get_message()
         observed_before = latency_count(service)
-        await wait_for(lambda: bool(fast.owed))  # not reading: a frame goes out in pieces
+        [session] = fast.members
+        await wait_for(session.gate.locked)  # not reading: a frame goes out in pieces
         frames = heartbeats = 0
         with trio.fail_after(10):
             reading_until = trio.current_time() + 2.0
@@ -199,10 +209,10 @@ async def test_a_failure_serving_one_session_ends_that_session_only() -> None:
                 await client.next_of("update")
             [broken] = [s for s in server.sessions if s.ws.remote.port == victim.ws.local.port]
 
-            def fail(key: str, now: float) -> bytes | None:
+            def fail(key: str, items: list[Any], messages: list[bytes]) -> None:
                 raise RuntimeError("a rendering bug")
 
-            broken.take_broadcast = fail  # type: ignore[method-assign]
+            broken._updates = fail  # type: ignore[method-assign]
             with pytest.raises(ConnectionClosed), trio.fail_after(5):
                 while True:
                     await victim.next()

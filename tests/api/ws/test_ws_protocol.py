@@ -9,7 +9,6 @@ import pytest
 from mdactors.api.ws.protocol import (
     BOOK_DEFAULT_DEPTH,
     Channel,
-    LagTracker,
     ListRequest,
     Ping,
     ProtocolError,
@@ -290,19 +289,3 @@ def test_fold_tick_extends_or_starts_a_candle() -> None:
     older = Candle("BTC/USD", "1m", start - 60_000, 1.0, 1.0, 1.0, 1.0, 1.0, 1)
     fresh = fold_tick(older, tick, "1m")
     assert (fresh.start_ms, fresh.open, fresh.volume) == (start, 105.0, 2.0)
-
-
-def test_lag_tracker_tolerates_short_stalls_and_catches_long_ones() -> None:
-    lag = LagTracker(timeout=1.0)
-    assert not lag.observe(0.0, skipped=0, most_pending=5), "batched, nothing lost"
-    assert not lag.observe(0.1, skipped=3, most_pending=32)
-    assert not lag.observe(0.9, skipped=0, most_pending=4), "still catching up"
-    assert lag.observe(1.1, skipped=2, most_pending=32), "losing ticks for over a second"
-
-
-def test_lag_tracker_forgets_once_caught_up() -> None:
-    lag = LagTracker(timeout=1.0)
-    lag.observe(0.0, skipped=3, most_pending=32)
-    assert not lag.observe(0.5, skipped=0, most_pending=1)
-    assert lag.behind_since is None
-    assert not lag.observe(1.2, skipped=3, most_pending=32)

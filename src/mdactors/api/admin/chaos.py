@@ -19,7 +19,7 @@ from mdactors.api.admin.chaos_bodies import BreakerResetBody
 from mdactors.api.admin.chaos_orders import ORDERS, FieldError, Limits, Order, start_order
 from mdactors.api.admin.chaos_schema import chaos_schema
 from mdactors.api.admin.guard import admin_blueprint, invalid_field, scenario_view
-from mdactors.api.http.errors import ApiError
+from mdactors.api.http.errors import HTTP_ERRORS, ApiError
 from mdactors.api.http.web import context, json_response
 from mdactors.domain.symbols import SymbolError
 from mdactors.engine.market import UnknownSymbol
@@ -49,12 +49,15 @@ async def read_bodies_as_json() -> None:
 
 
 def _key(field: str, raw: str) -> str:
-    """The simulated symbol ``raw`` names, or a :class:`FieldError` naming ``field``."""
+    """The simulated symbol ``raw`` names, or a :class:`FieldError` naming ``field``.
+
+    The reason is the engine error in the HTTP API's words (:data:`HTTP_ERRORS`);
+    the answer stays the chaos API's 422 naming the body field.
+    """
     try:
         return context().market.resolve(raw)
     except (SymbolError, UnknownSymbol) as error:
-        known = ", ".join(context().market.symbols)
-        raise FieldError(field, f"{error}; known: {known}") from None
+        raise FieldError(field, HTTP_ERRORS(error).message) from None
 
 
 def _limits() -> Limits:

@@ -71,7 +71,7 @@ from mdactors.api.rpc.reflection import VERSIONS as REFLECTION_VERSIONS
 from mdactors.api.rpc.reflection import Reflection
 from mdactors.api.rpc.scenario_stream import plan_scenario
 from mdactors.api.rpc.service import Code, MarketDataRpc, RpcError
-from mdactors.engine.outlet import Outlet, SlowConsumer
+from mdactors.engine.outlet import SlowConsumer
 
 __all__ = [
     "CLIENT_TYPE",
@@ -327,13 +327,9 @@ async def _price_stream(
     byte never holds a slot. No cancel scope spans a ``yield``: the deadline
     bounds each wait instead.
     """
-    ctx = rpc.ctx
-    client_type = wire.client_type
-    latency = ctx.metrics.publication_latency.labels(client_type)
-    slow_after = ctx.settings.slow_consumer_timeout
     try:
-        with rpc.price_feed(message, client_type) as feed:
-            outlet = Outlet(ctx.streams, latency, client_type, feed.subscription, slow_after)
+        with rpc.price_feed(message, wire.client_type) as feed:
+            outlet = feed.outlet
             spellings = feed.plan.spellings.values()
             if wire.codec.name == "json":
                 json_prefixes = {name: json_symbol_prefix(name) for name in spellings}
@@ -348,7 +344,7 @@ async def _price_stream(
 
             while True:
                 with trio.move_on_at(deadline) as waited:
-                    batch = await feed.next_batch(outlet.behind)
+                    batch = await feed.next_batch()
                 if waited.cancelled_caught:
                     raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
                 chunk = wire.chunk([encode(name, tick) for name, tick in batch])

@@ -2,15 +2,14 @@
 
 Thin: every method decodes nothing itself (the dispatcher in
 :mod:`mdactors.api.grpc.transport` hands it a parsed request), calls
-:class:`~mdactors.api.rpc.service.MarketDataRpc`, and yields protobuf messages.
-Streamed price updates are :class:`~mdactors.api.rpc.proto_codec.Encoded`
-bytes cached on the tick, so each tick is serialised once for all streams.
+:class:`~mdactors.api.rpc.service.MarketDataRpc`, and returns or yields
+protobuf messages; ``StreamPrices`` writes its stream through the stream's
+outlet instead (:func:`mdactors.api.grpc.fanout.stream_prices`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import trio
@@ -19,10 +18,10 @@ from mdactors._proto import marketdata_grpc
 from mdactors._proto import marketdata_pb2 as pb
 from mdactors._proto.grpc_health.v1 import health_grpc, health_pb2
 from mdactors.api.context import ApiContext
-from mdactors.api.grpc.fanout import PriceFanOut, follow_fast, price_fan_outs
+from mdactors.api.grpc.fanout import PriceFanOut, price_fan_outs, stream_prices
 from mdactors.api.grpc.reflection import reflection_services
 from mdactors.api.grpc.transport import GrpcCall, GrpcServer
-from mdactors.api.rpc.proto_codec import Encoded, price_update_pb, symbol_prefix
+from mdactors.api.rpc.proto_codec import Encoded
 from mdactors.api.rpc.service import HEALTH_SERVICES, MarketDataRpc
 from mdactors.api.rpc.status import draining_error
 from mdactors.engine.fanout import FanOuts
@@ -48,21 +47,11 @@ class MarketDataServicer(marketdata_grpc.MarketDataServiceServicer):
         """Latest price; any well-formed symbol answers."""
         return self.rpc.get_price(input_message)
 
-    async def StreamPrices(
-        self, input_message: pb.StreamPricesRequest, request: GrpcCall
-    ) -> AsyncIterator[Encoded]:
-        """Current state per symbol, then every tick (or one per interval)."""
+    async def StreamPrices(self, input_message: pb.StreamPricesRequest, request: GrpcCall) -> None:
+        """Current state per symbol, then every tick (or one per interval), written
+        through the stream's outlet (a coroutine: the dispatcher lets it write)."""
         with self.rpc.price_feed(input_message, CLIENT_TYPE) as feed:
-            prefixes = {
-                spelling: symbol_prefix(spelling) for spelling in feed.plan.spellings.values()
-            }
-            while True:
-                # The feed's wait is the real await per batch; the dispatcher
-                # adds a checkpoint per message.
-                for spelling, tick in await feed.next_batch(request.take_behind()):
-                    yield Encoded(price_update_pb(tick, prefixes[spelling]), tick.ts_ns)
-                # Caught up: the symbol's fan-out may serve the call for a while.
-                await follow_fast(self.fan_outs, feed, request, prefixes)
+            await stream_prices(self.fan_outs, feed, request)
 
     async def GenerateSimulation(
         self, input_message: pb.SimulationRequest, request: GrpcCall
@@ -136,17 +125,11 @@ def build_server(ctx: ApiContext, fan_outs: FanOuts[PriceFanOut]) -> GrpcServer:
     """A gRPC server for ``ctx`` on the configured host and port (not started);
     its streams use ``fan_outs`` once they have a nursery."""
     settings = ctx.settings
-    latency = ctx.metrics.publication_latency.labels(CLIENT_TYPE)
-
-    def observe(ts_ns: int) -> None:
-        latency.observe(max(0.0, (time.time_ns() - ts_ns) / 1e9))
-
     server = GrpcServer(
         settings.host,
         settings.grpc_port,
         max_message_bytes=settings.max_request_bytes,
         slow_consumer_timeout=settings.slow_consumer_timeout,
-        on_message=observe,
         reuse_port=settings.reuse_port,
     )
     rpc = MarketDataRpc(ctx)

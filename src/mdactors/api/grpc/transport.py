@@ -13,13 +13,19 @@ market-data service:
   when the client resets the stream (purerpc ignores RST_STREAM) or its
   connection closes; enforces ``grpc-timeout``; turns :class:`RpcError`,
   malformed and oversized requests into proper statuses (purerpc answers
-  them with CANCELLED or drops the connection); and sends stream messages
-  only when the HTTP/2 window can take a whole message, so a client that
-  stops reading is detected (``behind``) and, past the slow-consumer
-  timeout, ended with RESOURCE_EXHAUSTED instead of stalling.
-- Every streamed message is followed by a real checkpoint: purerpc's
-  ``send_message`` is not a schedule point while the window is open, and a
-  handler that never yields starves the whole process.
+  them with CANCELLED or drops the connection).
+- A streaming call's messages go through its :class:`Lane`: a blocking
+  :meth:`Lane.write` (waits for the HTTP/2 window and for the connection's
+  unsent bytes to drain) and a non-blocking :meth:`Lane.try_send` for a
+  fan-out. A server-streaming handler either yields its messages, each
+  written under the slow-consumer bound
+  (:func:`~mdactors.engine.outlet.write_within`), or is a coroutine that
+  writes through the lane itself (``StreamPrices``, on its stream's
+  :class:`~mdactors.engine.outlet.Outlet`). A client too slow ends with
+  RESOURCE_EXHAUSTED instead of stalling.
+- Every written batch is followed by a real checkpoint: h2's queueing is not
+  a schedule point while the window is open, and a handler that never
+  yields starves the whole process.
 
 It touches purerpc internals (``GRPCStream._wait_flow_control_update``,
 ``GRPCConnection`` hooks); purerpc is pinned to 0.8.0 for that reason.
@@ -27,12 +33,14 @@ It touches purerpc internals (``GRPCStream._wait_flow_control_update``,
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -56,6 +64,7 @@ from purerpc.rpc import Cardinality
 
 from mdactors.api.grpc.h2_settings import compact_h2_settings
 from mdactors.api.rpc.service import Code, RpcError
+from mdactors.engine.outlet import SlowConsumer, write_within
 
 __all__ = [
     "CLOSED_STREAMS_KEPT",
@@ -66,10 +75,11 @@ __all__ = [
     "Lane",
     "Writer",
     "grpc_message",
+    "slow_consumer_error",
 ]
 
 MAX_UNSENT_BYTES = 512 * 1024
-"""Outbound bytes one connection may have queued before its streams count as behind."""
+"""Outbound bytes one connection may have queued; past it, writes to it wait."""
 _UNSENT_POLL_S = 0.02
 CLOSED_STREAMS_KEPT = 1024
 """Closed streams per connection whose ending h2 remembers (see :class:`_Connection`)."""
@@ -97,24 +107,13 @@ def _status(code: Code, message: str = "") -> Status:
 
 @dataclass(slots=True)
 class GrpcCall:
-    """What a servicer method learns about its call (passed as ``request``).
-
-    ``behind`` is set by the dispatcher when the client could not take a
-    message at once (its HTTP/2 window was full); a streaming method reads
-    and clears it to decide whether to conflate.
-    """
+    """What a servicer method learns about its call (passed as ``request``)."""
 
     service: str
     method: str
     timeout: float | None
-    behind: bool = False
     lane: Lane | None = None
-    """The stream's direct route for a fan-out (server-streaming calls only)."""
-
-    def take_behind(self) -> bool:
-        """Return and clear :attr:`behind`."""
-        behind, self.behind = self.behind, False
-        return behind
+    """The stream's writes (streaming calls only): blocking, or without a task."""
 
 
 class _RawRequest:
@@ -321,26 +320,72 @@ class Writer(SocketWrapper):
 
 
 class Lane:
-    """One server-streaming call's direct route: whole messages into h2's queue, no task.
+    """One streaming call's writes of gRPC-framed messages (see :func:`grpc_message`).
 
-    :meth:`try_send` frames a message as one HTTP/2 DATA frame itself and
-    does h2's flow-control bookkeeping (h2's ``send_data`` costs ~9 µs a
-    frame in Python); it refuses whatever h2 would refuse or the call's own
-    task must handle: a closed stream or connection, a window or frame size
-    too small, a connection with too much unsent.
+    :meth:`write` is the call's own task's blocking write. :meth:`try_send`
+    is the non-blocking one, for a fan-out (with :meth:`Writer.write_now`):
+    it frames a message as one HTTP/2 DATA frame itself and does h2's
+    flow-control bookkeeping (h2's ``send_data`` costs ~9 µs a frame in
+    Python); it refuses whatever h2 would refuse or the call's own task must
+    handle: a closed stream or connection, a window or frame size too small,
+    a connection with too much unsent.
     """
 
-    __slots__ = ("_connection", "_h2", "on_message", "stream_id", "writer")
+    __slots__ = ("_connection", "_h2", "_stream", "stream_id", "writer")
 
-    def __init__(
-        self, stream: GRPCProtoStream, writer: Writer, on_message: Callable[[int], None]
-    ) -> None:
+    def __init__(self, stream: GRPCProtoStream, writer: Writer) -> None:
         self.stream_id = stream.stream_id
+        self._stream = stream
         self._connection: GRPCConnection = stream._grpc_connection
         self._h2 = self._connection.h2_connection
         self.writer = writer
-        self.on_message = on_message
-        """Called with the publish time of each message sent (latency metric)."""
+
+    async def write(self, messages: Sequence[bytes]) -> None:
+        """Queue gRPC-framed ``messages`` on the stream, waiting as long as it must.
+
+        A message is started only once the HTTP/2 window takes it whole (one
+        larger than a DATA frame: a frame's worth, then the rest as the window
+        allows, as purerpc does), so a write ended mid-way (by the outlet's
+        timeout) leaves no truncated message before the call's trailers. It
+        waits too while the connection has more than :data:`MAX_UNSENT_BYTES`
+        queued: a client may open a huge window and stop reading, and
+        purerpc's writer never pushes back. No bound in time: the caller's.
+        """
+        connection = self._connection
+        stream_id = self.stream_id
+        writer = self.writer
+        frame = self._h2.max_outbound_frame_size
+        index, count = 0, len(messages)
+        while index < count:
+            if writer.unsent() > MAX_UNSENT_BYTES:
+                await trio.sleep(_UNSENT_POLL_S)
+                continue
+            window = connection.flow_control_window(stream_id)
+            end, size = index, 0
+            while end < count and size + len(messages[end]) <= window:
+                size += len(messages[end])
+                end += 1
+            if end > index:
+                connection.send_data(stream_id, b"".join(messages[index:end]))
+                writer.wake()
+                index = end
+            elif len(messages[index]) > frame and window >= frame:
+                await self._write_large(messages[index])
+                index += 1
+            else:
+                await self._stream._wait_flow_control_update()
+        await trio.lowlevel.checkpoint()
+
+    async def _write_large(self, message: bytes) -> None:
+        connection = self._connection
+        while message:
+            window = connection.flow_control_window(self.stream_id)
+            if window <= 0:
+                await self._stream._wait_flow_control_update()
+                continue
+            connection.send_data(self.stream_id, message[:window])
+            message = message[window:]
+            self.writer.wake()
 
     def try_send(self, message: bytes) -> bool:
         """Queue gRPC-framed ``message`` (see :func:`grpc_message`); ``False``: not sent."""
@@ -531,13 +576,11 @@ class _Dispatcher:
         max_message_bytes: int,
         slow_consumer_timeout: float,
         accepting: Callable[[], bool],
-        on_message: Callable[[int], None],
     ) -> None:
         self.services = services
         self.max_message_bytes = max_message_bytes
         self.slow_consumer_timeout = slow_consumer_timeout
         self.accepting = accepting
-        self.on_message = on_message
         self.in_flight = 0
         self.idle = trio.Event()
         self.idle.set()
@@ -672,53 +715,32 @@ class _Dispatcher:
             response = await bound.method_fn(request, call)
             await stream.send_message(response)
             return
+        lane = call.lane = Lane(stream, stream._socket)
         if cardinality is Cardinality.UNARY_STREAM:
             request = await self._read_request(stream, signature.request_type)
-            call.lane = Lane(stream, stream._socket, self.on_message)
-            messages: AsyncIterator[Any] = bound.method_fn(request, call)
+            messages = bound.method_fn(request, call)
+            if inspect.iscoroutine(messages):  # it writes through call.lane itself
+                await messages
+                return
         elif cardinality is Cardinality.STREAM_STREAM:
             messages = bound.method_fn(self._requests(stream, signature.request_type), call)
         else:
             raise RpcError(Code.UNIMPLEMENTED, "client streaming is not supported")
         async with aclosing(messages):
             async for message in messages:
-                await self._send_streamed(stream, message, call)
+                data = [grpc_message(message.SerializeToString())]
+                try:
+                    await write_within(partial(lane.write, data), self.slow_consumer_timeout)
+                except SlowConsumer as slow:
+                    raise slow_consumer_error(slow) from None
 
-    async def _send_streamed(self, stream: GRPCProtoStream, message: Any, call: GrpcCall) -> None:
-        data = message.SerializeToString()
-        connection = stream._grpc_connection
-        writer: Writer = stream._socket
-        needed = min(len(data) + 5, connection.h2_connection.max_outbound_frame_size)
 
-        def blocked() -> bool:
-            # A client may open a huge HTTP/2 window and stop reading: then the
-            # bytes pile up in h2's outbound buffer (purerpc's writer never
-            # pushes back), so that buffer is bounded as well as the window.
-            return (
-                connection.flow_control_window(stream.stream_id) < needed
-                or writer.unsent() > MAX_UNSENT_BYTES
-            )
-
-        if blocked():
-            call.behind = True
-            with trio.move_on_after(self.slow_consumer_timeout) as waited:
-                while blocked():
-                    if connection.flow_control_window(stream.stream_id) < needed:
-                        await stream._wait_flow_control_update()
-                    else:
-                        await trio.sleep(_UNSENT_POLL_S)
-            if waited.cancelled_caught:
-                raise RpcError(
-                    Code.RESOURCE_EXHAUSTED,
-                    f"client too slow: it accepted no update for {self.slow_consumer_timeout:g} s "
-                    "(read faster, or ask for fewer updates with update_interval_ms)",
-                )
-        await stream.send_message(message)
-        ts_ns = getattr(message, "ts_ns", 0)
-        if ts_ns:
-            self.on_message(ts_ns)
-        # purerpc's send is no schedule point while the window is open.
-        await trio.lowlevel.checkpoint()
+def slow_consumer_error(slow: SlowConsumer) -> RpcError:
+    """How gRPC says that a stream ended because its client was too slow."""
+    return RpcError(
+        Code.RESOURCE_EXHAUSTED,
+        f"{slow} (read faster, or ask for fewer updates with update_interval_ms)",
+    )
 
 
 def _parse(request_type: Any, data: bytes) -> Any:
@@ -752,7 +774,6 @@ class GrpcServer(purerpc.Server):
         *,
         max_message_bytes: int,
         slow_consumer_timeout: float,
-        on_message: Callable[[int], None] = lambda ts_ns: None,
         reuse_port: bool = False,
     ) -> None:
         super().__init__(port=port)
@@ -762,7 +783,6 @@ class GrpcServer(purerpc.Server):
         self._dispatcher_options = {
             "max_message_bytes": max_message_bytes,
             "slow_consumer_timeout": slow_consumer_timeout,
-            "on_message": on_message,
         }
         self.dispatcher: _Dispatcher | None = None
 

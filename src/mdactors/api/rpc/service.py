@@ -27,8 +27,9 @@ from mdactors.api.rpc.status import RPC_ERRORS, Code, RpcError
 from mdactors.domain.quotes import quote, round_price
 from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
+from mdactors.engine.outlet import Outlet
 from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
-from mdactors.engine.topic import Reader, Topic
+from mdactors.engine.topic import Topic
 
 __all__ = [
     "HEALTH_SERVICES",
@@ -80,12 +81,14 @@ class _FeedSubscription(Subscription):
 class PriceFeed:
     """What one ``StreamPrices`` call reads: the current state per symbol, then ticks.
 
-    Conflation: :meth:`next_batch` returns every pending tick while the
-    client keeps up; once the transport reports it ``behind`` (it could not
-    take the last batch at once) only the newest tick per symbol is
-    returned and the skipped ones are counted as drops. With an interval,
-    at most one update per symbol per interval, the newest (requested, so not
-    counted as drops).
+    The stream's :attr:`outlet` (:mod:`mdactors.engine.outlet`) owns its
+    deliveries: the transport hands it each write (the slow-consumer
+    decision, latency). Conflation: :meth:`next_batch` returns every pending
+    tick while the client keeps up; while the outlet says it is ``behind``
+    (its last write was slow) only the newest tick per symbol
+    (:meth:`~mdactors.engine.outlet.Outlet.take_newest`, the skipped ones
+    counted as drops, reason ``conflated``). With an interval, at most one
+    update per symbol per interval, the newest (requested, so not counted).
     """
 
     def __init__(
@@ -99,6 +102,13 @@ class PriceFeed:
         self._subscription = subscription
         self.plan = plan
         self.client_type = client_type
+        self.outlet = Outlet(
+            ctx.streams,
+            ctx.metrics.publication_latency.labels(client_type),
+            client_type,
+            subscription,
+            ctx.settings.slow_consumer_timeout,
+        )
         self._capacity = min(
             (topic.capacity for topic in subscription.topics.values()), default=256
         )
@@ -109,7 +119,7 @@ class PriceFeed:
         """The registered subscription the feed reads (for drop accounting)."""
         return self._subscription
 
-    async def next_batch(self, behind: bool = False) -> list[tuple[str, Tick]]:
+    async def next_batch(self) -> list[tuple[str, Tick]]:
         """Wait for news; return ``(spelling, tick)`` pairs, oldest first per symbol.
 
         The first call returns the current state of every symbol at once.
@@ -124,30 +134,30 @@ class PriceFeed:
             await subscription.wait()
         except StreamClosed as error:
             raise RPC_ERRORS(error) from None
-        conflate = behind or bool(interval)
-        batches = subscription.take(1 if conflate else self._capacity)
+        spellings = self.plan.spellings
         if interval:
             self._due = trio.current_time() + interval
-        spellings = self.plan.spellings
+            return [(spellings[key], ticks[-1]) for key, ticks, _ in subscription.take(1)]
+        if self.outlet.behind:
+            return [(spellings[key], tick) for key, tick in self.outlet.take_newest()]
         out: list[tuple[str, Tick]] = []
-        for key, ticks, gap in batches:
-            if gap and not interval:
-                self._streams.record_drop(key, self.client_type, "conflated", gap)
+        for key, ticks, gap in subscription.take(self._capacity):
+            # More than a ring behind: the reader skipped to the oldest tick held.
+            self._streams.record_drop(key, self.client_type, "conflated", gap)
             spelling = spellings[key]
             out.extend((spelling, tick) for tick in ticks)
         return out
 
-    def fast_path(self, max_pending: int) -> tuple[str, Topic[Tick], Reader[Tick]] | None:
-        """``(key, topic, reader)`` when a fan-out may serve the feed for now: one
-        symbol, every tick, at most ``max_pending`` ticks pending, not ended."""
+    def fast_path(self) -> tuple[str, Topic[Tick]] | None:
+        """``(key, topic)`` when a fan-out may serve the feed for now: one symbol,
+        every tick, not ended (whether it is caught up is the fan-out's check)."""
         subscription = self._subscription
         if self.plan.interval or len(subscription.topics) != 1 or subscription.stopped:
             return None
-        [(key, reader)] = subscription.readers.items()
-        topic = subscription.topics[key]
-        if reader.lag > max_pending or topic.closed:
+        [(key, topic)] = subscription.topics.items()
+        if topic.closed:
             return None
-        return key, topic, reader
+        return key, topic
 
     async def wait_ended(self) -> None:
         """Wait until the stream is ended by the server (drain)."""

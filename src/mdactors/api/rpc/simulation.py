@@ -6,7 +6,8 @@ result is the encoded ``SimulationResponse``, failures are
 
 The grid: ``[start_time, end_time)`` (default: the 24 h before now) cut into
 ``data_points`` bars (default one a minute, at most 1440). ``historical_data``
-is the symbol's recorded candles folded onto that grid, completed by its
+is the symbol's candles as the read model serves them (history store, then the
+start-up backfill as deep as ``BACKFILL_DAYS``) folded onto that grid, completed by its
 model where nothing is recorded; ``simulated_data`` is the requested kind of
 simulation on the same grid from the same start price (see
 :mod:`mdactors.domain.simulation`); ``similarity_metrics`` compare the two
@@ -28,7 +29,6 @@ import numpy as np
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.adapters.history import HistoryStore
 from mdactors.api.context import ApiContext
 from mdactors.api.rpc.proto_codec import Encoded
 from mdactors.api.rpc.simulation_codec import MAX_SECONDS, MIN_SECONDS, price_points
@@ -48,6 +48,7 @@ from mdactors.domain.simulation import (
     simulate,
 )
 from mdactors.domain.symbols import spec_for
+from mdactors.engine.market_view import MarketView
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -152,11 +153,13 @@ def _interval(step_ns: int) -> str:
     return fitting[-1] if fitting else "1m"
 
 
-async def _recorded(history: HistoryStore, plan: SimulationPlan) -> Bars:
+async def _recorded(view: MarketView, plan: SimulationPlan) -> Bars:
+    """The market's own candles over the plan's range (the history store's, the
+    start-up backfill's before it, and the forming one), on the plan's grid."""
     interval = _interval(plan.step_ns)
     interval_ns = INTERVALS[interval] * 10**9
     limit = min((plan.end_ns - plan.start_ns) // interval_ns + 1, 2 * MAX_POINTS)
-    candles = await history.candles(
+    candles = await view.candles(
         plan.key, interval, plan.start_ns // 10**6, (plan.end_ns - 1) // 10**6, limit
     )
     return grid_bars(candles, plan.start_ns, plan.step_ns, plan.points)
@@ -209,7 +212,7 @@ async def generate_simulation(ctx: ApiContext, request: pb.SimulationRequest) ->
     now_ns = time.time_ns()
     plan = plan_simulation(request, now_ns)
     market = ctx.market
-    recorded = await _recorded(ctx.history, plan)
+    recorded = await _recorded(ctx.view, plan)
     spec = spec_for(plan.key)
     if plan.key in market.actors:
         model = market.actor(plan.key).model

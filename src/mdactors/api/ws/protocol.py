@@ -37,7 +37,6 @@ __all__ = [
     "WS_ERRORS",
     "Channel",
     "ClientMessage",
-    "LagTracker",
     "ListRequest",
     "Ping",
     "ProtocolError",
@@ -390,31 +389,6 @@ class SessionState:
         ]
 
 
-class LagTracker:
-    """Decides when a client has been behind the feed for too long.
-
-    A client is *behind* from the first frame that had to skip ticks
-    (conflation) until a frame finds at most one pending tick per symbol
-    (caught up). Batching absorbs short stalls; only a client that keeps
-    losing ticks for ``timeout`` seconds is too slow.
-    """
-
-    __slots__ = ("behind_since", "timeout")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.behind_since: float | None = None
-
-    def observe(self, now: float, skipped: int, most_pending: int) -> bool:
-        """Record one frame's take; return whether the client is too slow."""
-        if skipped:
-            if self.behind_since is None:
-                self.behind_since = now
-        elif most_pending <= 1:
-            self.behind_since = None
-        return self.behind_since is not None and now - self.behind_since >= self.timeout
-
-
 # --------------------------------------------------------------------------- server messages
 
 
@@ -615,23 +589,19 @@ def resolve_all(
 ) -> list[tuple[str, str]]:
     """``(symbol as sent, key)`` for each symbol; the first bad one raises.
 
-    ``resolve`` raises ``LookupError`` for an unknown symbol and ``ValueError``
-    for a malformed one (the market's contract).
+    ``resolve`` is the market's: it raises the engine's
+    :class:`~mdactors.engine.errors.SymbolError` (malformed) or
+    :class:`~mdactors.engine.errors.UnknownSymbol` (not simulated), said here
+    as :data:`WS_ERRORS` says them, with the request's id and the symbol as
+    the client sent it.
     """
     resolved: list[tuple[str, str]] = []
     for symbol in symbols:
-        shown = symbol[:40]
         try:
             resolved.append((symbol, resolve(symbol)))
-        except LookupError:
-            raise ProtocolError(
-                "unknown_symbol",
-                f"symbol {shown!r} is not simulated here",
-                request_id=request_id,
-                symbol=shown,
-            ) from None
-        except ValueError as error:
-            raise ProtocolError(
-                "invalid_symbol", str(error), request_id=request_id, symbol=shown
-            ) from None
+        except (SymbolError, UnknownSymbol) as error:
+            refused = WS_ERRORS(error)
+            refused.request_id = request_id
+            refused.details["symbol"] = symbol[:40]
+            raise refused from None
     return resolved

@@ -11,10 +11,11 @@ and sends: outbox first, then the pending ticks of every symbol, several per
 frame (``batch``) when the client is behind.
 
 A slow client can only hurt itself. It never blocks a Topic: it falls behind
-its own cursors, loses the oldest ticks (conflation, counted as drops with
-reason ``conflated``), and when it stays behind for ``SLOW_CONSUMER_TIMEOUT``
-it is closed with code 1008 (when a single send blocks that long, its TCP
-connection is reset).
+its own cursors and loses the oldest ticks (conflation, counted as drops with
+reason ``conflated``); a frame that does not go out within
+``SLOW_CONSUMER_TIMEOUT`` ends it (the stream outlet's decision, see
+:mod:`mdactors.api.ws.session`): closed with code 1008, or its TCP connection
+reset when the frame is half written.
 
 On drain the server stops accepting and closes every session with 1001.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Protocol
 
 import trio
@@ -240,16 +241,24 @@ class WsSession(OutboxSession):
     def _heartbeat(self) -> bytes:
         return heartbeat_message(time.time_ns())
 
-    def _frame_payload(self, messages: list[bytes]) -> bytes:
-        return batch_frame(messages)
+    def _frames(self, messages: list[bytes]) -> list[bytes]:
+        return [batch_frame(messages)]
 
-    def _frames(self, messages: list[bytes]) -> list[str]:
-        return [self._frame_payload(messages).decode()]
+    def rendering(self) -> Hashable:
+        """Sessions following the same channels of the one symbol, every snapshot
+        older than its latest tick, render the same frames."""
+        [(key, channels)] = self.state.channels.items()
+        latest = self.subscription.topics[key].latest() if self.subscription else None
+        newest = latest.seq if latest is not None else 0
+        since = self.state.since
+        if any(since.get((key, name), 0) > newest for name in channels):
+            return self
+        return (CLIENT_TYPE, key, tuple(channels))
 
-    def _updates(self, key: str, items: list[Tick], messages: list[bytes]) -> int:
+    def _updates(self, key: str, items: list[Tick], messages: list[bytes]) -> None:
         channels = self.state.channels.get(key)
         if not channels:
-            return 0
+            return
         state = self.state
         newest = items[-1]
         for channel in channels.values():
@@ -269,7 +278,6 @@ class WsSession(OutboxSession):
                         messages.append(trades_update(tick, trade))
             elif state.wants(key, channel, newest.seq):
                 messages.append(self.server.state_update(newest, channel))
-        return items[0].ts_ns
 
 
 class WsServer:

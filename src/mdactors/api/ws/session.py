@@ -8,11 +8,20 @@ session's :class:`~mdactors.engine.subscription.Subscription` (or on a kick
 from the reader) and sends: outbox first, then the updates the protocol
 renders from the pending items of every followed Topic.
 
-A slow client can only hurt itself. It never blocks a Topic: it falls behind
-its own cursors, loses the oldest items (conflation, counted as drops with
-reason ``conflated``), and when it stays behind for ``SLOW_CONSUMER_TIMEOUT``
-it is closed with 1008; when a single send blocks that long, its TCP
-connection is reset (a frame is half written, so no close frame can follow).
+The stream policy is the engine's :class:`~mdactors.engine.outlet.Outlet`:
+a session that is behind takes the newest ``take_limit`` items of each Topic
+(the older ones counted as drops with reason ``conflated``); a frame that
+does not go out within ``SLOW_CONSUMER_TIMEOUT`` ends the session, its
+pending ticks counted as drops with reason ``disconnected``: closed with 1008
+and the reason, or, when the frame is half written (no close frame can
+follow it), its TCP connection reset. A slow client only hurts itself.
+
+A caught-up session that follows one Topic parks its writer and is served by
+that Topic's :class:`~mdactors.engine.fanout.StreamFanOut` (the fast path):
+what WebSocket supplies to it is :meth:`~OutboxSession.render` (the frames of
+a batch, encoded once per tick and rendering), :attr:`~OutboxSession.try_write`
+(a non-blocking write), the blocking write of the writer task, and how it
+says "closed because slow".
 """
 
 from __future__ import annotations
@@ -21,27 +30,33 @@ import logging
 import math
 import socket
 import struct
-import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import ExitStack, suppress
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from mdactors.adapters.latency_histogram import LatencySeries
-from mdactors.api.ws.protocol import WS_ERRORS, LagTracker
+from mdactors.api.ws.broadcast import text_frame
+from mdactors.api.ws.protocol import WS_ERRORS
+from mdactors.engine.outlet import Batch, Outlet, SlowConsumer
 from mdactors.engine.subscription import StreamClosed, Subscription
 from mdactors.engine.topic import Topic
 
 if TYPE_CHECKING:
     from mdactors.api.context import ApiContext
-    from mdactors.api.ws.broadcast import Broadcaster
-    from mdactors.engine.fanout import FanOuts
+    from mdactors.engine.fanout import FanOuts, StreamFanOut
 
-__all__ = ["CLOSE_GOING_AWAY", "CLOSE_GRACE_S", "CLOSE_POLICY", "OutboxSession", "SessionHost"]
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_GRACE_S",
+    "CLOSE_POLICY",
+    "OutboxSession",
+    "SendGate",
+    "SessionHost",
+]
 
 log = logging.getLogger("mdactors.ws")
 
@@ -52,24 +67,71 @@ CLOSE_GRACE_S = 2.0
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+def _would_block(data: bytes) -> int:
+    """The fast path's write on a connection that is not a TCP socket: never."""
+    raise BlockingIOError
+
+
 class SessionHost(Protocol):
     """What a session needs of the server it runs in
     (:class:`~mdactors.api.ws.server.WsServer` is one)."""
 
     ctx: ApiContext
-    broadcasts: FanOuts[Broadcaster]
+    broadcasts: FanOuts[StreamFanOut[Any]]
     """The fast paths of this server's Topics (see :attr:`OutboxSession.broadcast`)."""
     slow_disconnects: int
     """Sessions closed as slow consumers, counted by the session that was closed."""
 
 
-class _SlowClient(Exception):
-    """The client stayed behind too long; the session ends with 1008."""
+class SendGate:
+    """Who may write on the connection now: trio-websocket's send lock, replaced.
 
+    trio-websocket writes its own frames (pongs, the close) under
+    ``_stream_lock``; the session installs a gate there that is held by a
+    *frame* rather than a task, so the fan-out's task can take it for a
+    frame it wrote only in part and the session's writer give it back once
+    the rest is written. Nothing else is written on the connection meanwhile:
+    whoever takes the gate calls ``on_acquire`` first (the session leaves the
+    fast path, whose writes check nothing).
+    """
 
-class _StuckClient(_SlowClient):
-    """One send blocked too long: a frame is half written, so no close frame can
-    follow it; the TCP connection is reset instead (the client sees 1006)."""
+    __slots__ = ("_held", "_lot", "_on_acquire")
+
+    def __init__(self, on_acquire: Callable[[], None]) -> None:
+        self._held = False
+        self._lot = trio.lowlevel.ParkingLot()
+        self._on_acquire = on_acquire
+
+    def locked(self) -> bool:
+        """Whether a frame is being written."""
+        return self._held
+
+    def acquire_nowait(self) -> None:
+        """Take the gate now; ``trio.WouldBlock`` when it is held."""
+        if self._held:
+            raise trio.WouldBlock
+        self._on_acquire()
+        self._held = True
+
+    async def acquire(self) -> None:
+        """Take the gate, waiting while it is held (a checkpoint either way)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._held:
+            await self._lot.park()
+        self._on_acquire()
+        self._held = True
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def release(self) -> None:
+        """Give the gate back (to the next waiter, if any)."""
+        self._held = False
+        self._lot.unpark()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 class OutboxSession:
@@ -77,9 +139,11 @@ class OutboxSession:
 
     Subclasses speak a protocol through a few hooks: :meth:`_on_message`
     (a client message), :meth:`_updates` (the messages of one Topic's pending
-    items), :meth:`_frames` (how messages become frames) and, with a finite
-    :attr:`heartbeat_interval`, :meth:`_heartbeat`. They follow Topics with
-    :meth:`_follow` and run the session with :meth:`_serve` then :meth:`_close`.
+    items), :meth:`_frames` (how messages become frame payloads) and, with a
+    finite :attr:`heartbeat_interval`, :meth:`_heartbeat`; with
+    :attr:`broadcast`, :meth:`rendering` says which sessions share frames.
+    They follow Topics with :meth:`_follow` and run the session with
+    :meth:`_serve` then :meth:`_close`.
     """
 
     client_type: str
@@ -91,30 +155,45 @@ class OutboxSession:
     heartbeat_interval = math.inf
     """Idle seconds after which :meth:`_heartbeat` is sent (``inf``: never)."""
     broadcast = False
-    """Whether a single-symbol session's updates are sent by its symbol's fan-out
-    (:mod:`mdactors.api.ws.broadcast`) rather than its writer; needs :meth:`_frame_payload`."""
+    """Whether a caught-up single-symbol session is served by its symbol's fan-out
+    (:class:`~mdactors.engine.fanout.StreamFanOut`) rather than its writer."""
 
     def __init__(self, server: SessionHost, ws: WebSocketConnection) -> None:
         self.server = server
         self.ctx = server.ctx
         self.ws = ws
         self.subscription: Subscription | None = None
+        self.outlet = Outlet(
+            self.ctx.streams,
+            self.ctx.metrics.publication_latency.labels(self.client_type),
+            self.client_type,
+            None,
+            self.ctx.settings.slow_consumer_timeout,
+        )
+        """The stream policy: conflation, the slow decision, drops and latency."""
         self._stack: ExitStack | None = None
         self._outbox: deque[bytes] = deque()
         self._space = trio.lowlevel.ParkingLot()
         self._kick: trio.CancelScope | None = None
         self._closing: tuple[int, str] | None = None
         self._detached = False
-        self._lag = LagTracker(self.ctx.settings.slow_consumer_timeout)
-        self._last_sent = 0.0
-        self.fan_out: Broadcaster | None = None
-        """The fan-out serving this session's one symbol, if any."""
-        self.taken_ns = 0
-        """The oldest stamp (ns) in the frame of the last :meth:`take_broadcast`."""
-        self._ending: Exception | None = None
-        self.slow_after = self.ctx.settings.slow_consumer_timeout
+        self.sent_at = 0.0
+        """When (trio clock) bytes were last handed to the kernel (for the heartbeat)."""
+        self.fan_out: StreamFanOut[Any] | None = None
+        """The fan-out of this session's one symbol, if any."""
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
+        self.gate = SendGate(self.wake_writer)
+        """Who writes on the connection now (installed as trio-websocket's send lock)."""
+        ws._stream_lock = self.gate  # type: ignore[assignment]
+        self._owed: tuple[memoryview, Batch] | None = None
+        self.half_written = False
+        """Whether a frame is half written (the writer owes its rest, or the write was cut)."""
+        sock = self._socket
+        self.try_write: Callable[[bytes], int] = (
+            sock._sock.send if sock is not None else _would_block  # type: ignore[attr-defined]
+        )
+        """The fast path's write: ``send`` on the kernel socket under trio's (non-blocking)."""
 
     # ------------------------------------------------------------------ control
 
@@ -131,7 +210,10 @@ class OutboxSession:
 
     def wake_writer(self) -> None:
         """Wake the writer task (it takes over from the fast path until caught up again)."""
-        self.fast = False
+        if self.fast:
+            self.fast = False
+            if self.fan_out is not None:
+                self.fan_out.release(self)
         if self._kick is not None:
             self._kick.cancel()
 
@@ -153,20 +235,20 @@ class OutboxSession:
         stack = ExitStack()
         stack.enter_context(self.ctx.streams.open(self.client_type, subscription))
         self._stack = stack
-        self.subscription = subscription
+        self.subscription = self.outlet.subscription = subscription
         if self.broadcast and len(topics) == 1:
             [(key, topic)] = topics.items()
             self.fan_out = self.server.broadcasts.join(self, key, topic)
 
     def _release(self) -> None:
+        self.wake_writer()
         if self.fan_out is not None:
             self.server.broadcasts.leave(self, self.fan_out.key)
             self.fan_out = None
-        self.fast = False
         if self._stack is not None:
             self._stack.close()
         self._stack = None
-        self.subscription = None
+        self.subscription = self.outlet.subscription = None
 
     # ------------------------------------------------------------------ protocol hooks
 
@@ -174,31 +256,38 @@ class OutboxSession:
         """Handle one client message; return whether to go on reading."""
         raise NotImplementedError
 
-    def _updates(self, key: str, items: list[Any], messages: list[bytes]) -> int:
-        """Append the messages of ``key``'s pending ``items``; return the oldest
-        stamp (ns) among those sent, ``0`` if none or unknown."""
+    def _updates(self, key: str, items: list[Any], messages: list[bytes]) -> None:
+        """Append the messages of ``key``'s pending ``items``."""
         raise NotImplementedError
 
-    def _frame_payload(self, messages: list[bytes]) -> bytes:
-        """The payload of the one text frame carrying ``messages`` (for :attr:`broadcast`)."""
-        raise NotImplementedError
-
-    def _frames(self, messages: list[bytes]) -> Iterable[str]:
-        """The frames carrying ``messages`` (one frame per message by default)."""
-        return [message.decode() for message in messages]
+    def _frames(self, messages: list[bytes]) -> Iterable[bytes]:
+        """The payloads of the text frames carrying ``messages`` (one frame per message
+        by default)."""
+        return messages
 
     def _heartbeat(self) -> bytes:
         """The message sent after :attr:`heartbeat_interval` idle seconds."""
         raise NotImplementedError
 
+    def rendering(self) -> Hashable:
+        """Which sessions :meth:`render` the same frames (see
+        :meth:`~mdactors.engine.fanout.FastStream.rendering`): this one alone unless
+        the protocol says more."""
+        return self
+
     # ------------------------------------------------------------------ run
 
     async def _serve(self) -> None:
         """Run the reader and the writer until either side ends the session."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_loop)
-            await self._write_guarded()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop)
+                await self._write_guarded()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.half_written:  # nothing can follow a half-written frame
+                self._closing = None
+                self.abort()
 
     async def _close(self) -> None:
         """Close the connection as requested, if a close was requested."""
@@ -223,28 +312,19 @@ class OutboxSession:
     async def _write_guarded(self) -> None:
         try:
             await self._write_loop()
-        except _SlowClient as slow:
-            self._count_lost()
+        except SlowConsumer as slow:
             self.server.slow_disconnects += 1
             log.warning(
                 "closing slow websocket client",
                 extra={"event": "ws_slow_client", "why": str(slow), "client": self.client_type},
             )
-            if isinstance(slow, _StuckClient):
-                self._closing = None
-                await self._reset()
-            else:
-                self._closing = (CLOSE_POLICY, str(slow))
-        except ConnectionClosed:
+            # Half written: the connection is reset when the session ends (see _serve).
+            self._closing = None if self.half_written else (CLOSE_POLICY, str(slow))
+        except (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             self._closing = None
 
-    async def _reset(self) -> None:
-        """Drop the TCP connection at once (RST), discarding what the kernel still holds."""
-        self.abort()
-        await trio.lowlevel.checkpoint()
-
     def abort(self) -> None:
-        """Reset the TCP connection now, from any task (trio wakes whoever waits on it).
+        """Reset the TCP connection now (RST), discarding what the kernel still holds.
 
         trio-websocket 0.12 has no public abort; its connection keeps the
         transport in ``_stream``. Without it, the connection is closed the
@@ -256,159 +336,114 @@ class OutboxSession:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             sock.close()
 
-    def _count_lost(self) -> None:
-        subscription = self.subscription
-        if subscription is None:
-            return
-        for key, reader in subscription.readers.items():
-            self.ctx.streams.record_drop(key, self.client_type, "disconnected", max(0, reader.lag))
-
     # ------------------------------------------------------------------ writer
 
-    @cached_property
-    def _latency(self) -> LatencySeries:
-        # Bound on the first stamped frame: a protocol without stamps adds no series.
-        return self.ctx.metrics.publication_latency.labels(self.client_type)
-
     async def _write_loop(self) -> None:
-        slow_after = self.slow_after
-        self._last_sent = trio.current_time()
+        outlet = self.outlet
+        self.sent_at = trio.current_time()
         while self._closing is None and not self._detached:
-            if self._ending is not None:
-                raise self._ending
+            if self._owed is not None:
+                rest, batch = self._owed
+                self._owed = None
+                await outlet.write(partial(self._write_owed, rest), batch)
+                self.sent_at = trio.current_time()
+                continue
             subscription = self.subscription
-            if not self._outbox:
-                if self.fan_out is not None and self._served_fast(subscription):
-                    await self._idle(subscription, self.fan_out)
-                    continue
-                if not (subscription is not None and subscription.pending()):
-                    await self._idle(subscription, None)
-                    continue
+            if not self._outbox and not (subscription is not None and subscription.pending()):
+                await self._idle(subscription)
+                continue
             messages = list(self._outbox)
             self._outbox.clear()
             self._space.unpark_all()
-            oldest_ns = self._collect(subscription, messages) if subscription is not None else 0
-            for frame in self._frames(messages):
-                with trio.move_on_after(slow_after) as sending:
-                    await self.ws.send_message(frame)
-                if sending.cancelled_caught:
-                    raise _StuckClient(
-                        f"slow consumer: one frame took over {slow_after:g}s to send"
-                    )
-            self._last_sent = trio.current_time()
-            if oldest_ns:
-                self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
+            batch = outlet.take(self.take_limit)
+            for key, items in batch:
+                self._updates(key, items, messages)
+            if messages:
+                data = b"".join(text_frame(payload) for payload in self._frames(messages))
+                await outlet.write(partial(self._write, data), batch)
+                self.sent_at = trio.current_time()
 
-    async def _idle(self, subscription: Subscription | None, fan_out: Broadcaster | None) -> None:
-        """Wait for a kick or the heartbeat, and for news unless ``fan_out`` serves it."""
+    async def _idle(self, subscription: Subscription | None) -> None:
+        """Wait for a kick or the heartbeat, and for news unless the fast path serves it."""
         heartbeat = self.heartbeat_interval
+        fan_out = self.fan_out if self._served_fast(subscription) else None
         with trio.CancelScope() as kick:
             self._kick = kick
-            with trio.move_on_at(self._last_sent + heartbeat) as idle:
+            with trio.move_on_at(self.sent_at + heartbeat) as idle:
                 try:
                     if subscription is None:
                         await trio.sleep_forever()
                     elif fan_out is not None:
                         self.fast = True
-                        fan_out.catch_up(self)  # pending ticks go out from its task
+                        fan_out.catch_up(self)  # it writes the next ticks from its task
                         await trio.sleep_forever()
                     else:
                         await subscription.wait()
                 except StreamClosed as error:
                     self.request_close(CLOSE_GOING_AWAY, WS_ERRORS(error).message)
-            # The fast path may have sent since the deadline was set.
-            if idle.cancelled_caught and trio.current_time() - self._last_sent >= heartbeat:
-                self._send_later(self._heartbeat())
-        self.fast = False
         self._kick = None
+        self.wake_writer()  # leave the fast path: sent_at is now up to date
+        # The fast path may have sent since the deadline was set.
+        if idle.cancelled_caught and trio.current_time() - self.sent_at >= heartbeat:
+            self._send_later(self._heartbeat())
 
-    @staticmethod
-    def _served_fast(subscription: Subscription | None) -> bool:
-        """Whether the fast path can serve the stream (not ended, its Topic open)."""
+    def _served_fast(self, subscription: Subscription | None) -> bool:
+        """Whether the fast path can serve the stream (one Topic, open, nothing being
+        written)."""
         return (
-            subscription is not None
+            self.fan_out is not None
+            and subscription is not None
+            and self._owed is None
+            and not self.gate.locked()
             and not subscription.stopped
             and not any(topic.closed for topic in subscription.topics.values())
         )
 
+    async def _write(self, data: bytes) -> None:
+        """The blocking write: ``data`` whole, nothing else on the connection meanwhile."""
+        await self.gate.acquire()
+        try:
+            if self.ws.closed is not None:
+                raise ConnectionClosed(self.ws.closed)
+            await self._send_all(memoryview(data))
+        finally:
+            if not self.half_written:
+                self.gate.release()
+
+    async def _write_owed(self, rest: memoryview) -> None:
+        """The rest of a frame the fast path wrote in part (it holds the gate for it)."""
+        await self._send_all(rest)
+        self.gate.release()
+
+    async def _send_all(self, view: memoryview) -> None:
+        sock = self._socket
+        if sock is None:  # not a TCP socket: how much a cut write sent is unknown
+            self.half_written = True
+            await self.ws._stream.send_all(view)
+            self.half_written = False
+            return
+        while view:
+            sent = await sock.send(view)
+            view = view[sent:]
+            self.half_written = bool(view)
+
     # ------------------------------------------------------------------ fast path
-
-    @property
-    def send_lock(self) -> trio.StrictFIFOLock:
-        """trio-websocket's lock serialising writes on the connection (0.12 keeps it private)."""
-        return self.ws._stream_lock
-
-    def socket_fd(self) -> int:
-        """The connection's socket descriptor, ``-1`` once closed (or not a TCP socket)."""
-        return self._socket.fileno() if self._socket is not None else -1
 
     @cached_property
     def _socket(self) -> trio.socket.SocketType | None:
         stream = getattr(self.ws, "_stream", None)
         return stream.socket if isinstance(stream, trio.SocketStream) else None
 
-    def take_broadcast(self, key: str, now: float) -> bytes | None:
-        """Take the pending ticks of ``key`` (the newest ``take_limit``, the rest
-        counted as dropped) and return their frame's payload; ``None`` when
-        there is nothing to send now (the writer is woken if it has work)."""
-        subscription = self.subscription
-        reader = subscription.readers[key]  # type: ignore[union-attr]
-        lag = reader.lag
-        if lag <= 0:
-            return None
-        if self._outbox:
-            self.wake_writer()
-            return None
-        if self._closing is not None or self.ws.closed is not None or self.send_lock.locked():
-            return None  # closing, or a frame (ours owed, or a pong) is being written
-        items, gap = reader.take(self.take_limit)
-        if gap:
-            self.ctx.streams.record_drop(key, self.client_type, "conflated", gap)
-        if self._lag.observe(now, gap, len(items)):
-            self.ctx.streams.record_drop(key, self.client_type, "disconnected", len(items))
-            self.end(_SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s"))
-            return None
+    def render(self, key: str, items: list[Any]) -> bytes | None:
+        """The frames carrying ``key``'s ``items``, ``None`` when they carry nothing."""
         messages: list[bytes] = []
-        self.taken_ns = self._updates(key, items, messages)
+        self._updates(key, items, messages)
         if not messages:
             return None
-        return self._frame_payload(messages)
+        return b"".join(text_frame(payload) for payload in self._frames(messages))
 
-    def stuck(self, why: str) -> None:
-        """A frame stayed owed too long: the writer resets the connection."""
-        self.end(_StuckClient(why))
-
-    def end(self, why: Exception) -> None:
-        """End the session from outside its tasks: its writer raises ``why``
-        (a slow client is closed with 1008, a stuck one reset; anything else is
-        logged as a session failure)."""
-        if self._ending is None:
-            self._ending = why
-        self.wake_writer()
-
-    def sent_now(self, now: float, oldest_ns: int) -> None:
-        """A frame whose oldest stamp is ``oldest_ns`` was handed to the kernel at ``now``."""
-        self._last_sent = now
-        if oldest_ns:
-            self._latency.observe((time.time_ns() - oldest_ns) / 1e9)
-
-    def _collect(self, subscription: Subscription, messages: list[bytes]) -> int:
-        """Append the updates of every Topic with news; return the oldest stamp sent."""
-        streams = self.ctx.streams
-        client_type = self.client_type
-        oldest_ns = 0
-        dropped = 0
-        most = 0
-        for key, items, gap in subscription.take(self.take_limit):
-            if gap:
-                streams.record_drop(key, client_type, "conflated", gap)
-                dropped += gap
-            if len(items) > most:
-                most = len(items)
-            if items:
-                stamp = self._updates(key, items, messages)
-                if stamp and (not oldest_ns or stamp < oldest_ns):
-                    oldest_ns = stamp
-        if self._lag.observe(trio.current_time(), dropped, most):
-            raise _SlowClient(f"slow consumer: behind the feed for over {self._lag.timeout:g}s")
-        return oldest_ns
+    def owe(self, rest: memoryview, batch: Batch) -> None:
+        """The fast path wrote part of a frame: hold the gate until the writer sends ``rest``."""
+        self.gate.acquire_nowait()
+        self.half_written = True
+        self._owed = (rest, batch)
