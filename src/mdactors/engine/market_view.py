@@ -20,9 +20,10 @@ Keys are resolved symbol keys (``BTC/USD``); resolving a client's spelling
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from mdactors.adapters.history import HistoryStore
-from mdactors.domain.book import OrderBook, book_at
+from mdactors.domain.book import WINDOW, OrderBook, book_at
 from mdactors.domain.candles import Candle, fold_tick
 from mdactors.domain.stats import RollingStats
 from mdactors.domain.symbols import spec_for
@@ -30,8 +31,41 @@ from mdactors.domain.tick import Tick, Trade
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
 from mdactors.engine.market import Market
 from mdactors.engine.recorder import Recorder
+from mdactors.engine.topic import Reader, Topic
 
 __all__ = ["MarketView"]
+
+
+class _RecentTicks:
+    """The newest ticks a symbol's Topic published, caught up whenever asked.
+
+    Read on demand, not by a task: each :meth:`before` takes what was
+    published since the last call. It starts from the oldest tick the Topic
+    still holds, so the first book already has its window, and it keeps a
+    window more than the Topic, so a reader as far behind as the Topic allows
+    (a stream's feed) still finds the whole window of the tick it is at.
+    """
+
+    __slots__ = ("_reader", "_ticks")
+
+    def __init__(self, topic: Topic[Tick]) -> None:
+        self._reader = Reader(topic, max(topic.published - topic.capacity, 0))
+        self._ticks: deque[Tick] = deque(maxlen=topic.capacity + WINDOW)
+
+    def before(self, seq: int) -> list[Tick]:
+        """The ticks held of the :data:`~mdactors.domain.book.WINDOW` before ``seq``,
+        oldest first (a Topic publishes in sequence order)."""
+        reader = self._reader
+        if reader.lag:
+            self._ticks.extend(reader.take(reader.lag)[0])
+        low, window = seq - WINDOW, []
+        for tick in reversed(self._ticks):
+            if tick.seq < low:
+                break
+            if tick.seq < seq:
+                window.append(tick)
+        window.reverse()
+        return window
 
 
 class MarketView:
@@ -43,6 +77,9 @@ class MarketView:
         self.history = history
         self._books: dict[tuple[str, int], OrderBook] = {}
         """The newest book per (symbol, depth): every stream at one tick shares it."""
+        self._recent: dict[str, _RecentTicks] = {}
+        self._deepest: dict[str, tuple[int, OrderBook]] = {}
+        """Per symbol, the deepest book built at its newest tick asked for, and its depth."""
 
     async def candles(
         self, key: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
@@ -77,12 +114,26 @@ class MarketView:
         return candle
 
     def book(self, tick: Tick, depth: int) -> OrderBook:
-        """The book of ``tick.symbol`` at ``tick``, ``depth`` levels a side."""
-        slot = (tick.symbol, depth)
+        """The book of ``tick.symbol`` at ``tick``, ``depth`` levels a side:
+        :func:`~mdactors.domain.book.book_at` of ``tick`` and the ticks the
+        symbol's Topic published before it (its window), so a stream and a
+        snapshot at one tick agree, in every process that relays the symbol."""
+        key = tick.symbol
+        slot = (key, depth)
         cached = self._books.get(slot)
         if cached is not None and cached.seq == tick.seq:
             return cached
-        book = book_at(spec_for(tick.symbol), tick, depth)
+        built, deepest = self._deepest.get(key, (0, None))
+        if deepest is not None and deepest.seq == tick.seq and depth <= built:
+            # A shallower book is a prefix of a deeper one: one build serves every depth.
+            book = OrderBook(key, deepest.bids[:depth], deepest.asks[:depth], tick.ts_ns, tick.seq)
+        else:
+            recent = self._recent.get(key)
+            if recent is None:
+                recent = self._recent[key] = _RecentTicks(self.market.actors[key].topic)
+            book = book_at(spec_for(key), tick, depth, recent.before(tick.seq))
+            if deepest is None or deepest.seq != tick.seq or depth > built:
+                self._deepest[key] = (depth, book)
         self._books[slot] = book
         return book
 

@@ -123,7 +123,7 @@ async def test_ccxt_pro_streams_and_keeps_its_book_in_sync(service: Service, gua
     for nonce, bids, asks in books:
         assert bids[0][0] < asks[0][0]
         tick = ticks[nonce]
-        truth = book_at(actor.spec, tick, 20)
+        truth = book_at(actor.spec, tick, 20, [ticks[seq] for seq in sorted(ticks) if seq < nonce])
         assert [tuple(level) for level in bids] == truth.bids
         assert [tuple(level) for level in asks] == truth.asks
     assert not guard.refused

@@ -20,12 +20,13 @@ from mdactors.api.binance.protocol import (
     parse_stream,
 )
 from mdactors.api.binance.symbols import BinanceSymbols
-from mdactors.domain.book import Level, OrderBook, synthesize_book
+from mdactors.domain.book import Level, OrderBook, book_at, synthesize_book
 from mdactors.domain.book_diff import DiffWindow, book_diff
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, aggregate
 from mdactors.domain.quotes import quote
 from mdactors.domain.symbols import spec_for
+from mdactors.domain.tick import Tick
 from mdactors.domain.trade_backfill import backfill_trades
 from mdactors.settings import ConfigError, load_settings
 
@@ -236,7 +237,10 @@ def test_a_diff_carries_only_the_levels_that_changed():
     assert all(dict(old.asks).get(p) != q for p, q in asks)
     assert _apply(old, bids, asks) == (new.bids, new.asks)
     # The quote crossing a grid line: levels enter at the top, leave at the bottom (qty 0).
-    moved = synthesize_book(spec, 43012.20, 43016.00, 100, 8, 0)
+    # Queues keep the depth they had when drawn, so the book of the move reads the tick before.
+    before = Tick("BTC/USD", 8, 43002.3, 43000.10, 43004.50, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    after = Tick("BTC/USD", 9, 43014.1, 43012.20, 43016.00, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    moved = book_at(spec, after, 100, [before])
     bids, asks = book_diff(new, moved)
     assert len(bids) + len(asks) < 100
     assert (new.bids[-1][0], 0.0) in bids and (moved.asks[-1][0], moved.asks[-1][1]) in asks
@@ -257,11 +261,12 @@ def test_a_level_that_changed_and_came_back_in_between_is_still_sent():
 def test_aggregated_diffs_along_a_walk_rebuild_every_book_exactly(key: str):
     spec = spec_for(key)
     rng = random.Random(5)
-    mid, books = spec.seed_price, []
+    mid, books, ticks = spec.seed_price, [], []
     for seq in range(120):
         mid *= 1 + rng.gauss(0, 2e-5)
         bid, ask = quote(spec, mid, rng.random())
-        books.append(synthesize_book(spec, bid, ask, 50, seq, 0))
+        ticks.append(Tick(key, seq, mid, bid, ask, 0.0, 0, 0.0, 0.0, mid, mid, 0.0))
+        books.append(book_at(spec, ticks[-1], 50, ticks[:-1]))
     held, start, sizes = books[0], 0, []
     while start < len(books) - 1:
         end = min(len(books) - 1, start + rng.randint(1, 6))

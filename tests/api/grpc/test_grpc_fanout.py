@@ -14,11 +14,13 @@ import pytest
 import trio
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.api.grpc.fanout import FastStream, PriceFanOut, price_fan_outs
+from mdactors.api.grpc import fanout
+from mdactors.api.grpc.fanout import PriceFanOut, price_fan_outs
 from mdactors.api.grpc.service import build_server
 from mdactors.api.grpc.transport import grpc_message
 from mdactors.api.rpc.proto_codec import symbol_prefix
 from mdactors.app import Service
+from mdactors.domain.tick import Tick
 from mdactors.engine.fanout import FanOuts
 from tests.conftest import BTC, call, rpc_error, running_service, stub, take, wait_for
 
@@ -70,8 +72,8 @@ async def test_streams_sharing_a_connection_get_every_tick_from_the_fan_out() ->
             for update in updates:
                 by_sequence.setdefault(update.sequence, set()).add(update.price)
         assert all(len(prices) == 1 for prices in by_sequence.values())
-        # 75 updates; a call that falls > 8 ticks behind (a loaded machine) is served by
-        # its own task until it catches up, so only "many" is certain.
+        # 75 updates; a call whose window fills (a loaded machine) is served by its
+        # own task until it catches up, so only "many" is certain.
         assert fan_out.writes >= 20, "updates went out through the fan-out"
         for stream in streams:
             stream.cancel()
@@ -207,15 +209,15 @@ async def test_a_fan_out_failure_for_one_stream_hands_it_back_and_spares_the_oth
         for stream in calls:
             await call(lambda stream=stream: take(stream, 2))
         await wait_for(lambda: BTC in fan_outs.by_key and len(fan_outs.by_key[BTC].members) == 2)
-        deliver = PriceFanOut._deliver
+        render = fanout.price_message
         victim = symbol_prefix("BTC-USD")
 
-        def failing(self: PriceFanOut, member: FastStream) -> bool:
-            if member.prefix == victim:
+        def failing(tick: Tick, prefix: bytes) -> bytes:
+            if prefix == victim:
                 raise RuntimeError("a framing bug")
-            return deliver(self, member)
+            return render(tick, prefix)
 
-        monkeypatch.setattr(PriceFanOut, "_deliver", failing)
+        monkeypatch.setattr(fanout, "price_message", failing)
         spared, failed = calls
         updates = await call(lambda: take(spared, 10))
         sequences = [update.sequence for update in updates]

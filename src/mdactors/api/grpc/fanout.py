@@ -1,31 +1,31 @@
-"""gRPC's ``StreamPrices`` on the stream outlet, with its fast path (see engine.fanout).
+"""gRPC's ``StreamPrices`` on the stream outlet and the engine's fast path.
 
 The stream's :class:`~mdactors.engine.outlet.Outlet` (the feed's) owns the
-policy: conflation, the slow-consumer decision, drops, latency. gRPC supplies
-only what is its own:
+policy: conflation, the slow-consumer decision, drops, latency; the symbol's
+:class:`~mdactors.engine.fanout.StreamFanOut` owns the fast path. gRPC
+supplies only what is its own (:class:`PriceStream`):
 
 - render: :func:`price_message`, a tick's framed ``PriceUpdate`` for one
   symbol spelling, encoded once per tick and spelling for every stream;
 - the blocking write: :meth:`~mdactors.api.grpc.transport.Lane.write` (the
   HTTP/2 window), handed to :meth:`Outlet.write` by :func:`stream_prices`;
-- the non-blocking ``try_write``: HTTP/2 flow control, as
-  :meth:`~mdactors.api.grpc.transport.Lane.try_send` plus one
-  :meth:`~mdactors.api.grpc.transport.Writer.write_now` per connection;
+- the non-blocking ``try_write``: HTTP/2 flow control,
+  :meth:`~mdactors.api.grpc.transport.Lane.try_send` (whole or nothing), the
+  bytes then handed to the kernel once per connection and pass
+  (:class:`PriceFanOut`), however many streams share the connection;
 - how it says "too slow": RESOURCE_EXHAUSTED
   (:func:`~mdactors.api.grpc.transport.slow_consumer_error`).
 
-A call following one symbol at every tick parks once it is caught up; the
-:class:`PriceFanOut` of that symbol's Topic then queues each tick on every
-member's HTTP/2 stream and hands each connection's bytes to the kernel once
-per pass, one write per connection per tick however many streams share it.
-A member the ``try_write`` refuses (window full, too much unsent on its
-connection), or with more than :data:`MAX_PENDING` ticks to catch up, goes
-back to its own task, whose blocking write the outlet times.
+A call following one symbol at every tick parks once it is caught up and the
+fan-out serves it; one the ``try_write`` refuses (window full, too much
+unsent on its connection) goes back to its own task, whose blocking write the
+outlet times, and rejoins once caught up.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from functools import partial
 
 import trio
@@ -35,14 +35,12 @@ from mdactors.api.rpc import proto_codec
 from mdactors.api.rpc.proto_codec import price_update_pb, symbol_prefix
 from mdactors.api.rpc.service import PriceFeed
 from mdactors.domain.tick import Tick
-from mdactors.engine.fanout import FanOut, FanOuts
-from mdactors.engine.outlet import Outlet, SlowConsumer
-from mdactors.engine.topic import Reader
+from mdactors.engine.fanout import FanOuts, StreamFanOut
+from mdactors.engine.outlet import Batch, Outlet, SlowConsumer
 
 __all__ = [
-    "MAX_PENDING",
-    "FastStream",
     "PriceFanOut",
+    "PriceStream",
     "follow_fast",
     "price_fan_outs",
     "price_message",
@@ -50,14 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("mdactors.grpc")
-
-MAX_PENDING = 8
-"""Most ticks the fan-out writes for one member in a pass.
-
-Not a backlog policy (conflation is the outlet's): it bounds the work one
-member adds to a pass every member waits for. A longer backlog is written by
-the member's own task, in one blocking write.
-"""
 
 
 def price_message(tick: Tick, prefix: bytes) -> bytes:
@@ -73,70 +63,67 @@ def price_message(tick: Tick, prefix: bytes) -> bytes:
     return message
 
 
-class FastStream:
-    """One ``StreamPrices`` call whose task is parked while the fan-out serves it."""
+class PriceStream:
+    """One ``StreamPrices`` call as the fast path sees it (a
+    :class:`~mdactors.engine.fanout.FastStream`), while its task is parked."""
 
-    __slots__ = ("fast", "kick", "lane", "outlet", "prefix", "reader")
+    __slots__ = ("fan_out", "fast", "kick", "lane", "outlet", "prefix", "sent_at", "take_limit")
 
-    def __init__(self, reader: Reader[Tick], lane: Lane, prefix: bytes, outlet: Outlet) -> None:
-        self.reader = reader
+    def __init__(self, lane: Lane, prefix: bytes, outlet: Outlet, take_limit: int) -> None:
         self.lane = lane
         self.prefix = prefix
         self.outlet = outlet
+        self.take_limit = take_limit
+        """The Topic's capacity: a pass carries every tick it took (the fast path
+        serves streams that keep up; conflation is the call's task's)."""
+        self.sent_at = 0.0
         self.kick = trio.CancelScope()
         self.fast = False
+        self.fan_out: PriceFanOut | None = None
 
     def wake_writer(self) -> None:
         """Hand the call back to its task."""
         self.fast = False
+        if self.fan_out is not None:
+            self.fan_out.release(self)
         self.kick.cancel()
 
+    def rendering(self) -> Hashable:
+        """Streams of one spelling get the same bytes."""
+        return self.prefix
 
-class PriceFanOut(FanOut[FastStream]):
-    """The ``StreamPrices`` fast path of one symbol's Topic."""
+    def render(self, key: str, items: list[Tick]) -> bytes:
+        """The framed updates of ``items`` in this stream's spelling."""
+        prefix = self.prefix
+        return b"".join([price_message(tick, prefix) for tick in items])
+
+    def try_write(self, data: bytes) -> int:
+        """Queue ``data`` on the HTTP/2 stream if the window takes it whole: ``len(data)``,
+        else ``0`` (the pass hands the bytes to the kernel, see :class:`PriceFanOut`)."""
+        try:
+            return len(data) if self.lane.try_send(data) else 0
+        except Exception:  # one call's bug must not end every stream: its task takes over
+            log.exception("grpc fast path failed for a stream")
+            return 0
+
+    def owe(self, rest: memoryview, batch: Batch) -> None:
+        """Never called: :meth:`try_write` takes the bytes whole or not at all."""
+        raise AssertionError("a gRPC try_write is never partial")
+
+
+class PriceFanOut(StreamFanOut[PriceStream]):
+    """The ``StreamPrices`` fast path of one symbol's Topic: the engine's pass, then
+    one kernel write per connection for every stream the pass queued bytes on."""
 
     def fan_out(self) -> None:
+        super().fan_out()
         writers: dict[int, Writer] = {}
-        for member in self.members:
-            try:
-                delivered = member.fast and self._deliver(member)
-            except Exception:  # one call's bug must not end every stream
-                log.exception("grpc fan-out failed for a stream")
-                member.wake_writer()  # its own task serves it (and fails alone if it must)
-                continue
-            if delivered:
+        for group in self.groups.values():
+            for member in group:
                 writer = member.lane.writer
                 writers[id(writer)] = writer
         for writer in writers.values():
             writer.write_now()
-
-    def catch_up(self, member: FastStream) -> None:
-        """Serve a member that joined with ticks pending (else they would wait for the next)."""
-        if self._deliver(member):
-            member.lane.writer.write_now()
-
-    def _deliver(self, member: FastStream) -> bool:
-        """Queue ``member``'s pending ticks on its lane; whether any was queued."""
-        reader = member.reader
-        lag = reader.lag
-        if lag <= 0:
-            return False
-        if lag > MAX_PENDING:
-            member.wake_writer()
-            return False
-        lane = member.lane
-        prefix = member.prefix
-        start = reader.cursor
-        items, _ = reader.take(lag)
-        for index, tick in enumerate(items):
-            if not lane.try_send(price_message(tick, prefix)):
-                reader.cursor = start + index
-                items = items[:index]
-                member.wake_writer()
-                break
-        member.outlet.observe(((self.key, items),))
-        self.writes += len(items)
-        return bool(items)
 
 
 def price_fan_outs() -> FanOuts[PriceFanOut]:
@@ -173,19 +160,18 @@ async def follow_fast(
     """Let the fan-out serve ``feed`` while it can; return when the call's task must
     take over (at once when the feed is not eligible, see :meth:`PriceFeed.fast_path`)."""
     # A client just found behind gets the newest tick next (conflation), not a catch-up.
-    route = None if feed.outlet.behind else feed.fast_path(MAX_PENDING)
+    route = None if feed.outlet.behind else feed.fast_path()
     if route is None:
         return
-    key, topic, reader = route
-    member = FastStream(reader, lane, prefixes[feed.plan.spellings[key]], feed.outlet)
-    fan_out = fan_outs.join(member, key, topic)
+    key, topic = route
+    member = PriceStream(lane, prefixes[feed.plan.spellings[key]], feed.outlet, topic.capacity)
+    fan_out = member.fan_out = fan_outs.join(member, key, topic)
     if fan_out is None:
         return
     try:
         with member.kick:
             member.fast = True
-            # Joining behind by a few ticks lets a busy stream leave the slow path.
-            fan_out.catch_up(member)
+            fan_out.catch_up(member)  # it joins the next pass if still caught up
             await feed.wait_ended()
     finally:
         member.fast = False

@@ -29,7 +29,7 @@ from mdactors.domain.symbols import SymbolError, normalize_symbol, spec_for
 from mdactors.domain.tick import Tick
 from mdactors.engine.outlet import Outlet
 from mdactors.engine.subscription import StreamClosed, Subscription, TooManyStreams
-from mdactors.engine.topic import Reader, Topic
+from mdactors.engine.topic import Topic
 
 __all__ = [
     "HEALTH_SERVICES",
@@ -148,17 +148,16 @@ class PriceFeed:
             out.extend((spelling, tick) for tick in ticks)
         return out
 
-    def fast_path(self, max_pending: int) -> tuple[str, Topic[Tick], Reader[Tick]] | None:
-        """``(key, topic, reader)`` when a fan-out may serve the feed for now: one
-        symbol, every tick, at most ``max_pending`` ticks pending, not ended."""
+    def fast_path(self) -> tuple[str, Topic[Tick]] | None:
+        """``(key, topic)`` when a fan-out may serve the feed for now: one symbol,
+        every tick, not ended (whether it is caught up is the fan-out's check)."""
         subscription = self._subscription
         if self.plan.interval or len(subscription.topics) != 1 or subscription.stopped:
             return None
-        [(key, reader)] = subscription.readers.items()
-        topic = subscription.topics[key]
-        if reader.lag > max_pending or topic.closed:
+        [(key, topic)] = subscription.topics.items()
+        if topic.closed:
             return None
-        return key, topic, reader
+        return key, topic
 
     async def wait_ended(self) -> None:
         """Wait until the stream is ended by the server (drain)."""

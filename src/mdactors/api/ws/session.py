@@ -16,8 +16,10 @@ pending ticks counted as drops with reason ``disconnected``: closed with 1008
 and the reason, or, when the frame is half written (no close frame can
 follow it), its TCP connection reset. A slow client only hurts itself.
 
-A caught-up session that follows one Topic parks its writer and is served by
-that Topic's :class:`~mdactors.engine.fanout.StreamFanOut` (the fast path):
+A caught-up session that follows one Topic (a protocol may allow more:
+:attr:`~OutboxSession.broadcast_topics`) parks its writer and is served by
+that Topic's :class:`~mdactors.engine.fanout.StreamFanOut` (the fast path;
+with several Topics, each one's fan-out writes that Topic's frames):
 what WebSocket supplies to it is :meth:`~OutboxSession.render` (the frames of
 a batch, encoded once per tick and rendering), :attr:`~OutboxSession.try_write`
 (a non-blocking write), the blocking write of the writer task, and how it
@@ -157,6 +159,10 @@ class OutboxSession:
     broadcast = False
     """Whether a caught-up single-symbol session is served by its symbol's fan-out
     (:class:`~mdactors.engine.fanout.StreamFanOut`) rather than its writer."""
+    broadcast_topics = 1
+    """Most Topics a session may follow and still be served by their fan-outs, each
+    writing its own Topic's frames (more than one only for a protocol whose frames
+    of different Topics are independent)."""
 
     def __init__(self, server: SessionHost, ws: WebSocketConnection) -> None:
         self.server = server
@@ -179,8 +185,8 @@ class OutboxSession:
         self._detached = False
         self.sent_at = 0.0
         """When (trio clock) bytes were last handed to the kernel (for the heartbeat)."""
-        self.fan_out: StreamFanOut[Any] | None = None
-        """The fan-out of this session's one symbol, if any."""
+        self.fan_outs: list[StreamFanOut[Any]] = []
+        """The fan-outs of the Topics this session follows, if it may be served fast."""
         self.fast = False
         """Whether the writer is parked and the fast path serves this session."""
         self.gate = SendGate(self.wake_writer)
@@ -212,8 +218,8 @@ class OutboxSession:
         """Wake the writer task (it takes over from the fast path until caught up again)."""
         if self.fast:
             self.fast = False
-            if self.fan_out is not None:
-                self.fan_out.release(self)
+            for fan_out in self.fan_outs:
+                fan_out.release(self)
         if self._kick is not None:
             self._kick.cancel()
 
@@ -236,15 +242,17 @@ class OutboxSession:
         stack.enter_context(self.ctx.streams.open(self.client_type, subscription))
         self._stack = stack
         self.subscription = self.outlet.subscription = subscription
-        if self.broadcast and len(topics) == 1:
-            [(key, topic)] = topics.items()
-            self.fan_out = self.server.broadcasts.join(self, key, topic)
+        if self.broadcast and len(topics) <= self.broadcast_topics:
+            for key, topic in topics.items():
+                fan_out = self.server.broadcasts.join(self, key, topic)
+                if fan_out is not None:
+                    self.fan_outs.append(fan_out)
 
     def _release(self) -> None:
         self.wake_writer()
-        if self.fan_out is not None:
-            self.server.broadcasts.leave(self, self.fan_out.key)
-            self.fan_out = None
+        for fan_out in self.fan_outs:
+            self.server.broadcasts.leave(self, fan_out.key)
+        self.fan_outs = []
         if self._stack is not None:
             self._stack.close()
         self._stack = None
@@ -366,16 +374,17 @@ class OutboxSession:
     async def _idle(self, subscription: Subscription | None) -> None:
         """Wait for a kick or the heartbeat, and for news unless the fast path serves it."""
         heartbeat = self.heartbeat_interval
-        fan_out = self.fan_out if self._served_fast(subscription) else None
+        fast = self._served_fast(subscription)
         with trio.CancelScope() as kick:
             self._kick = kick
             with trio.move_on_at(self.sent_at + heartbeat) as idle:
                 try:
                     if subscription is None:
                         await trio.sleep_forever()
-                    elif fan_out is not None:
+                    elif fast:
                         self.fast = True
-                        fan_out.catch_up(self)  # it writes the next ticks from its task
+                        for fan_out in self.fan_outs:
+                            fan_out.catch_up(self)  # it writes the next ticks from its task
                         await trio.sleep_forever()
                     else:
                         await subscription.wait()
@@ -388,11 +397,11 @@ class OutboxSession:
             self._send_later(self._heartbeat())
 
     def _served_fast(self, subscription: Subscription | None) -> bool:
-        """Whether the fast path can serve the stream (one Topic, open, nothing being
-        written)."""
+        """Whether the fast path can serve the stream (a fan-out for each Topic, open,
+        nothing being written)."""
         return (
-            self.fan_out is not None
-            and subscription is not None
+            subscription is not None
+            and len(self.fan_outs) == len(subscription.topics)
             and self._owed is None
             and not self.gate.locked()
             and not subscription.stopped
