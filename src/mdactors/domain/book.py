@@ -108,6 +108,8 @@ _GROWTH_PER_LEVEL = 0.35
 """Mean size at depth ``k`` (0 = touch) is ``touch × (1 + 0.35 k)``."""
 _REFILL_TICKS = (2, 9)
 """A queue taken to nothing comes back after this many ticks (hashed, both ends included)."""
+_LAZY_DEPTH = 8
+"""Up to this depth a book computes the epochs' depth references only as its levels ask."""
 _REACH_CELL = 4
 """Grid steps per cell of the bound on a queue's depth (see :class:`DepthRegime`)."""
 _MEAN_ABS = math.sqrt(2.0 / math.pi)
@@ -261,6 +263,8 @@ class _Builder:
 
     def book(self, depth: int) -> OrderBook:
         tick, step = self._tick, self._step
+        if depth > _LAZY_DEPTH:
+            self._fill_refs()
         scale = self._spec.price_scale
         symbol = _symbol_hash(self._spec.key)
         bid_ticks, ask_ticks = round(tick.bid * scale), round(tick.ask * scale)
@@ -316,6 +320,20 @@ class _Builder:
             price = index * step
             index += direction
         return levels
+
+    def _fill_refs(self) -> None:
+        """Every age's :meth:`_ref` at once, in one sweep down the window (a deep book
+        asks for nearly all of them)."""
+        ticks, newest = self._ticks, self._tick.seq
+        bid_bound, ask_bound = self._bounds
+        bids, asks = self._refs
+        position = len(ticks) - 1
+        for age in range(REFRESH_TICKS):
+            while position > 0 and ticks[position].seq > newest - age:
+                position -= 1
+            calm_bid, calm_ask = _calm_place(self._spec, ticks[position])
+            bids[age] = calm_bid if calm_bid < bid_bound else bid_bound
+            asks[age] = calm_ask if calm_ask > ask_bound else ask_bound
 
     def _ref(self, side: int, age: int) -> float:
         """Where depth is counted from (ticks) for an epoch that began ``age`` ticks
