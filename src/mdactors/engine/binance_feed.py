@@ -40,14 +40,35 @@ from mdactors.engine.market_view import MarketView
 from mdactors.engine.symbol_actor import SymbolActor
 from mdactors.engine.topic import Topic, TopicClosed
 
-__all__ = ["AllTickers", "AllTickersFeed", "DepthUpdate", "FeedItem", "KlineUpdate", "SymbolFeed"]
+__all__ = [
+    "AllTickers",
+    "AllTickersFeed",
+    "DepthUpdate",
+    "FeedEvent",
+    "FeedItem",
+    "KlineUpdate",
+    "SymbolFeed",
+]
 
 FEED_CAPACITY = 1024
 DEPTH_SPEEDS_MS = (100, 1000)
 
 
+class FeedEvent:
+    """What every event a feed makes (beside the ticks it passes on) has: its time."""
+
+    __slots__ = ()
+    event_ms: int
+
+    @property
+    def ts_ns(self) -> int:
+        """When the event was made (its ``E``, in ns): the stamp publication latency is
+        measured from, as a tick's is (:meth:`mdactors.engine.outlet.Outlet.observe`)."""
+        return self.event_ms * 1_000_000
+
+
 @dataclass(slots=True, eq=False)
-class DepthUpdate:
+class DepthUpdate(FeedEvent):
     """A diff from update ``first_id - 1`` to ``last_id`` (``U``/``u``), and the book at ``u``."""
 
     speed_ms: int
@@ -61,7 +82,7 @@ class DepthUpdate:
 
 
 @dataclass(slots=True, eq=False)
-class KlineUpdate:
+class KlineUpdate(FeedEvent):
     """The candle of ``interval`` as of ``event_ms`` (``kline.closed`` on the closing update)."""
 
     interval: str
@@ -73,7 +94,7 @@ class KlineUpdate:
 
 
 @dataclass(slots=True, eq=False)
-class AllTickers:
+class AllTickers(FeedEvent):
     """A once-a-second snapshot of every market's latest tick (for ``!ticker@arr``)."""
 
     ticks: dict[str, Tick]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import trio
 
 from mdactors.domain.positioning import ForcedOrder
+from mdactors.engine.binance_feed import FeedEvent
 from mdactors.engine.derived_actor import PerpetualActor
 from mdactors.engine.topic import Topic
 
@@ -56,7 +57,7 @@ class MarkState:
 
 
 @dataclass(slots=True, eq=False)
-class MarkSnapshot:
+class MarkSnapshot(FeedEvent):
     """Every perpetual's :class:`MarkState` at wall-clock second ``second``."""
 
     marks: dict[str, MarkState]
@@ -66,7 +67,7 @@ class MarkSnapshot:
 
 
 @dataclass(slots=True, eq=False)
-class ForcedOrderUpdate:
+class ForcedOrderUpdate(FeedEvent):
     """The newest liquidation of perpetual ``key`` within the last second."""
 
     key: str

@@ -22,6 +22,7 @@ long resets its TCP connection.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -60,6 +61,7 @@ from mdactors.api.binance.protocol import (
     parse_stream,
 )
 from mdactors.api.binance.symbols import BinanceMarket, BinanceSymbols
+from mdactors.api.ws.broadcast import broadcasts
 from mdactors.api.ws.session import CLOSE_GOING_AWAY, OutboxSession
 from mdactors.domain.tick import Tick
 from mdactors.engine.binance_feed import (
@@ -70,6 +72,7 @@ from mdactors.engine.binance_feed import (
     SymbolFeed,
 )
 from mdactors.engine.derived_actor import PerpetualActor
+from mdactors.engine.fanout import FanOuts, StreamFanOut
 from mdactors.engine.futures_feed import FuturesFeed, FuturesItem
 from mdactors.engine.subscription import StreamClosed, TooManyStreams
 from mdactors.engine.topic import Topic
@@ -112,6 +115,11 @@ class BinanceStreams:
         )
         self.futures = FuturesEncoder(self.futures_symbols, ctx.view)
         self.sessions: set[BinanceSession] = set()
+        self.broadcasts: FanOuts[StreamFanOut[Any]] = broadcasts()
+        """The fast paths of the feeds' Topics (their own: the keys are the JSON
+        protocol's too, over other Topics); they run in :meth:`run`'s nursery."""
+        self.slow_disconnects = 0
+        """Sessions closed as slow consumers."""
         server.prefix_routes["/ws/"] = self._route
         server.routes["/stream"] = self._route
         server.prefix_routes["/fws/"] = self._route_futures
@@ -136,14 +144,18 @@ class BinanceStreams:
         return self.all_tickers.topic if key == ALL_STREAMS_KEY else self.feeds[key].topic
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run every feed until cancelled."""
-        async with trio.open_nursery() as nursery:
-            for feed in self.feeds.values():
-                nursery.start_soon(feed.run)
-            nursery.start_soon(self.all_tickers.run)
-            if self.futures_feed.actors:
-                nursery.start_soon(self.futures_feed.run)
-            task_status.started()
+        """Run every feed until cancelled, and the fan-outs of their Topics."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for feed in self.feeds.values():
+                    nursery.start_soon(feed.run)
+                nursery.start_soon(self.all_tickers.run)
+                if self.futures_feed.actors:
+                    nursery.start_soon(self.futures_feed.run)
+                self.broadcasts.nursery = nursery
+                task_status.started()
+        finally:
+            self.broadcasts.nursery = None
 
     async def serve_path(self, request: WebSocketRequest, venue: Venue = SPOT) -> None:
         """``/ws/<stream>...`` and ``/stream?streams=...`` (futures: ``/fws``, ``/fstream``)."""
@@ -184,6 +196,7 @@ class BinanceSession(OutboxSession):
     client_type = CLIENT_TYPE
     outbox_limit = OUTBOX_LIMIT
     take_limit = MAX_EVENTS_PER_TOPIC
+    broadcast = True
 
     def __init__(
         self,
@@ -192,9 +205,12 @@ class BinanceSession(OutboxSession):
         combined_mode: bool,
         venue: Venue = SPOT,
     ):
-        super().__init__(streams.server, ws)
+        super().__init__(streams, ws)
         self.owner = streams
-        self.state = SessionStreams(self.ctx.settings.binance_max_streams, combined_mode, venue)
+        max_streams = self.ctx.settings.binance_max_streams
+        self.state = SessionStreams(max_streams, combined_mode, venue)
+        # Each event is a frame of its own: any number of Topics can be served fast.
+        self.broadcast_topics = max_streams
         futures = venue is FUTURES
         self.symbols = streams.futures_symbols if futures else streams.symbols
         self._encoder = streams.futures.encode if futures else self._encode
@@ -266,6 +282,12 @@ class BinanceSession(OutboxSession):
         await self._close()
 
     # ------------------------------------------------------------------ writer
+
+    def rendering(self) -> Hashable:
+        """Sessions of one venue and wrapping (raw or combined) following the same
+        streams in the same order write the same frames for the same events."""
+        state = self.state
+        return (state.venue.name, state.combined, tuple(state.streams))
 
     def _updates(self, key: str, items: list[FeedItem], messages: list[bytes]) -> int:
         specs = self.state.by_key.get(key, ())
