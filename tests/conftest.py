@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import itertools
 import json
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -102,10 +103,9 @@ class RedisServer:
     def __init__(self, binary: str, directory: Path) -> None:
         self.binary = binary
         self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     @property
     def url(self) -> str:
@@ -117,19 +117,35 @@ class RedisServer:
         return redis.Redis(port=self.port, socket_timeout=5)
 
     def start(self) -> None:
-        """Start (or restart) on the same port; return once it answers PING (5 s at most)."""
+        """Start (or restart) on the same port; return once it answers (5 s at most).
+
+        The port was free when probed, but another process (an xdist worker's
+        redis-server or service) may bind it before this server does: when the
+        server exits, or the answer comes from another process, the first start
+        moves to a new port; a restart keeps its port and fails instead.
+        """
+        for _ in range(1 if self.started else 3):
+            if self._start_once():
+                self.started = True
+                return
+            if not self.started:
+                self.port = _free_port()
+        raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
+
+    def _start_once(self) -> bool:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        process = self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 5.0
-        while True:
+        while process.poll() is None and time.monotonic() < deadline:
             try:
-                self.client().ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
+                if self.client().info("server")["process_id"] == process.pid:
+                    return True
+                break  # another process's server answers on this port
+            except redis.RedisError:
                 time.sleep(0.01)
+        self.stop()
+        return False
 
     def stop(self) -> None:
         """Kill the server (SIGKILL, no shutdown save) and wait for it to exit."""
@@ -137,6 +153,13 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=5)
             self.process = None
+
+
+def _free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -169,12 +192,16 @@ POSTGRES_ADMIN_URL = os.environ.get(
 def postgres_database() -> Iterator[str]:
     """URL of a private database, created for this test session and dropped after it.
 
+    Under pytest-xdist each worker is a session of its own, so each worker has
+    its own database (named after the worker, e.g. ``gw1``).
+
     Skipped when PostgreSQL does not answer, unless ``REQUIRE_POSTGRES`` is
     set (as CI does): then its absence fails the tests that need it.
     """
     import psycopg
 
-    name = f"mdactors_test_{os.getpid()}_{secrets.token_hex(3)}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"mdactors_test_{worker}_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
@@ -246,6 +273,18 @@ class TcpProxy:
         async with trio.open_nursery() as nursery:
             task_status.started()
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the existing file ``path``, across processes.
+
+    For a one-time setup that pytest-xdist workers would otherwise race to do
+    (an ``npm install``): the first does it, the others wait and find it done.
+    """
+    with path.open("rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 # -- clients shared by several test modules -----------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import redis
 import trio
 
@@ -116,6 +117,7 @@ async def test_drain_rewrites_the_status_at_once(redis_server: RedisServer) -> N
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_redis_down_does_not_crash_the_registrar(redis_server: RedisServer) -> None:
     client = redis.Redis(port=redis_server.port, socket_timeout=1, socket_connect_timeout=1)
     redis_server.stop()

@@ -23,7 +23,7 @@ from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
 from tests.conftest import read_stream, running_service, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 SESSIONS = 120
 CONCURRENCY = 8

@@ -25,6 +25,7 @@ def _bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_quick_run_measures_every_transport_and_baseline(tmp_path: Path) -> None:
     result = _bench(
@@ -151,6 +152,7 @@ def test_plot_draws_labelled_series_from_several_results(tmp_path: Path) -> None
     assert result.returncode != 0 and "not a bench result document" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_short_soak_churns_every_transport_and_gives_a_verdict(tmp_path: Path) -> None:
     result = _bench(

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_binance_fanout_bench_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.binance_fanout", "--subscribers", "3", "--seconds", "1"],
@@ -24,6 +27,7 @@ def test_binance_fanout_bench_runs() -> None:
     assert report["server_cpu_us_per_message"] > 0
 
 
+@pytest.mark.slow
 def test_binance_fanout_bench_runs_on_futures() -> None:
     result = subprocess.run(
         [

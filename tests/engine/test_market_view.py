@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from mdactors.adapters.history import MemoryHistory
-from mdactors.domain.book import REGIME_BLOCK, OrderBook, book_at
+from mdactors.domain.book import REGIME_BLOCK, WINDOW, OrderBook, book_at
 from mdactors.domain.scenarios import Crash, ScenarioKind, VolatilitySpike
 from mdactors.domain.symbols import spec_for
 from mdactors.domain.tick import Tick
@@ -168,3 +168,32 @@ async def test_liquidity_thins_while_a_crash_builds_and_the_price_falls(
     assert crash[-1].bids[0][0] < 0.85 * before[-1].bids[0][0], "the price fell"
     assert _depth(crash) < 0.5 * _depth(before), (_depth(before), _depth(crash))
     assert _spread(crash) > 1.5 * _spread(before), (_spread(before), _spread(crash))
+
+
+def test_a_worker_that_joins_late_builds_the_same_books_once_it_holds_a_window() -> None:
+    """The book is read from the relayed ticks alone: a second process that starts
+    relaying midway agrees with the owner from one window of ticks on."""
+    owner, ticks, _ = view_with_ticks(3 * WINDOW)
+    clock = Clock()
+    market = Market([KEY], 1.0, seed=99, wall_clock=clock)  # its own actor never steps
+    late = MarketView(market, Recorder(market, MemoryHistory(1_000)), MemoryHistory(1_000))
+    joined = WINDOW // 2
+    for n, tick in enumerate(ticks[joined:], start=joined):
+        market.actor(KEY).relayed(tick)
+        agree = late.book(tick, 50) == owner.book(tick, 50)
+        if n >= joined + WINDOW:
+            assert agree, n
+    assert not all(late.book(t, 50) == owner.book(t, 50) for t in ticks[joined : joined + 3]), (
+        "before a window, it reads what it holds"
+    )
+
+
+def test_one_build_serves_every_depth_asked_at_a_tick() -> None:
+    view, ticks, _ = view_with_ticks(5)
+    tick = ticks[-1]
+    deep = view.book(tick, 50)
+    top = view.book(tick, 1)
+    assert (top.bids, top.asks) == (deep.bids[:1], deep.asks[:1])
+    assert view.book(tick, 1) is top
+    fresh = MarketView(view.market, view.recorder, view.history)
+    assert fresh.book(tick, 1) == top, "the same book whether built deep or shallow"

@@ -153,6 +153,7 @@ def test_two_workers_share_the_ports_and_stop_together(redis_server: RedisServer
         assert all(price["price"] > 0 for price in prices.values())  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_without_redis_one_market_process_feeds_the_other_worker() -> None:
     def ticks(client: httpx.Client) -> dict[int, tuple[float, int]]:
         time.sleep(1.0)  # some ticks from the feed first

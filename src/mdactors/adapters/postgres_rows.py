@@ -88,7 +88,7 @@ def _tick_metadata(t: Tick) -> str:
     return (
         f'{{"seq":{t.seq},"ts_ns":{t.ts_ns},"volume":{t.volume!r},"change":{t.change!r},'
         f'"change_pct":{t.change_pct!r},"day_high":{t.day_high!r},"day_low":{t.day_low!r},'
-        f'"day_volume":{t.day_volume!r}}}'
+        f'"day_volume":{t.day_volume!r},"trades":{t.trades}}}'
     )
 
 
@@ -143,6 +143,7 @@ def tick_from_row(
         _number(meta, "day_high", mid),
         _number(meta, "day_low", mid),
         _number(meta, "day_volume"),
+        trades=int(_number(meta, "trades", -1)),
     )
 
 

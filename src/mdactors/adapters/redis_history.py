@@ -108,16 +108,20 @@ def encode_tick(tick: Tick) -> str:
     t = tick
     return (
         f"[{t.seq},{t.price!r},{t.bid!r},{t.ask!r},{t.volume!r},{t.ts_ns},{t.change!r},"
-        f"{t.change_pct!r},{t.day_high!r},{t.day_low!r},{t.day_volume!r}]"
+        f"{t.change_pct!r},{t.day_high!r},{t.day_low!r},{t.day_volume!r},{t.trades}]"
     )
 
 
 def decode_tick(symbol: str, raw: bytes | str) -> Tick:
     """The tick stored as ``raw`` under ``symbol``'s key."""
-    seq, price, bid, ask, volume, ts_ns, change, change_pct, high, low, day_volume = json.loads(raw)
-    return Tick(
-        symbol, seq, price, bid, ask, volume, ts_ns, change, change_pct, high, low, day_volume
+    seq, price, bid, ask, volume, ts_ns, change, change_pct, high, low, day_volume, *more = (
+        json.loads(raw)
     )
+    trades = more[0] if more else -1  # an older writer's tick carries no print count
+    return Tick(
+        symbol, seq, price, bid, ask, volume, ts_ns, change, change_pct, high, low, day_volume,
+        trades=trades,
+    )  # fmt: skip
 
 
 def encode_candle(candle: Candle) -> str:

@@ -1,19 +1,23 @@
-"""The clock-driven part of one symbol's step: its rhythm, volume and spread levels.
+"""The clock-driven part of one symbol's step: its rhythm, volume, trade arrival and spread.
 
 What a live actor and a scenario feed share, tick by tick: the σ level of
 the step's UTC hour (:class:`~mdactors.domain.rhythm.Rhythm`, looked up once an
-hour) and the volume level of the step's move
+hour), the volume level of the step's move
 (:func:`~mdactors.domain.quotes.activity`, its slope cached for the hour, ×
-the hour's volume level). The
-vectorised twin is :func:`mdactors.domain.backfill.minute_history`.
+the hour's volume level) and the chance that the step prints a trade (the
+hour's volume level over the week's busiest: trades arrive on the same
+rhythm). The vectorised twin is :func:`mdactors.domain.backfill.minute_history`.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from mdactors.domain.models import PriceModel
 from mdactors.domain.quotes import VOLUME_FLOOR
+from mdactors.domain.rhythm import HOURS_PER_WEEK
 
 __all__ = ["SPREAD_MOVES", "ActivityClock"]
 
@@ -25,13 +29,31 @@ SPREAD_MOVES = 4.0
 class ActivityClock:
     """One symbol's rhythm and volume levels, step by step (plain floats, hot path)."""
 
-    __slots__ = ("_dt", "_hour", "_rhythm", "_scale", "_sigma", "_slope", "_typical", "_volume")
+    __slots__ = (
+        "_dt",
+        "_hour",
+        "_peak",
+        "_rhythm",
+        "_scale",
+        "_sigma",
+        "_slope",
+        "_typical",
+        "_volume",
+        "print_chance",
+    )
 
     def __init__(self, model: PriceModel) -> None:
         self._rhythm = model.rhythm
         self._typical = model.typical_move() * model.volatility
+        hours = np.arange(HOURS_PER_WEEK, dtype=np.int64) * _NS_PER_HOUR
+        self._peak = float(np.max(self._rhythm.volumes(hours)))
         self._hour = -1
         self._sigma = self._volume = 1.0
+        self.print_chance = 1.0
+        """The chance the step prints (set by :meth:`season`): the hour's volume
+        level over the week's busiest, so the busiest hour prints every tick,
+        busiest / quietest trade counts are the profile's ratio, and without a
+        rhythm every tick prints."""
         self._dt = -1.0
         self._scale = 0.0
         self._slope = 0.0
@@ -43,6 +65,7 @@ class ActivityClock:
             self._hour = hour
             self._sigma = self._rhythm.sigma(ns)
             self._volume = self._rhythm.volume(ns)
+            self.print_chance = self._volume / self._peak
             self._slope = 0.0
         return self._sigma
 

@@ -209,144 +209,140 @@ class _Builder:
     """The book of the last of ``ticks`` (ascending sequences, the window)."""
 
     __slots__ = (
-        "_calm",
+        "_base",
+        "_bounds",
         "_pulled",
-        "_reach",
-        "_scale",
+        "_refs",
         "_seqs",
         "_spec",
         "_step",
         "_takes",
         "_tick",
         "_ticks",
-        "_touch_lots",
     )
 
     def __init__(self, spec: SymbolSpec, ticks: list[Tick]) -> None:
         self._spec = spec
-        self._ticks = ticks
-        self._seqs = [t.seq for t in ticks]
         self._tick = tick = ticks[-1]
-        self._step = grid_step(spec)
-        self._scale = spec.price_scale
-        self._calm: dict[int, tuple[float, float]] = {}
+        self._step = step = grid_step(spec)
+        seqs = [t.seq for t in ticks]
         block = tick.seq // REGIME_BLOCK - 1
-        start = bisect.bisect_left(self._seqs, block * REGIME_BLOCK)
-        end = bisect.bisect_left(self._seqs, (block + 1) * REGIME_BLOCK)
-        regime = depth_regime(spec, ticks[start:end])
-        level = DEPTH_REGIMES[regime]
+        start = bisect.bisect_left(seqs, block * REGIME_BLOCK)
+        end = bisect.bisect_left(seqs, (block + 1) * REGIME_BLOCK)
+        level = DEPTH_REGIMES[depth_regime(spec, ticks[start:end])]
         self._pulled = level.pulled
+        self._base = spec.daily_volume / 20_000.0 * spec.qty_scale * level.share
+        self._ticks, self._seqs = ticks, seqs
         # How deep a queue may be sized: ``reach`` grid steps beyond where the touches
         # would be now, that place rounded outwards to whole cells of _REACH_CELL
         # steps so the bound moves only when the mid crosses a cell.
-        self._reach = (math.inf, -math.inf)
+        self._bounds = (math.inf, -math.inf)
         if level.reach is not None:
-            cell = _REACH_CELL * self._step
-            calm_bid, calm_ask = self._calm_at(tick.seq)
-            self._reach = (
+            cell = _REACH_CELL * step
+            calm_bid, calm_ask = _calm_place(spec, tick)
+            self._bounds = (
                 (math.floor(calm_bid / cell) + level.reach / _REACH_CELL) * cell,
                 (math.ceil(calm_ask / cell) - level.reach / _REACH_CELL) * cell,
             )
-        self._touch_lots = spec.daily_volume / 20_000.0 * spec.qty_scale * level.share
-        # Prints per (side, price in ticks): (seq, lots), oldest first.
-        self._takes: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        qty_scale, scale = spec.qty_scale, self._scale
+        # Per side and per age ``a`` of an epoch (it began at tick ``seq - a``): the
+        # place depth is counted from, in ticks (filled as levels ask, :meth:`_ref`).
+        self._refs: tuple[list[float | None], ...] = (
+            [None] * REFRESH_TICKS,
+            [None] * REFRESH_TICKS,
+        )
+        # Per side, prints by price (a quote's price is ticks / price_scale, the double a
+        # level's price is too): (seq, quantity), oldest first.
+        self._takes: tuple[dict[float, list[tuple[int, float]]], ...] = ({}, {})
         for t in ticks:
             side = taker_side(t)
             if side is not None:
-                key = (side, round((t.bid if side == SELL else t.ask) * scale))
-                self._takes.setdefault(key, []).append((t.seq, round(t.volume * qty_scale)))
+                price = t.bid if side == SELL else t.ask
+                self._takes[side].setdefault(price, []).append((t.seq, t.volume))
 
     def book(self, depth: int) -> OrderBook:
-        tick = self._tick
-        scale = self._scale
+        tick, step = self._tick, self._step
+        scale = self._spec.price_scale
         symbol = _symbol_hash(self._spec.key)
         bid_ticks, ask_ticks = round(tick.bid * scale), round(tick.ask * scale)
-        bids = self._side(symbol, SELL, bid_ticks, (bid_ticks - 1) // self._step, -1, depth)
-        asks = self._side(symbol + _ASK_SALT, BUY, ask_ticks, ask_ticks // self._step + 1, 1, depth)
+        bids = self._side(symbol, SELL, bid_ticks, (bid_ticks - 1) // step, -1, depth)
+        asks = self._side(symbol + _ASK_SALT, BUY, ask_ticks, ask_ticks // step + 1, 1, depth)
         return OrderBook(self._spec.key, bids, asks, tick.ts_ns, tick.seq)
 
     def _side(
         self, salt: int, side: int, touch: int, top: int, direction: int, depth: int
     ) -> list[Level]:
         """The touch at ``touch`` ticks, then grid indexes ``top``, ``top ± 1``…
-        (``direction``), the first :data:`DEPTH_REGIMES` ``pulled`` of them empty,
-        skipping queues that are gone."""
-        scale, qty_scale, step = self._scale, self._spec.qty_scale, self._step
+        (``direction``: −1 bids, 1 asks), the regime's ``pulled`` first ones empty,
+        skipping queues that are gone. A queue's 64-bit hash of (level, epoch)
+        draws it: 12 bits its jitter, then per event 12 bits its tick, 6 its size
+        and 1 its kind (addition or cancellation)."""
         levels: list[Level] = []
-        if depth <= 0:
-            return levels
-        lots = self._queue(salt, side, touch)
-        if lots:
-            levels.append((touch / scale, lots / qty_scale))
-        index = top + direction * self._pulled
+        scale, qty_scale, step = self._spec.price_scale, self._spec.qty_scale, self._step
+        seq, refs, takes = self._tick.seq, self._refs[side], self._takes[side]
+        base = self._base
+        slope = base * _GROWTH_PER_LEVEL / step * direction
+        period, mask = REFRESH_TICKS, _MASK
+        price, index = touch, top + direction * self._pulled
+        drawn, get = _DRAWN, _DRAWN.get
         while len(levels) < depth:
-            price = index * step
             if price < 1:
                 break
-            lots = self._queue(salt, side, price)
+            key = salt + price * _GOLDEN
+            turned = seq + ((key * _ODD) & mask) % period
+            age = turned % period
+            ref = refs[age]
+            if ref is None:
+                ref = self._ref(side, age)
+            mean = base + slope * (price - ref) if (price - ref) * direction > 0 else base
+            slot = (key, turned // period, mean)
+            epoch = get(slot)
+            if epoch is None:
+                if len(drawn) >= _DRAWN_CAPACITY:
+                    drawn.clear()
+                epoch = drawn[slot] = _draw(key, turned // period, seq - age, mean)
+            quoted = price / scale
+            printed = takes.get(quoted)
+            if printed is not None:
+                lots = self._evolve(epoch, mean, printed)
+            else:
+                # No print: the drawn queue, then its events so far (none empties it).
+                lots, first, after_first, second, after_second = epoch[1:6]
+                if second <= seq:
+                    lots = after_second
+                elif first <= seq:
+                    lots = after_first
             if lots:
-                levels.append((price / scale, lots / qty_scale))
+                levels.append((quoted, lots / qty_scale))
+            price = index * step
             index += direction
         return levels
 
-    def _calm_at(self, seq: int) -> tuple[float, float]:
-        """Where the touches would be at the narrowest spread (ticks) at the last
-        tick held at or before ``seq`` (the oldest held if none is)."""
-        cached = self._calm.get(seq)
-        if cached is None:
-            position = bisect.bisect_right(self._seqs, seq) - 1
-            tick = self._ticks[position if position > 0 else 0]
-            mid = (tick.bid + tick.ask) * self._scale / 2.0
-            half = mid * self._spec.spread_bps[0] / 20_000.0
-            cached = self._calm[seq] = (mid - half, mid + half)
-        return cached
+    def _ref(self, side: int, age: int) -> float:
+        """Where depth is counted from (ticks) for an epoch that began ``age`` ticks
+        ago: where the touch of ``side`` would be at the narrowest spread at the
+        last tick held at or before then (the oldest held if none is), bounded by
+        the regime's reach."""
+        position = bisect.bisect_right(self._seqs, self._tick.seq - age) - 1
+        calm = _calm_place(self._spec, self._ticks[position if position > 0 else 0])
+        bound = self._bounds[side]
+        ref = min(calm[0], bound) if side == SELL else max(calm[1], bound)
+        self._refs[side][age] = ref
+        return ref
 
-    def _queue(self, salt: int, side: int, price: int) -> int:
-        """Lots resting at ``price`` ticks on ``side`` (0 bid, 1 ask) after the tick
-        (0: the queue is gone).
-
-        One 64-bit hash of (level, epoch) draws the epoch's queue: 12 bits its
-        jitter, then per event 12 bits its tick, 6 its size and 1 its kind.
-        """
-        seq = self._tick.seq
-        key = salt + price * _GOLDEN
-        turned = seq + ((key * _ODD) & _MASK) % REFRESH_TICKS
-        start = seq - turned % REFRESH_TICKS
-        calm = self._calm.get(start) or self._calm_at(start)
-        if side == SELL:
-            away = (min(calm[0], self._reach[0]) - price) / self._step
-        else:
-            away = (price - max(calm[1], self._reach[1])) / self._step
-        mean = self._touch_lots * (1.0 + _GROWTH_PER_LEVEL * (away if away > 0.0 else 0.0))
-        x = _mix(key + (turned // REFRESH_TICKS) * _ODD)
-        lots = round(mean * (0.7 + 0.6 * (x >> 52) * 2.0**-12))
-        # The epoch's additions (+) and cancellations (−) so far, by tick.
-        events: list[tuple[int, int, float]] = []
-        y = x
-        for _ in range(EVENTS):
-            at = start + (y & 0xFFF) % REFRESH_TICKS
-            if at <= seq:
-                fraction = 0.15 + 0.35 * ((y >> 12) & 0x3F) / 64.0
-                events.append((at, 1 if y & 0x40000 else -1, fraction))
-            y >>= 19
-        takes = self._takes.get((side, price))
-        if takes:
-            events.extend((at, 0, taken) for at, taken in takes if at >= start)
-        if not events:
-            return lots if lots > 1 else 1
-        events.sort()
-        return self._replay(x, lots if lots > 1 else 1, mean, events)
-
-    def _replay(self, x: int, lots: int, mean: float, events: list[tuple[int, int, float]]) -> int:
-        """The queue after ``events`` ``(tick, kind, amount)``, in order: an addition
-        (kind 1) of ``amount × mean``, a cancellation (−1) of ``amount`` of the
-        queue, a print (0) of ``amount`` lots. A queue taken to nothing is gone
+    def _evolve(self, epoch: _Epoch, mean: float, printed: list[tuple[int, float]]) -> int:
+        """The queue of ``epoch`` (of mean ``mean``) after its events and the
+        ``printed`` lots up to the tick (0: gone). A queue taken to nothing is gone
         until a hashed few ticks later or an addition, whichever comes first."""
+        seq = self._tick.seq
+        x, lots, start, events = epoch[0], epoch[1], epoch[6], epoch[7]
+        merged = [event for event in events if event[0] <= seq]
+        qty_scale = self._spec.qty_scale
+        merged.extend((at, 0, round(taken * qty_scale)) for at, taken in printed if at >= start)
+        merged.sort()
         refill = -1
-        for at, kind, amount in events:
+        for at, kind, amount in merged:
             if 0 <= refill <= at:
-                lots, refill = self._refilled(x, refill, mean), -1
+                lots, refill = _refilled(x, refill, mean), -1
             if kind > 0:
                 lots, refill = (lots if refill < 0 else 0) + round(mean * amount), -1
             elif refill >= 0:
@@ -358,12 +354,49 @@ class _Builder:
                 if lots < 1:
                     lo, hi = _REFILL_TICKS
                     refill = at + lo + _mix(x ^ at) % (hi - lo + 1)
-        if 0 <= refill <= self._tick.seq:
-            return self._refilled(x, refill, mean)
+        if 0 <= refill <= seq:
+            return _refilled(x, refill, mean)
         return 0 if refill >= 0 else (lots if lots > 1 else 1)
 
-    @staticmethod
-    def _refilled(x: int, at: int, mean: float) -> int:
-        """The queue a gone level comes back with at tick ``at``: a fresh, smaller one."""
-        lots = round(mean * (0.3 + 0.4 * (_mix(x + at * _GOLDEN) >> 40) * 2.0**-24))
-        return lots if lots > 1 else 1
+
+_Epoch = tuple[int, int, int, int, int, int, int, list[tuple[int, int, float]]]
+"""A queue's epoch as drawn: (hash, lots, first event's tick, lots after it, second
+event's tick, lots after both, first tick, events by tick)."""
+_DRAWN: dict[tuple[int, int, float], _Epoch] = {}
+"""Epochs already drawn, by (level hash, epoch, mean): a queue is redrawn only at
+its epoch's turn, so consecutive books share the work (a cache of a pure function)."""
+_DRAWN_CAPACITY = 65_536
+
+
+def _draw(key: int, epoch: int, start: int, mean: float) -> _Epoch:
+    """The queue of level hash ``key`` in ``epoch`` (its first tick ``start``, its
+    mean ``mean`` lots): one 64-bit hash draws it, 12 bits its jitter, then per
+    event 12 bits its tick, 6 its size and 1 its kind (addition or cancellation),
+    applied in order; a cancellation takes less than half the queue, so without
+    prints a queue never empties."""
+    x = _mix(key + epoch * _ODD)
+    lots = round(mean * (0.7 + 0.6 * (x >> 52) * 2.0**-12))
+    lots = lots if lots > 1 else 1
+    events = sorted(
+        (start + (bits & 0xFFF) % REFRESH_TICKS, 1 if bits & 0x40000 else -1,
+         0.15 + 0.35 * ((bits >> 12) & 0x3F) / 64)
+        for bits in (x, x >> 19)
+    )  # fmt: skip
+    path = [lots]
+    for _, kind, amount in events:
+        path.append(path[-1] + (round(mean * amount) if kind > 0 else -round(path[-1] * amount)))
+    (first, _, _), (second, _, _) = events
+    return (x, lots, first, path[1], second, path[2], start, events)
+
+
+def _refilled(x: int, at: int, mean: float) -> int:
+    """The queue a gone level comes back with at tick ``at``: a fresh, smaller one."""
+    lots = round(mean * (0.3 + 0.4 * (_mix(x + at * _GOLDEN) >> 40) * 2.0**-24))
+    return lots if lots > 1 else 1
+
+
+def _calm_place(spec: SymbolSpec, tick: Tick) -> tuple[float, float]:
+    """Where ``tick``'s touches would be at the symbol's narrowest spread (ticks)."""
+    mid = (tick.bid + tick.ask) * spec.price_scale / 2.0
+    half = mid * spec.spread_bps[0] / 20_000.0
+    return mid - half, mid + half

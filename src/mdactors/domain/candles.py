@@ -145,7 +145,8 @@ def fold_tick(candle: Candle | None, tick: Tick, interval: str) -> Candle:
     start = tick.ts_ms - tick.ts_ms % length_ms
     price = tick.price
     if candle is None or start > candle.start_ms:
-        return Candle(tick.symbol, interval, start, price, price, price, price, tick.volume, 1)
+        volume, printed = tick.volume, 1 if tick.volume > 0 else 0
+        return Candle(tick.symbol, interval, start, price, price, price, price, volume, printed)
     return Candle(
         candle.symbol,
         interval,
@@ -155,5 +156,5 @@ def fold_tick(candle: Candle | None, tick: Tick, interval: str) -> Candle:
         min(candle.low, price),
         price,
         candle.volume + tick.volume,
-        candle.trades + 1,
+        candle.trades + (1 if tick.volume > 0 else 0),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from mdactors.domain.perpetual import PerpetualSnapshot
 
-__all__ = ["BUY", "SELL", "Tick", "Trade", "taker_side", "trade_of"]
+__all__ = ["BUY", "SELL", "Tick", "Trade", "last_trade_id", "taker_side", "trade_of"]
 
 SELL = 0
 """A print at the bid (:func:`taker_side`)."""
@@ -40,6 +40,9 @@ class Tick:
     wire: dict[str, bytes] = field(default_factory=dict, repr=False)
     contract: PerpetualSnapshot | None = field(default=None, repr=False)
     """A perpetual's contract state (mark, index, funding, open interest) at this tick."""
+    trades: int = -1
+    """Prints on the symbol's live tape so far, this tick's included (the actor counts
+    them: not every tick prints); -1 when unknown (:func:`last_trade_id`)."""
 
     @property
     def ts_ms(self) -> int:
@@ -49,7 +52,7 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Trade:
-    """A print on the tape: one per tick, at the touch on the side that moved."""
+    """A print on the tape: at most one per tick, at the touch on the side that moved."""
 
     id: int
     symbol: str
@@ -67,15 +70,24 @@ def taker_side(tick: Tick) -> int | None:
     return SELL if tick.change < 0 else BUY
 
 
+def last_trade_id(tick: Tick) -> int:
+    """The id of the newest live print as of ``tick`` (its own, when it printed): the
+    count of prints the actor keeps, so ids run without holes although not every
+    tick prints. A tick that carries no count (made by a replay, a test or an
+    older writer) takes its sequence, as when every tick printed."""
+    return tick.trades if tick.trades >= 0 else tick.seq
+
+
 def trade_of(tick: Tick) -> Trade | None:
     """The print a tick makes on the tape (``None`` for a tick without volume).
 
-    It trades at the touch on the side that moved (:func:`taker_side`). The
-    trade id is the tick's sequence.
+    It trades at the touch on the side that moved (:func:`taker_side`); its
+    id is :func:`last_trade_id`.
     """
     side = taker_side(tick)
     if side is None:
         return None
+    ident = last_trade_id(tick)
     if side == SELL:
-        return Trade(tick.seq, tick.symbol, tick.bid, tick.volume, "sell", tick.ts_ns)
-    return Trade(tick.seq, tick.symbol, tick.ask, tick.volume, "buy", tick.ts_ns)
+        return Trade(ident, tick.symbol, tick.bid, tick.volume, "sell", tick.ts_ns)
+    return Trade(ident, tick.symbol, tick.ask, tick.volume, "buy", tick.ts_ns)

@@ -24,10 +24,10 @@ PRESTART_MINUTES = 10
 PRESTART_PER_MINUTE = 60
 """Backfilled prints per minute."""
 TRADE_ID_BASE = PRESTART_MINUTES * PRESTART_PER_MINUTE
-"""Public trade ids: backfilled prints are ``1..TRADE_ID_BASE``; the print of live
-tick ``seq`` is ``TRADE_ID_BASE + seq``. On the tape (:class:`Trade.id`) a live
-print's id is its tick's sequence and a backfilled one's is ``<= 0``, so the
-public id is always ``TRADE_ID_BASE + Trade.id``."""
+"""Public trade ids: backfilled prints are ``1..TRADE_ID_BASE``, live prints follow.
+On the tape (:class:`Trade.id`) a live print's id is the count of live prints so
+far (:func:`~mdactors.domain.tick.last_trade_id`) and a backfilled one's is
+``<= 0``, so the public id is always ``TRADE_ID_BASE + Trade.id``."""
 
 
 def backfill_trades(

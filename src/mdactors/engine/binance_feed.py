@@ -34,7 +34,7 @@ from mdactors.domain.book import Level, OrderBook
 from mdactors.domain.book_diff import DiffWindow
 from mdactors.domain.candles import Candle
 from mdactors.domain.klines import KLINE_INTERVALS, Kline, KlineInterval, aggregate, kline_of
-from mdactors.domain.tick import Tick
+from mdactors.domain.tick import Tick, last_trade_id
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
 from mdactors.engine.market_view import MarketView
 from mdactors.engine.symbol_actor import SymbolActor
@@ -281,7 +281,7 @@ class SymbolFeed:
                 interval.end(state.start_ms),
             )
             state.last = current
-            last_id = TRADE_ID_BASE + tick.seq
+            last_id = TRADE_ID_BASE + last_trade_id(tick)
             self.topic.publish(
                 KlineUpdate(name, current, tick.ts_ms, last_id - current.trades + 1, last_id)
             )
@@ -292,7 +292,7 @@ class SymbolFeed:
         state.last = None
         if last is None:
             return
-        last_id = TRADE_ID_BASE + self.actor.latest.seq
+        last_id = TRADE_ID_BASE + last_trade_id(self.actor.latest)
         self.topic.publish(
             KlineUpdate(
                 state.interval.name, _closed(last), now_ms, last_id - last.trades + 1, last_id

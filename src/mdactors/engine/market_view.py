@@ -41,22 +41,31 @@ class _RecentTicks:
 
     Read on demand, not by a task: each :meth:`before` takes what was
     published since the last call. It starts from the oldest tick the Topic
-    still holds, so the first book already has its window.
+    still holds, so the first book already has its window, and it keeps a
+    window more than the Topic, so a reader as far behind as the Topic allows
+    (a stream's feed) still finds the whole window of the tick it is at.
     """
 
     __slots__ = ("_reader", "_ticks")
 
     def __init__(self, topic: Topic[Tick]) -> None:
         self._reader = Reader(topic, max(topic.published - topic.capacity, 0))
-        self._ticks: deque[Tick] = deque(maxlen=topic.capacity)
+        self._ticks: deque[Tick] = deque(maxlen=topic.capacity + WINDOW)
 
     def before(self, seq: int) -> list[Tick]:
-        """The ticks held of the :data:`~mdactors.domain.book.WINDOW` before ``seq``."""
+        """The ticks held of the :data:`~mdactors.domain.book.WINDOW` before ``seq``,
+        oldest first (a Topic publishes in sequence order)."""
         reader = self._reader
         if reader.lag:
             self._ticks.extend(reader.take(reader.lag)[0])
-        low = seq - WINDOW
-        return [tick for tick in self._ticks if low <= tick.seq < seq]
+        low, window = seq - WINDOW, []
+        for tick in reversed(self._ticks):
+            if tick.seq < low:
+                break
+            if tick.seq < seq:
+                window.append(tick)
+        window.reverse()
+        return window
 
 
 class MarketView:
@@ -69,6 +78,8 @@ class MarketView:
         self._books: dict[tuple[str, int], OrderBook] = {}
         """The newest book per (symbol, depth): every stream at one tick shares it."""
         self._recent: dict[str, _RecentTicks] = {}
+        self._deepest: dict[str, tuple[int, OrderBook]] = {}
+        """Per symbol, the deepest book built at its newest tick asked for, and its depth."""
 
     async def candles(
         self, key: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
@@ -112,10 +123,17 @@ class MarketView:
         cached = self._books.get(slot)
         if cached is not None and cached.seq == tick.seq:
             return cached
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = _RecentTicks(self.market.actors[key].topic)
-        book = book_at(spec_for(key), tick, depth, recent.before(tick.seq))
+        built, deepest = self._deepest.get(key, (0, None))
+        if deepest is not None and deepest.seq == tick.seq and depth <= built:
+            # A shallower book is a prefix of a deeper one: one build serves every depth.
+            book = OrderBook(key, deepest.bids[:depth], deepest.asks[:depth], tick.ts_ns, tick.seq)
+        else:
+            recent = self._recent.get(key)
+            if recent is None:
+                recent = self._recent[key] = _RecentTicks(self.market.actors[key].topic)
+            book = book_at(spec_for(key), tick, depth, recent.before(tick.seq))
+            if deepest is None or deepest.seq != tick.seq or depth > built:
+                self._deepest[key] = (depth, book)
         self._books[slot] = book
         return book
 

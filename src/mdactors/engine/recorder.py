@@ -220,8 +220,8 @@ class Recorder:
         key = ticks[0].symbol
         tape = self.trades[key]
         for tick in ticks:
-            self._fold(key, tick.ts_ms, tick, 1)
             trade = trade_of(tick)
+            self._fold(key, tick.ts_ms, tick, 0 if trade is None else 1)
             if trade is not None:
                 tape.append(trade)
         self.observed_seq[key] = ticks[-1].seq

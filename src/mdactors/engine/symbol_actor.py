@@ -18,7 +18,7 @@ from mdactors.domain.overlay import Scenario, SymbolOverlay
 from mdactors.domain.quotes import quote, round_price, tick_lots
 from mdactors.domain.scenarios import Disruption, FeedMode
 from mdactors.domain.symbols import SymbolSpec
-from mdactors.domain.tick import Tick
+from mdactors.domain.tick import Tick, last_trade_id
 from mdactors.engine.topic import Topic
 
 __all__ = ["SymbolActor"]
@@ -64,6 +64,9 @@ class SymbolActor:
         self._activity = ActivityClock(model)
         self._sigma = model.volatility / math.sqrt(SECONDS_PER_YEAR)
         self._shocks = ShockStream(volume_rng if volume_rng is not None else rng.spawn(1)[0])
+        # Its own stream (spawning draws nothing), so prices and volumes stay as seeded.
+        self._arrivals = random.Random(int(rng.spawn(1)[0].integers(2**63)))
+        self._trades = 0
         self.volatility_factor = 1.0
         self.spread_factor = 1.0
         self._seq = 0
@@ -130,6 +133,7 @@ class SymbolActor:
         self._process.state.log_price = math.log(tick.price)
         self._seq = tick.seq
         self._last_ticks = round(tick.price * spec.price_scale)
+        self._trades = last_trade_id(tick)
         self._day = tick.ts_ns // _NS_PER_DAY
         self._day_high = round(tick.day_high * spec.price_scale)
         self._day_low = round(tick.day_low * spec.price_scale)
@@ -162,6 +166,11 @@ class SymbolActor:
         move = state.log_price - before
         level = clock.volume_level(move, dt_years)
         lots = tick_lots(self.spec, self.interval, self._shocks.next(), level)
+        chance = clock.print_chance
+        if chance < 1.0:
+            # Trades arrive on the rhythm; a tick that prints carries the volume of
+            # those that did not, so the expected volume is unchanged.
+            lots = round(lots / chance) if self._arrivals.random() < chance else 0
         overlay = self.overlay
         if overlay is not None:
             lots = round(lots * self._overlaid(overlay, season))
@@ -217,6 +226,8 @@ class SymbolActor:
         elif ticks < self._day_low:
             self._day_low = ticks
         self._day_lots += lots
+        if lots:
+            self._trades += 1
         previous = self._last_ticks
         self._last_ticks = ticks
         self._seq += 1
@@ -234,6 +245,7 @@ class SymbolActor:
             self._day_high / scale,
             self._day_low / scale,
             self._day_lots / qty_scale,
+            trades=self._trades,
         )
 
     def publish(self, tick: Tick) -> None:

@@ -12,7 +12,7 @@ import base64
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -42,7 +42,7 @@ from mdactors.api.connect.grpc_web import (
 )
 from mdactors.api.rpc.service import Code, RpcError
 from mdactors.app import Service
-from tests.conftest import wait_for
+from tests.conftest import exclusive, wait_for
 
 SERVICE = "marketdata.MarketDataService"
 CALL_TIMEOUT = 15
@@ -71,16 +71,33 @@ HEALTH = method(
 UNKNOWN = method("NoSuchMethod", pb.GetPriceRequest, pb.GetPriceResponse)
 
 
-def web_client(service: Service, http2: bool, json_codec: bool = False) -> ConnectClientSync:
-    transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2 if http2 else HTTPVersion.HTTP1)
-    return ConnectClientSync(
-        f"http://127.0.0.1:{service.ports['http']}",
-        protocol=ProtocolType.GRPC_WEB,
-        codec=google_protobuf_json_codec() if json_codec else google_protobuf_binary_codec(),
-        send_compression=None,
-        accept_compression=(),
-        http_client=SyncClient(transport),
-    )
+WebClient = Callable[..., ConnectClientSync]
+
+
+@pytest.fixture
+async def web_client(service: Service) -> AsyncIterator[WebClient]:
+    """Makes connectrpc clients of ``service`` (``http2``, ``json_codec=False``).
+
+    Their connections are closed before the service drains: an idle keep-alive
+    connection would hold the drain until ``SHUTDOWN_TIMEOUT``.
+    """
+    transports: list[SyncHTTPTransport] = []
+
+    def make(http2: bool, json_codec: bool = False) -> ConnectClientSync:
+        version = HTTPVersion.HTTP2 if http2 else HTTPVersion.HTTP1
+        transports.append(SyncHTTPTransport(http_version=version))
+        return ConnectClientSync(
+            f"http://127.0.0.1:{service.ports['http']}",
+            protocol=ProtocolType.GRPC_WEB,
+            codec=google_protobuf_json_codec() if json_codec else google_protobuf_binary_codec(),
+            send_compression=None,
+            accept_compression=(),
+            http_client=SyncClient(transports[-1]),
+        )
+
+    yield make
+    for transport in transports:
+        transport.close()
 
 
 async def in_thread(work: Callable[[], Any]) -> Any:
@@ -101,8 +118,8 @@ def first(stream: Iterator[Any], count: int) -> list[Any]:
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
-async def test_unary_calls_and_the_health_check(service: Service, http2: bool) -> None:
-    client = web_client(service, http2)
+async def test_unary_calls_and_the_health_check(web_client: WebClient, http2: bool) -> None:
+    client = web_client(http2)
     price = await in_thread(
         lambda: client.execute_unary(request=pb.GetPriceRequest(symbol="btc-usd"), method=GET_PRICE)
     )
@@ -123,8 +140,10 @@ async def test_unary_calls_and_the_health_check(service: Service, http2: bool) -
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
-async def test_stream_prices_delivers_consecutive_updates(service: Service, http2: bool) -> None:
-    client = web_client(service, http2)
+async def test_stream_prices_delivers_consecutive_updates(
+    service: Service, web_client: WebClient, http2: bool
+) -> None:
+    client = web_client(http2)
     request = pb.StreamPricesRequest(symbols=["BTC/USD"])
     updates = await in_thread(
         lambda: first(client.execute_server_stream(request=request, method=STREAM_PRICES), 4)
@@ -142,8 +161,8 @@ async def test_stream_prices_delivers_consecutive_updates(service: Service, http
     await wait_for(lambda: streams.subscribers[("BTC/USD", "grpc-web")] == 0)
 
 
-async def test_json_codec(service: Service) -> None:
-    client = web_client(service, False, json_codec=True)
+async def test_json_codec(web_client: WebClient) -> None:
+    client = web_client(False, json_codec=True)
     price = await in_thread(
         lambda: client.execute_unary(request=pb.GetPriceRequest(symbol="ETH"), method=GET_PRICE)
     )
@@ -176,22 +195,22 @@ async def test_json_codec(service: Service) -> None:
     ids=["bad-symbol", "unknown-method", "unknown-stream-symbol", "unknown-health-service"],
 )  # fmt: skip
 async def test_errors_reach_the_client_as_grpc_statuses(
-    service: Service, call: Callable[[ConnectClientSync], Any], code: ClientCode, needle: str
+    web_client: WebClient, call: Callable[[ConnectClientSync], Any], code: ClientCode, needle: str
 ) -> None:
-    client = web_client(service, False)
+    client = web_client(False)
     with pytest.raises(ConnectError) as caught:
         await in_thread(lambda: call(client))
     assert caught.value.code == code and needle in caught.value.message
 
 
-async def test_stream_deadline_ends_with_deadline_exceeded(service: Service) -> None:
-    client = web_client(service, False)
+async def test_stream_deadline_ends_with_deadline_exceeded(web_client: WebClient) -> None:
+    client = web_client(False)
     received: list[pb.PriceUpdate] = []
 
     def stream() -> None:
         request = pb.StreamPricesRequest(symbols=["BTC"])
         for update in client.execute_server_stream(
-            request=request, method=STREAM_PRICES, timeout_ms=300
+            request=request, method=STREAM_PRICES, timeout_ms=1000
         ):
             received.append(update)
 
@@ -391,13 +410,14 @@ def grpc_web_js() -> Path:
     """Google's grpc-web client installed (npm, versions pinned in package.json)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js and npm are needed to run Google's grpc-web client")
-    if not (JS_CLIENT / "node_modules" / "grpc-web").is_dir():
-        subprocess.run(
-            ["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--silent"],
-            cwd=JS_CLIENT,
-            check=True,
-            timeout=180,
-        )
+    with exclusive(JS_CLIENT / "package.json"):  # one xdist worker installs
+        if not (JS_CLIENT / "node_modules" / "grpc-web").is_dir():
+            subprocess.run(
+                ["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--silent"],
+                cwd=JS_CLIENT,
+                check=True,
+                timeout=180,
+            )
     return JS_CLIENT / "call.js"
 
 

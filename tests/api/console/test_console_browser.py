@@ -243,6 +243,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_console_shows_reconnecting_while_the_service_is_down_and_resubscribes(
     browser: Browser,
 ) -> None:

@@ -101,6 +101,7 @@ def churn(port: int, tables: Tables) -> tuple[list[float], list[ConnectionTables
     return asyncio.run(main())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_open_then_cancel_churn_leaves_the_connection_clean_and_fast() -> None:
     # Fast ticks: each tick's bytes bring a connection-level WINDOW_UPDATE,

@@ -94,6 +94,7 @@ async def test_stream_whose_client_stops_reading_is_disconnected_and_frees_its_s
         assert count is not None and count > 0
 
 
+@pytest.mark.slow
 async def test_sse_client_that_keeps_reading_is_not_disconnected() -> None:
     # Twice the timeout of the other tests: a loaded machine's stall must not look slow.
     patient = {**STUCK_ENV, "SLOW_CONSUMER_TIMEOUT": f"{2 * SLOW_AFTER:g}s"}

@@ -6,9 +6,10 @@ milliseconds. Pure functions over value types; :mod:`mdactors.api.binance.rest`
 and :mod:`mdactors.api.binance.streams` wire them to the market.
 
 Trade ids: the prints made before start-up (:mod:`mdactors.domain.trade_backfill`)
-take ids ``1..TRADE_ID_BASE``; the live print of tick ``seq`` is
-``TRADE_ID_BASE + seq``. Order book update ids are tick sequences: the book at
-tick ``n`` has ``lastUpdateId`` ``n``.
+take ids ``1..TRADE_ID_BASE``; the live prints follow them without holes
+(``TRADE_ID_BASE`` + the tape's id, :func:`~mdactors.domain.tick.last_trade_id`).
+Order book update ids are tick sequences: the book at tick ``n`` has
+``lastUpdateId`` ``n``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mdactors.api.codec import dumps
 from mdactors.domain.book import Level, OrderBook
 from mdactors.domain.klines import Kline
 from mdactors.domain.stats import RollingStats
-from mdactors.domain.tick import Tick, Trade, trade_of
+from mdactors.domain.tick import Tick, Trade, last_trade_id, trade_of
 from mdactors.domain.trade_backfill import TRADE_ID_BASE
 
 __all__ = [
@@ -261,9 +262,10 @@ def agg_trade_json(
 
 
 def tick_print(tick: Tick) -> tuple[Trade, int] | None:
-    """The print of ``tick`` with its trade id (``TRADE_ID_BASE + seq``), or ``None``."""
+    """The print of ``tick`` with its public trade id (``TRADE_ID_BASE`` + its id on
+    the tape), or ``None`` for a tick that did not print."""
     trade = trade_of(tick)
-    return None if trade is None else (trade, TRADE_ID_BASE + tick.seq)
+    return None if trade is None else (trade, TRADE_ID_BASE + trade.id)
 
 
 def trade_body(market: BinanceMarket, trade: Trade, trade_id: int) -> dict[str, Any]:
@@ -380,7 +382,7 @@ def ticker_24hr_json(
     pp, qp = _places(spec.price_decimals), _places(spec.qty_decimals)
     weighted = (stats.open + stats.high + stats.low + stats.last) / 4.0
     (bid, bid_qty), (ask, ask_qty) = top
-    first_id, last_id = 1, TRADE_ID_BASE + tick.seq
+    first_id, last_id = 1, TRADE_ID_BASE + last_trade_id(tick)
     return {
         "symbol": market.name,
         "priceChange": decimal(stats.change, pp),
