@@ -119,7 +119,7 @@ class PriceFanOut(StreamFanOut[PriceStream]):
         super().fan_out()
         writers: dict[int, Writer] = {}
         for group in self.groups.values():
-            for member in group:
+            for member in group.members:
                 writer = member.lane.writer
                 writers[id(writer)] = writer
         for writer in writers.values():
