@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from mdactors.api.ws.broadcast import text_frame
 from mdactors.api.ws.server import WsServer
+from mdactors.api.ws.session import SendGate
 from mdactors.app import Service
 from mdactors.engine.fanout import StreamFanOut
 from tests.conftest import Client, connect, running_service, small_window_client, unwrap, wait_for
@@ -219,3 +221,30 @@ async def test_a_failure_serving_one_session_ends_that_session_only() -> None:
             seqs = [(await other.next_of("update"))["seq"] for _ in range(5)]
             assert seqs == list(range(seqs[0], seqs[0] + 5))
             await wait_for(lambda: len(server.sessions) == 1)
+
+
+async def test_the_send_gate_goes_to_its_waiters_in_turn() -> None:
+    """A writer with frame after frame to send cannot keep trio-websocket's pong out."""
+    acquired: list[str] = []
+    gate = SendGate(lambda: acquired.append("on_acquire"))
+    order: list[str] = []
+    await gate.acquire()
+
+    async def pong() -> None:
+        async with gate:
+            order.append("pong")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pong)
+        await trio.testing.wait_all_tasks_blocked()
+        assert gate.locked() and order == []
+        gate.release()  # handed to the waiting pong
+        await gate.acquire()  # the writer's next frame waits its turn
+        order.append("writer")
+        gate.release()
+    assert order == ["pong", "writer"]
+    assert acquired == ["on_acquire"] * 3, "each holder leaves the fast path first"
+    assert not gate.locked()
+    with pytest.raises(trio.WouldBlock):
+        gate.acquire_nowait()
+        gate.acquire_nowait()

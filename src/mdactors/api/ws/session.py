@@ -117,17 +117,20 @@ class SendGate:
 
     async def acquire(self) -> None:
         """Take the gate, waiting while it is held (a cancellation point, a schedule
-        point only when it waits: the write that follows is one)."""
+        point only when it waits: the write that follows is one). Waiters get it in
+        turn: :meth:`release` hands it to the first, so a writer with frame after
+        frame to send cannot keep a pong out."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        while self._held:
-            await self._lot.park()
+        if self._held:
+            await self._lot.park()  # woken by release, which handed the gate over
+        else:
+            self._held = True
         self._on_acquire()
-        self._held = True
 
     def release(self) -> None:
-        """Give the gate back (to the next waiter, if any)."""
-        self._held = False
-        self._lot.unpark()
+        """Give the gate back: to the first waiter, if any."""
+        if not self._lot.unpark():
+            self._held = False
 
     async def __aenter__(self) -> None:
         await self.acquire()
