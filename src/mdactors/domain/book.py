@@ -303,7 +303,7 @@ class _Builder:
             quoted = price / scale
             printed = takes.get(quoted)
             if printed is not None:
-                lots = self._evolve(epoch, mean, printed)
+                lots = self._evolve(epoch, seq - age, mean, printed)
             else:
                 # No print: the drawn queue, then its events so far (none empties it).
                 lots, first, after_first, second, after_second = epoch[1:6]
@@ -343,14 +343,16 @@ class _Builder:
         self._refs[side][age] = ref
         return ref
 
-    def _evolve(self, epoch: _Epoch, mean: float, printed: list[tuple[int, float]]) -> int:
-        """The queue of ``epoch`` (of mean ``mean`` lots) after its events and the
-        ``printed`` ``(seq, quantity)`` up to the tick (0: gone). A queue taken to
-        nothing is gone until a hashed few ticks later or an addition, whichever
-        comes first."""
+    def _evolve(
+        self, epoch: _Epoch, start: int, mean: float, printed: list[tuple[int, float]]
+    ) -> int:
+        """The queue of ``epoch`` (first tick ``start``, mean ``mean`` lots) after its
+        events and the ``printed`` ``(seq, quantity)`` up to the tick (0: gone). A
+        queue taken to nothing is gone until a hashed few ticks later or an
+        addition, whichever comes first."""
         seq = self._tick.seq
-        x, lots, start, events = epoch[0], epoch[1], epoch[6], epoch[7]
-        merged = [event for event in events if event[0] <= seq]
+        x, lots = epoch[0], epoch[1]
+        merged = [event for event in _events(x, start) if event[0] <= seq]
         qty_scale = self._spec.qty_scale
         merged.extend((at, 0, round(taken * qty_scale)) for at, taken in printed if at >= start)
         merged.sort()
@@ -374,13 +376,15 @@ class _Builder:
         return 0 if refill >= 0 else (lots if lots > 1 else 1)
 
 
-_Epoch = tuple[int, int, int, int, int, int, int, list[tuple[int, int, float]]]
+_Epoch = tuple[int, int, int, int, int, int]
 """A queue's epoch as drawn: (hash, lots, first event's tick, lots after it, second
-event's tick, lots after both, first tick, events by tick)."""
+event's tick, lots after both)."""
 _DRAWN: dict[tuple[int, int, float], _Epoch] = {}
 """Epochs already drawn, by (level hash, epoch, mean): a queue is redrawn only at
 its epoch's turn, so consecutive books share the work (a cache of a pure function)."""
-_DRAWN_CAPACITY = 65_536
+_DRAWN_CAPACITY = 16_384
+"""About 7 MB (some 450 bytes an epoch): every level of 100-level books of 40 symbols,
+twice over; a deeper book only redraws more often."""
 
 
 def _draw(key: int, epoch: int, start: int, mean: float) -> _Epoch:
@@ -392,16 +396,23 @@ def _draw(key: int, epoch: int, start: int, mean: float) -> _Epoch:
     x = _mix(key + epoch * _ODD)
     lots = round(mean * (0.7 + 0.6 * (x >> 52) * 2.0**-12))
     lots = lots if lots > 1 else 1
-    events = sorted(
-        (start + (bits & 0xFFF) % REFRESH_TICKS, 1 if bits & 0x40000 else -1,
-         0.15 + 0.35 * ((bits >> 12) & 0x3F) / 64)
-        for bits in (x, x >> 19)
-    )  # fmt: skip
+    events = _events(x, start)
     path = [lots]
     for _, kind, amount in events:
         path.append(path[-1] + (round(mean * amount) if kind > 0 else -round(path[-1] * amount)))
     (first, _, _), (second, _, _) = events
-    return (x, lots, first, path[1], second, path[2], start, events)
+    return (x, lots, first, path[1], second, path[2])
+
+
+def _events(x: int, start: int) -> list[tuple[int, int, float]]:
+    """The epoch's two events by tick, drawn from bits 0–37 of its hash ``x``:
+    ``(tick, kind, size)``, kind 1 an addition of ``size × mean``, −1 a
+    cancellation of ``size`` of the queue."""
+    return sorted(
+        (start + (bits & 0xFFF) % REFRESH_TICKS, 1 if bits & 0x40000 else -1,
+         0.15 + 0.35 * ((bits >> 12) & 0x3F) / 64)
+        for bits in (x, x >> 19)
+    )  # fmt: skip
 
 
 def _refilled(x: int, at: int, mean: float) -> int:
