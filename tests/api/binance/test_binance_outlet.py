@@ -192,8 +192,11 @@ async def test_a_client_that_stops_reading_is_closed_and_frees_its_slot(key: str
         with trio.fail_after(20):
             async with binance_client(service, path, receive_buffer=1024) as stuck:
                 await wait_for(lambda: streams.active == 1)
+                opened = trio.current_time()
                 assert subscribers(await metrics(service), key) == 1
                 await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
+                # Its writes blocked after it opened: not closed before the timeout.
+                assert trio.current_time() - opened >= SLOW_AFTER
                 # What the kernel held is still readable; then the close (or the reset
                 # of a connection whose frame was cut).
                 with pytest.raises(ConnectionClosed) as closed:
