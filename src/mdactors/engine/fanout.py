@@ -144,7 +144,8 @@ class FastStream(Member, Protocol):
     fan-out sets it when it releases the stream."""
     try_write: Callable[[bytes], int]
     """Write without blocking, as ``send`` on a non-blocking socket does: the number of
-    bytes taken; ``BlockingIOError`` when it would block, another ``OSError`` once closed."""
+    bytes taken (``0`` or ``BlockingIOError`` when it would block, another ``OSError``
+    once closed)."""
 
     def rendering(self) -> Hashable:
         """A key equal for the streams that :meth:`render` the same bytes for the same

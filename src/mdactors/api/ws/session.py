@@ -116,13 +116,13 @@ class SendGate:
         self._held = True
 
     async def acquire(self) -> None:
-        """Take the gate, waiting while it is held (a checkpoint either way)."""
+        """Take the gate, waiting while it is held (a cancellation point, a schedule
+        point only when it waits: the write that follows is one)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._held:
             await self._lot.park()
         self._on_acquire()
         self._held = True
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def release(self) -> None:
         """Give the gate back (to the next waiter, if any)."""
@@ -431,8 +431,14 @@ class OutboxSession:
             await self.ws._stream.send_all(view)
             self.half_written = False
             return
+        # Tried at once (no schedule point when the kernel takes it all, as on the fast
+        # path); waits only while the socket is full.
         while view:
-            sent = await sock.send(view)
+            try:
+                sent = self.try_write(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                continue
             view = view[sent:]
             self.half_written = bool(view)
 
