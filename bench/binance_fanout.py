@@ -10,7 +10,8 @@ does; with ``--futures``, USD-M's ``/fstream?streams=<s>@depth@100ms/<s>@markPri
 over the perpetual BTC/USD-PERP), lets them settle, then counts every message received during the
 window. Server CPU is read from ``/proc/<pid>/stat`` over the same window, so
 µs/message is server CPU only (the clients run in this process). Prints one
-JSON object.
+JSON object, with the machine's load average at the window's start and end
+(the numbers are only comparable at a similar load).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import trio
 from trio_websocket import open_websocket_url
 
-from bench.machine import cpu_seconds
+from bench.machine import cpu_seconds, load_average
 from bench.servers import start_mdactors
 
 SETTLE_S = 2.0
@@ -64,6 +65,7 @@ async def measure(
             for ready in readies:
                 await ready.wait()
         await trio.sleep(SETTLE_S)
+        load_start = load_average()
         start_counts, start_cpu, start_wall = sum(counts), cpu_seconds(pid), time.monotonic()
         await trio.sleep(seconds)
         messages = sum(counts) - start_counts
@@ -80,6 +82,7 @@ async def measure(
         "server_cpu_percent": round(100 * cpu / wall, 1),
         "server_cpu_us_per_message": round(cpu / messages * 1e6, 2) if messages else None,
         "min_per_subscriber": min(counts),
+        "load_average": {"start": load_start, "end": load_average()},
     }
 
 

@@ -12,8 +12,9 @@ it (multiples of :func:`grid_step` ticks). A queue is a pure function of
   the depth ``k`` (grid steps from where the touch would be at the narrowest
   spread) the price had *at the epoch's first tick*, so a queue does not
   change size because the mid moved;
-- :data:`EVENTS` additions or cancellations per epoch at hashed ticks, sized
-  in proportion to the queue's mean (so larger with depth);
+- two additions or cancellations per epoch at hashed ticks, an addition
+  sized in proportion to the queue's mean (so larger with depth), a
+  cancellation to the queue;
 - the prints at that price on that side since the epoch began (each tick's
   print trades at its touch, :func:`~mdactors.domain.tick.trade_of`): a print
   takes its size out of the queue, and a queue taken to nothing is gone until
@@ -48,7 +49,6 @@ from mdactors.domain.tick import BUY, SELL, Tick, taker_side
 
 __all__ = [
     "DEPTH_REGIMES",
-    "EVENTS",
     "REFRESH_TICKS",
     "REGIME_BLOCK",
     "WINDOW",
@@ -64,8 +64,6 @@ Level = tuple[float, float]
 
 REFRESH_TICKS = 96
 """Every queue is redrawn once per this many ticks (its phase hashed from its price)."""
-EVENTS = 2
-"""Additions or cancellations per queue and epoch, at hashed ticks of the epoch."""
 REGIME_BLOCK = 32
 """The depth regime of the ticks of one block is read from the block before."""
 WINDOW = REFRESH_TICKS
@@ -108,6 +106,8 @@ _GROWTH_PER_LEVEL = 0.35
 """Mean size at depth ``k`` (0 = touch) is ``touch × (1 + 0.35 k)``."""
 _REFILL_TICKS = (2, 9)
 """A queue taken to nothing comes back after this many ticks (hashed, both ends included)."""
+_LAZY_DEPTH = 8
+"""Up to this depth a book computes the epochs' depth references only as its levels ask."""
 _REACH_CELL = 4
 """Grid steps per cell of the bound on a queue's depth (see :class:`DepthRegime`)."""
 _MEAN_ABS = math.sqrt(2.0 / math.pi)
@@ -261,6 +261,8 @@ class _Builder:
 
     def book(self, depth: int) -> OrderBook:
         tick, step = self._tick, self._step
+        if depth > _LAZY_DEPTH:
+            self._fill_refs()
         scale = self._spec.price_scale
         symbol = _symbol_hash(self._spec.key)
         bid_ticks, ask_ticks = round(tick.bid * scale), round(tick.ask * scale)
@@ -273,9 +275,7 @@ class _Builder:
     ) -> list[Level]:
         """The touch at ``touch`` ticks, then grid indexes ``top``, ``top ± 1``…
         (``direction``: −1 bids, 1 asks), the regime's ``pulled`` first ones empty,
-        skipping queues that are gone. A queue's 64-bit hash of (level, epoch)
-        draws it: 12 bits its jitter, then per event 12 bits its tick, 6 its size
-        and 1 its kind (addition or cancellation)."""
+        skipping queues that are gone (the module docstring tells what sizes one)."""
         levels: list[Level] = []
         scale, qty_scale, step = self._spec.price_scale, self._spec.qty_scale, self._step
         seq, refs, takes = self._tick.seq, self._refs[side], self._takes[side]
@@ -303,7 +303,7 @@ class _Builder:
             quoted = price / scale
             printed = takes.get(quoted)
             if printed is not None:
-                lots = self._evolve(epoch, mean, printed)
+                lots = self._evolve(epoch, seq - age, mean, printed)
             else:
                 # No print: the drawn queue, then its events so far (none empties it).
                 lots, first, after_first, second, after_second = epoch[1:6]
@@ -317,6 +317,20 @@ class _Builder:
             index += direction
         return levels
 
+    def _fill_refs(self) -> None:
+        """Every age's :meth:`_ref` at once, in one sweep down the window (a deep book
+        asks for nearly all of them)."""
+        ticks, newest = self._ticks, self._tick.seq
+        bid_bound, ask_bound = self._bounds
+        bids, asks = self._refs
+        position = len(ticks) - 1
+        for age in range(REFRESH_TICKS):
+            while position > 0 and ticks[position].seq > newest - age:
+                position -= 1
+            calm_bid, calm_ask = _calm_place(self._spec, ticks[position])
+            bids[age] = calm_bid if calm_bid < bid_bound else bid_bound
+            asks[age] = calm_ask if calm_ask > ask_bound else ask_bound
+
     def _ref(self, side: int, age: int) -> float:
         """Where depth is counted from (ticks) for an epoch that began ``age`` ticks
         ago: where the touch of ``side`` would be at the narrowest spread at the
@@ -329,13 +343,16 @@ class _Builder:
         self._refs[side][age] = ref
         return ref
 
-    def _evolve(self, epoch: _Epoch, mean: float, printed: list[tuple[int, float]]) -> int:
-        """The queue of ``epoch`` (of mean ``mean``) after its events and the
-        ``printed`` lots up to the tick (0: gone). A queue taken to nothing is gone
-        until a hashed few ticks later or an addition, whichever comes first."""
+    def _evolve(
+        self, epoch: _Epoch, start: int, mean: float, printed: list[tuple[int, float]]
+    ) -> int:
+        """The queue of ``epoch`` (first tick ``start``, mean ``mean`` lots) after its
+        events and the ``printed`` ``(seq, quantity)`` up to the tick (0: gone). A
+        queue taken to nothing is gone until a hashed few ticks later or an
+        addition, whichever comes first."""
         seq = self._tick.seq
-        x, lots, start, events = epoch[0], epoch[1], epoch[6], epoch[7]
-        merged = [event for event in events if event[0] <= seq]
+        x, lots = epoch[0], epoch[1]
+        merged = [event for event in _events(x, start) if event[0] <= seq]
         qty_scale = self._spec.qty_scale
         merged.extend((at, 0, round(taken * qty_scale)) for at, taken in printed if at >= start)
         merged.sort()
@@ -359,13 +376,15 @@ class _Builder:
         return 0 if refill >= 0 else (lots if lots > 1 else 1)
 
 
-_Epoch = tuple[int, int, int, int, int, int, int, list[tuple[int, int, float]]]
+_Epoch = tuple[int, int, int, int, int, int]
 """A queue's epoch as drawn: (hash, lots, first event's tick, lots after it, second
-event's tick, lots after both, first tick, events by tick)."""
+event's tick, lots after both)."""
 _DRAWN: dict[tuple[int, int, float], _Epoch] = {}
 """Epochs already drawn, by (level hash, epoch, mean): a queue is redrawn only at
 its epoch's turn, so consecutive books share the work (a cache of a pure function)."""
-_DRAWN_CAPACITY = 65_536
+_DRAWN_CAPACITY = 16_384
+"""About 7 MB (some 450 bytes an epoch): every level of 100-level books of 40 symbols,
+twice over; a deeper book only redraws more often."""
 
 
 def _draw(key: int, epoch: int, start: int, mean: float) -> _Epoch:
@@ -377,16 +396,23 @@ def _draw(key: int, epoch: int, start: int, mean: float) -> _Epoch:
     x = _mix(key + epoch * _ODD)
     lots = round(mean * (0.7 + 0.6 * (x >> 52) * 2.0**-12))
     lots = lots if lots > 1 else 1
-    events = sorted(
-        (start + (bits & 0xFFF) % REFRESH_TICKS, 1 if bits & 0x40000 else -1,
-         0.15 + 0.35 * ((bits >> 12) & 0x3F) / 64)
-        for bits in (x, x >> 19)
-    )  # fmt: skip
+    events = _events(x, start)
     path = [lots]
     for _, kind, amount in events:
         path.append(path[-1] + (round(mean * amount) if kind > 0 else -round(path[-1] * amount)))
     (first, _, _), (second, _, _) = events
-    return (x, lots, first, path[1], second, path[2], start, events)
+    return (x, lots, first, path[1], second, path[2])
+
+
+def _events(x: int, start: int) -> list[tuple[int, int, float]]:
+    """The epoch's two events by tick, drawn from bits 0–37 of its hash ``x``:
+    ``(tick, kind, size)``, kind 1 an addition of ``size × mean``, −1 a
+    cancellation of ``size`` of the queue."""
+    return sorted(
+        (start + (bits & 0xFFF) % REFRESH_TICKS, 1 if bits & 0x40000 else -1,
+         0.15 + 0.35 * ((bits >> 12) & 0x3F) / 64)
+        for bits in (x, x >> 19)
+    )  # fmt: skip
 
 
 def _refilled(x: int, at: int, mean: float) -> int:

@@ -192,8 +192,11 @@ async def test_a_client_that_stops_reading_is_closed_and_frees_its_slot(key: str
         with trio.fail_after(20):
             async with binance_client(service, path, receive_buffer=1024) as stuck:
                 await wait_for(lambda: streams.active == 1)
+                opened = trio.current_time()
                 assert subscribers(await metrics(service), key) == 1
                 await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
+                # Its writes blocked after it opened: not closed before the timeout.
+                assert trio.current_time() - opened >= SLOW_AFTER
                 # What the kernel held is still readable; then the close (or the reset
                 # of a connection whose frame was cut).
                 with pytest.raises(ConnectionClosed) as closed:
@@ -250,3 +253,17 @@ async def test_a_client_that_keeps_reading_is_not_disconnected(key: str, path: s
         samples = await metrics(service)
         assert dropped(samples, key, "disconnected") == 0
         assert latency_count(samples) > 0
+
+
+@SURFACES
+async def test_the_drain_closes_fast_sessions_with_going_away(key: str, path: str) -> None:
+    """A session parked on the fast path waits on no Subscription: the drain's 1001
+    reaches it all the same (the service's own Binance streams, as in production)."""
+    async with running_service() as service, binance_client(service, path) as ws:
+        await read_until(ws, lambda e: len(depth_ids(e)) >= 3)
+        service.context.lifecycle.begin_drain()
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+            while True:
+                await ws.get_message()
+        assert closed.value.reason.code == 1001
+        assert closed.value.reason.reason == "server shutting down"

@@ -32,6 +32,9 @@ SMALL_WINDOW = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024
 #: The stream must end this soon after the client stops reading: the timeout,
 #: plus the few ticks that fill the window, plus slack for a loaded machine.
 ENDED_WITHIN = SLOW_AFTER + 2.0
+#: Ticks (5 ms apart) published between the stream's end and the test seeing it:
+#: its 10 ms poll, and 200 ms more for a loaded machine.
+UNSEEN_AFTER_END = 42
 
 
 class Reader:
@@ -111,15 +114,19 @@ async def test_a_grpcio_client_that_stops_reading_is_ended_and_frees_its_slot() 
             channel.close()
 
         samples = await metrics(service)
-        assert dropped(samples, "conflated") >= 1
-        # The ticks of the write it never took and those published until the end:
-        # all after the last it got, less those published since the end (a 10 ms poll).
+        conflated = dropped(samples, "conflated")
         lost = dropped(samples, "disconnected")
-        after_last = published - reader.sequences[-1]
-        assert after_last / 2 <= lost <= after_last, (lost, after_last)
         observed = samples[
             ("market_data_publication_latency_seconds_count", (("client_type", "grpc"),))
         ]
-        # Once per delivered message: every one the client got, the first (the
-        # current state, sent at once) included; none of the write it never took.
-        assert observed == len(reader.sequences)
+        assert conflated >= 1 and lost >= 1
+        # Latency once per delivered message, none for one the client never got.
+        # A write cut at the timeout is lost as a whole (Outlet.write), even a
+        # message of it that got out: the client may hold more than was observed.
+        assert observed <= len(reader.sequences)
+        # Every tick from the first update (the current state) on is counted once:
+        # delivered, conflated or lost; only those published after the end (the
+        # test polls every 10 ms) are in none.
+        since_first = published - reader.sequences[0] + 1
+        accounted = observed + conflated + lost
+        assert since_first - UNSEEN_AFTER_END <= accounted <= since_first, (accounted, since_first)

@@ -6,6 +6,10 @@ they read the perpetuals' :class:`~mdactors.engine.binance_feed.SymbolFeed`
 Topics (ticks, depth, klines: the same machinery as spot) and the
 :class:`~mdactors.engine.futures_feed.FuturesFeed` Topic (mark prices and
 liquidations, once a second), and render them with :class:`FuturesEncoder`.
+A caught-up session of ``<s>@depth@100ms`` and ``<s>@markPrice@1s`` follows
+both Topics and is on the fast path of both: each Topic's fan-out writes its
+own events, encoded once per event and rendering (a futures session never
+shares a rendering with a spot one: same stream names, other events).
 
 Depth events carry ``pu``, the previous event's ``u``: each diff takes the
 book of update ``pu`` (and of any update up to ``u``) to the book of ``u``,

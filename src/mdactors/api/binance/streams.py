@@ -11,13 +11,35 @@ perpetuals, on ``/fws/<stream>`` and ``/fstream?streams=a/b`` (see
 
 Each connection is a :class:`BinanceSession`
 (an :class:`~mdactors.api.ws.session.OutboxSession`): a reader applying control
-messages and a writer sending, one event per frame, what the subscribed
-symbols' :class:`~mdactors.engine.binance_feed.SymbolFeed` Topics publish.
-Every event is encoded once and its bytes cached on the event (``wire``)
-for all sessions. A session behind its Topics loses the oldest events
-(conflation: a depth gap it can detect); behind for longer than
-``SLOW_CONSUMER_TIMEOUT`` it is closed with 1008, and one send blocked that
-long resets its TCP connection.
+messages, and the subscribed symbols' :class:`~mdactors.engine.binance_feed.SymbolFeed`
+Topics (and, for futures, the :class:`~mdactors.engine.futures_feed.FuturesFeed`'s)
+sent one event per frame, on the engine's stream outlet
+(:mod:`mdactors.engine.outlet`) like every WebSocket session:
+
+- caught up, the session's writer parks and the fan-out of each Topic it
+  follows (a :class:`~mdactors.engine.fanout.StreamFanOut` of
+  :attr:`BinanceStreams.broadcasts`) writes that Topic's events: rendered
+  once per event and *rendering* (venue, raw or combined wrapping, the
+  streams in order: :meth:`BinanceSession.rendering`) and written to every
+  session of that rendering with a non-blocking ``send``. Each event's bytes
+  are also encoded once per stream for all renderings and cached on the
+  event (``wire``);
+- a session whose write would block goes back to its writer task, which takes
+  at most ``MAX_EVENTS_PER_TOPIC`` events of a Topic at once (the older ones
+  dropped, ``conflated``: a depth gap the client can detect) and hands each
+  blocking write to the outlet: not done within ``SLOW_CONSUMER_TIMEOUT``, the
+  session is closed with 1008 (its TCP connection reset when the frame was
+  cut), what it will not get counted ``disconnected``;
+- publication latency is observed once per delivered event (from the tick's
+  stamp, or the event's ``E``).
+
+What Binance supplies to the outlet is its own part only: the events of a
+batch (:meth:`BinanceSession._updates`, ~20 lines with the ``wire`` cache),
+which sessions share them (``rendering``, 4 lines), ``broadcast`` and
+``broadcast_topics`` (any number of Topics: each event is a frame of its
+own), and its sessions' host (:class:`BinanceStreams`: the fan-outs and the
+nursery they run in, ~8 lines). The non-blocking write, the blocking write
+and the 1008/reset are the WebSocket session's.
 """
 
 from __future__ import annotations
@@ -289,7 +311,9 @@ class BinanceSession(OutboxSession):
         state = self.state
         return (state.venue.name, state.combined, tuple(state.streams))
 
-    def _updates(self, key: str, items: list[FeedItem], messages: list[bytes]) -> int:
+    def _updates(self, key: str, items: list[FeedItem], messages: list[bytes]) -> None:
+        """One message per event ``key``'s ``items`` carry for each followed stream,
+        wrapped as ``{"stream", "data"}`` on a combined connection."""
         specs = self.state.by_key.get(key, ())
         combined_mode = self.state.combined
         for item in items:
@@ -297,7 +321,6 @@ class BinanceSession(OutboxSession):
                 data = self._render(spec, item)
                 if data is not None:
                     messages.append(combined(spec.name, data) if combined_mode else data)
-        return 0
 
     # ------------------------------------------------------------------ encodings
 

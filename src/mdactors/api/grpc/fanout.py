@@ -99,7 +99,8 @@ class PriceStream:
 
     def try_write(self, data: bytes) -> int:
         """Queue ``data`` on the HTTP/2 stream if the window takes it whole: ``len(data)``,
-        else ``0`` (the pass hands the bytes to the kernel, see :class:`PriceFanOut`)."""
+        else ``0``, which the pass takes as "would block" (it then hands the queued
+        bytes to the kernel, see :class:`PriceFanOut`)."""
         try:
             return len(data) if self.lane.try_send(data) else 0
         except Exception:  # one call's bug must not end every stream: its task takes over
