@@ -239,6 +239,7 @@ async def test_a_client_that_reads_slowly_loses_the_oldest_events_and_stays(
         assert latency_count(samples) > 0
 
 
+@pytest.mark.slow
 @SURFACES
 async def test_a_client_that_keeps_reading_is_not_disconnected(key: str, path: str) -> None:
     # Twice the timeout of the other tests: a loaded machine's stall must not look slow.
