@@ -428,6 +428,8 @@ class RawGrpc:
         )
         self.messages: list[bytes] = []
         self.trailers: dict[str, str] = {}
+        self.resets: list[int] = []
+        """Streams the server reset (RST_STREAM), in order."""
         self.unacked = 0
         self._buffer = b""
 
@@ -472,6 +474,8 @@ class RawGrpc:
                         break
                     self.messages.append(self._buffer[5 : 5 + size])
                     self._buffer = self._buffer[5 + size :]
+            elif isinstance(event, h2.events.StreamReset):
+                self.resets.append(event.stream_id)
             elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
                 headers = dict(event.headers)
                 if "grpc-status" in headers:
@@ -483,6 +487,11 @@ class RawGrpc:
         while len(self.messages) < count:
             if self.trailers:
                 raise AssertionError(f"call ended early: {self.status()}")
+            await self._read()
+
+    async def wait_reset(self, stream_id: int) -> None:
+        """Read until the server resets ``stream_id``."""
+        while stream_id not in self.resets:
             await self._read()
 
     async def wait_trailers(self) -> tuple[int, str]:

@@ -18,7 +18,7 @@ from mdactors._proto import marketdata_pb2 as pb
 from mdactors.api.connect.grpc_web import frame
 from mdactors.api.connect.protocol import envelope
 from mdactors.app import Service
-from tests.conftest import read_events, running_service, wait_for
+from tests.conftest import RawGrpc, read_events, running_service, wait_for
 
 SLOW_AFTER = 1.0
 #: Fast ticks so a client that does not read fills the socket buffers in well under a second.
@@ -90,6 +90,34 @@ async def test_stream_whose_client_stops_reading_is_disconnected_and_frees_its_s
         registry = service.context.metrics.registry
         count = registry.get_sample_value(
             "market_data_publication_latency_seconds_count", {"client_type": client_type}
+        )
+        assert count is not None and count > 0
+
+
+async def test_http_port_grpc_stream_whose_client_stops_reading_is_ended_and_frees_its_slot() -> (
+    None
+):
+    # gRPC over h2c on the HTTP port: the client's HTTP/2 window (1 KiB) is never
+    # reopened, so the server's writes wait on flow control rather than on the socket.
+    async with running_service(STUCK_ENV) as service:
+        streams = service.context.streams
+        request = pb.StreamPricesRequest(symbols=["BTC/USD", "ETH/USD"]).SerializeToString()
+        with trio.fail_after(20):
+            client = await RawGrpc.connect(service.ports["http"], window=1024)
+            async with client.stream:
+                stuck = await client.start("/marketdata.MarketDataService/StreamPrices", request)
+                await wait_for(lambda: streams.active == 1)
+                await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
+                # Only that stream was ended (RST_STREAM): the connection still serves.
+                await client.wait_reset(stuck)
+                get = pb.GetPriceRequest(symbol="BTC/USD").SerializeToString()
+                await client.start("/marketdata.MarketDataService/GetPrice", get)
+                assert (await client.wait_trailers())[0] == 0
+        assert streams.subscribers[("BTC/USD", "grpc-http")] == 0
+        assert lost(service, "grpc-http") > 0
+        registry = service.context.metrics.registry
+        count = registry.get_sample_value(
+            "market_data_publication_latency_seconds_count", {"client_type": "grpc-http"}
         )
         assert count is not None and count > 0
 
