@@ -30,6 +30,7 @@ import httpx
 import pytest
 import redis
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
 from mdactors._proto import marketdata_pb2_grpc as pb_grpc
@@ -610,3 +611,18 @@ async def reply_to(ws: WebSocketConnection, request_id: object) -> dict[str, Any
 
 async def send(ws: WebSocketConnection, method: str, params: list[Any], request_id: object) -> None:
     await ws.send_message(json.dumps({"method": method, "params": params, "id": request_id}))
+
+
+MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""``/metrics`` samples by name and sorted labels."""
+
+
+async def metric_samples(service: Service) -> MetricSamples:
+    """Every sample of the service's ``/metrics``, by name and labels."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ports['http']}") as http:
+        text = (await http.get("/metrics")).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -18,17 +18,15 @@ from contextlib import asynccontextmanager
 from itertools import pairwise
 from typing import Any
 
-import httpx
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from mdactors.api.binance.protocol import FUTURES_KEY
 from mdactors.api.binance.streams import MAX_EVENTS_PER_TOPIC, BinanceStreams
 from mdactors.api.ws.server import WsServer
 from mdactors.app import Service
-from tests.conftest import receive, reply_to, running_service, send, wait_for
+from tests.conftest import metric_samples, receive, reply_to, running_service, send, wait_for
 
 pytestmark = pytest.mark.timeout(45)
 
@@ -81,17 +79,6 @@ async def binance_client(
         finally:
             await stream.aclose()
             nursery.cancel_scope.cancel()
-
-
-async def metrics(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the service's ``/metrics``, by name and labels."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ports['http']}") as http:
-        text = (await http.get("/metrics")).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def dropped(samples: dict[Any, float], key: str, reason: str) -> float:
@@ -193,7 +180,7 @@ async def test_a_client_that_stops_reading_is_closed_and_frees_its_slot(key: str
             async with binance_client(service, path, receive_buffer=1024) as stuck:
                 await wait_for(lambda: streams.active == 1)
                 opened = trio.current_time()
-                assert subscribers(await metrics(service), key) == 1
+                assert subscribers(await metric_samples(service), key) == 1
                 await wait_for(lambda: streams.active == 0, within=RELEASED_WITHIN)
                 # Its writes blocked after it opened: not closed before the timeout.
                 assert trio.current_time() - opened >= SLOW_AFTER
@@ -205,7 +192,7 @@ async def test_a_client_that_stops_reading_is_closed_and_frees_its_slot(key: str
                 assert closed.value.reason.code in (1006, 1008)
         assert not binance.sessions
         assert all(not fan_out.members for fan_out in binance.broadcasts.by_key.values())
-        samples = await metrics(service)
+        samples = await metric_samples(service)
         assert subscribers(samples, key) == 0
         assert dropped(samples, key, "disconnected") > 0
         assert latency_count(samples) > 0, "what went out before the buffers filled"
@@ -233,7 +220,7 @@ async def test_a_client_that_reads_slowly_loses_the_oldest_events_and_stays(
             assert all(after[0] > before[1] for before, after in pairwise(ids)), "in order"
             assert not contiguous(ids), "the gap a client resyncs on"
             assert streams.active == 1, "a slow write that completed keeps the session"
-        samples = await metrics(service)
+        samples = await metric_samples(service)
         assert dropped(samples, key, "conflated") > 0
         assert dropped(samples, key, "disconnected") == 0
         assert latency_count(samples) > 0
@@ -251,7 +238,7 @@ async def test_a_client_that_keeps_reading_is_not_disconnected(key: str, path: s
                 await read_until(reader, lambda _: False, within=60)
             assert streams.active == 1
             assert binance.broadcasts.by_key[key].writes > 0, "served by the fast path"
-        samples = await metrics(service)
+        samples = await metric_samples(service)
         assert dropped(samples, key, "disconnected") == 0
         assert latency_count(samples) > 0
 

@@ -13,14 +13,11 @@ import threading
 import time
 
 import grpc
-import httpx
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from mdactors._proto import marketdata_pb2 as pb
-from mdactors.app import Service
-from tests.conftest import BTC, call, running_service, stub, wait_for
+from tests.conftest import BTC, call, metric_samples, running_service, stub, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -54,17 +51,6 @@ class Reader:
                 self.reading.wait()
         except grpc.RpcError as error:
             self.error = error
-
-
-async def metrics(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the service's ``/metrics``, by name and labels."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ports['http']}") as http:
-        text = (await http.get("/metrics")).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def dropped(samples: dict, reason: str) -> float:
@@ -113,7 +99,7 @@ async def test_a_grpcio_client_that_stops_reading_is_ended_and_frees_its_slot() 
         finally:
             channel.close()
 
-        samples = await metrics(service)
+        samples = await metric_samples(service)
         conflated = dropped(samples, "conflated")
         lost = dropped(samples, "disconnected")
         observed = samples[

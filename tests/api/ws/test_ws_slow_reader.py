@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed
 
 from mdactors.app import Service
-from tests.conftest import running_service, small_window_client, unwrap, wait_for
+from tests.conftest import (
+    MetricSamples,
+    metric_samples,
+    running_service,
+    small_window_client,
+    unwrap,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,15 +37,12 @@ ENV = {
 ENDED_WITHIN = SLOW_AFTER + 4.0
 
 
-async def ws_samples(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def ws_samples(service: Service) -> MetricSamples:
     """The service's ``/metrics`` samples labelled ``client_type="ws"`` (or unlabelled)."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ports['http']}") as http:
-        text = (await http.get("/metrics")).text
     return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.labels.get("client_type", "ws") == "ws"
+        key: value
+        for key, value in (await metric_samples(service)).items()
+        if dict(key[1]).get("client_type", "ws") == "ws"
     }
 
 
