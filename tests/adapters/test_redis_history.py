@@ -6,6 +6,7 @@ free port, so tests never share state or touch the machine's Redis.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
@@ -181,6 +182,22 @@ async def test_restart_with_another_seed_continues_the_stored_minutes(
     # The second run's own history runs into the first run's stored minutes without a jump.
     before, stored = around[4], around[5]
     assert before.close == stored.open
+
+
+async def test_unreadable_or_absurd_stored_minutes_do_not_stop_the_start(
+    redis_server: RedisServer,
+) -> None:
+    env = redis_env(redis_server.url)
+    client = redis_server.client()
+    minute = (time.time_ns() // 1_000_000 - 3_600_000) // 60_000 * 60_000
+    key = f"market_data:candles:{KEY}:1m"
+    client.zadd(key, {json.dumps([minute, 0, 0, 0, 0, 1, 1]): minute})  # a zero price
+    service = build_service(load_settings(environ={**TEST_ENV, **env}, dotenv=None))
+    closes = service.context.recorder.day_closes(KEY, 1_440)
+    assert all(close > 0 for close in closes)
+    client.zadd(key, {"not a candle": minute + 60_000})
+    again = build_service(load_settings(environ={**TEST_ENV, **env}, dotenv=None))
+    assert len(again.context.recorder.day_closes(KEY, 1_440)) > 1_000
 
 
 async def test_killed_redis_degrades_then_backlog_is_flushed(redis_server: RedisServer) -> None:

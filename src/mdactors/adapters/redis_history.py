@@ -256,7 +256,8 @@ class RedisHistory:
     def stored_minutes(self, symbols: Iterable[str], since_ms: int) -> dict[str, list[Candle]]:
         """Per symbol, the one-minute candles stored from ``since_ms`` on, oldest first
         (blocking, like :meth:`warm_start`: for the start-up backfill to continue them).
-        Redis unreachable or refusing → ``{}``, the store degraded."""
+        Redis unreachable or refusing → ``{}``, the store degraded; a stored member
+        that does not decode → ``{}`` too (logged)."""
         if not self.up:
             return {}
         limit = max(0, (time.time_ns() // 1_000_000 - since_ms) // 60_000 + 2)
@@ -267,6 +268,12 @@ class RedisHistory:
             }
         except FAILURES as error:
             self._failed(error)
+            return {}
+        except (ValueError, TypeError) as error:  # a member that is not one of our candles
+            log.warning(
+                "stored candles unreadable: the backfill draws its own path",
+                extra={"event": "history_stored_candles_unreadable", "error": str(error)[:200]},
+            )
             return {}
         return {symbol: candles for symbol, candles in found.items() if candles}
 

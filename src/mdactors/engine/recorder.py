@@ -10,6 +10,7 @@ tick arrives.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -39,6 +40,12 @@ _MINUTE_MS = 60_000
 _DAY_MS = _DAY_MINUTES * _MINUTE_MS
 _SUBSTEPS = 6
 """Model steps per backfilled minute (their count is each minute's ``trades``)."""
+
+
+def _usable(candle: Candle) -> bool:
+    """Whether a stored candle can anchor the backfill (closed, prices finite and positive)."""
+    prices = (candle.open, candle.high, candle.low, candle.close)
+    return candle.closed and all(math.isfinite(p) and p > 0 for p in prices)
 
 
 class Recorder:
@@ -127,7 +134,7 @@ class Recorder:
         key, spec, model = actor.spec.key, actor.spec, actor.model
         rng = self.market.rng(key, "backfill")
         start_ms = end_ms - minutes * _MINUTE_MS
-        held = [c for c in stored if start_ms <= c.start_ms < end_ms and c.closed]
+        held = [c for c in stored if start_ms <= c.start_ms < end_ms and _usable(c)]
         if not held:
             factor = self.market.factor("backfill")
             return minute_history(
